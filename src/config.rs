@@ -1,0 +1,650 @@
+//! Configuration: which variables we read, how their values are spelled, and
+//! what is valid. Pure code: it sees the environment only through a lookup
+//! function, so it is unit-tested and fuzzed without `LD_PRELOAD`.
+
+use serde::Deserialize;
+use std::fmt::Write as _;
+
+/// Kernel limits for the keepalive timers (`MAX_TCP_KEEP*` in include/net/tcp.h).
+pub const MAX_KEEPIDLE_SECS: u32 = 32767;
+pub const MAX_KEEPINTVL_SECS: u32 = 32767;
+pub const MAX_KEEPCNT: u32 = 127;
+/// `TCP_USER_TIMEOUT` takes a non-negative C int of milliseconds.
+pub const MAX_USER_TIMEOUT_MS: u32 = i32::MAX as u32;
+
+/// Every variable the library reads, in the order diagnostics are printed.
+/// Only these are ever looked up; nothing else in the environment matters.
+pub const VARIABLE_NAMES: [&str; 16] = [
+    "KEEPALIVE",
+    "DD_USE_KEEPALIVE",
+    "KEEPIDLE",
+    "TCP_KEEPIDLE",
+    "DD_TCP_KEEPALIVE_TIME",
+    "KEEPINTVL",
+    "TCP_KEEPINTVL",
+    "DD_TCP_KEEPALIVE_INTVL",
+    "KEEPCNT",
+    "TCP_KEEPCNT",
+    "DD_TCP_KEEPALIVE_PROBES",
+    "KEEPALIVE_USER_TIMEOUT",
+    "TCP_USER_TIMEOUT",
+    "KEEPALIVE_DEBUG",
+    "LIBKEEPALIVE_DEBUG",
+    "DD_DEBUG",
+];
+
+/// `TCP_USER_TIMEOUT` as configured: a fixed value, or derived from the
+/// effective keepalive timers once the kernel defaults are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserTimeout {
+    Millis(u32),
+    Auto,
+}
+
+/// The validated configuration. `None` means "not configured: the kernel
+/// default applies".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub enabled: bool,
+    pub debug: bool,
+    pub idle_secs: Option<u32>,
+    pub interval_secs: Option<u32>,
+    pub count: Option<u32>,
+    pub user_timeout: Option<UserTimeout>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            enabled: true,
+            debug: false,
+            idle_secs: None,
+            interval_secs: None,
+            count: None,
+            user_timeout: None,
+        }
+    }
+}
+
+/// The environment as envy sees it: one optional string per variable name
+/// (envy lower-cases names before matching fields). Values are validated
+/// afterwards, one variable at a time, so one bad value never hides the rest.
+#[derive(Debug, Default, Deserialize)]
+struct RawEnvironment {
+    keepalive: Option<String>,
+    dd_use_keepalive: Option<String>,
+    keepidle: Option<String>,
+    tcp_keepidle: Option<String>,
+    dd_tcp_keepalive_time: Option<String>,
+    keepintvl: Option<String>,
+    tcp_keepintvl: Option<String>,
+    dd_tcp_keepalive_intvl: Option<String>,
+    keepcnt: Option<String>,
+    tcp_keepcnt: Option<String>,
+    dd_tcp_keepalive_probes: Option<String>,
+    keepalive_user_timeout: Option<String>,
+    tcp_user_timeout: Option<String>,
+    keepalive_debug: Option<String>,
+    libkeepalive_debug: Option<String>,
+    dd_debug: Option<String>,
+}
+
+/// How a number is written for one setting and what it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quantity {
+    /// Whole seconds; suffixes ms (if whole), s, m, h.
+    Seconds { max: u32 },
+    /// Milliseconds; suffixes ms, s, m, h; `auto` allowed.
+    Millis { max: u32 },
+    /// A plain count, no suffix.
+    Count { max: u32 },
+}
+
+impl Quantity {
+    fn describe(self) -> String {
+        match self {
+            Quantity::Seconds { max } => {
+                format!("whole seconds 1..{max} (a suffix ms, s, m or h is allowed)")
+            }
+            Quantity::Millis { max } => {
+                format!("milliseconds 0..{max} (a suffix ms, s, m or h is allowed) or auto")
+            }
+            Quantity::Count { max } => format!("a whole number 1..{max}"),
+        }
+    }
+}
+
+/// Parses `digits[suffix]` strictly: no sign, no spaces, no other base, no
+/// exponent. Returns the value in the quantity's own unit, or `None`.
+fn parse_quantity(text: &str, quantity: Quantity) -> Option<u32> {
+    let digits_end = text
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(digits_end);
+    if digits.is_empty() {
+        return None;
+    }
+    // Saturate instead of failing so that a huge number is reported as out of
+    // range rather than as a spelling mistake.
+    let number = digits.bytes().fold(0u64, |acc, b| {
+        acc.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    });
+    let millis_per_unit: u64 = match suffix {
+        "ms" => 1,
+        "s" | "" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    let (value, min, max) = match quantity {
+        Quantity::Count { max } => {
+            if !suffix.is_empty() {
+                return None;
+            }
+            (number, 1, max)
+        }
+        Quantity::Seconds { max } => {
+            let millis = number.saturating_mul(millis_per_unit);
+            if millis % 1000 != 0 {
+                return None;
+            }
+            (millis / 1000, 1, max)
+        }
+        Quantity::Millis { max } => {
+            // A bare number is already milliseconds, the kernel's unit.
+            let per_unit = if suffix.is_empty() {
+                1
+            } else {
+                millis_per_unit
+            };
+            (number.saturating_mul(per_unit), 0, max)
+        }
+    };
+    if value < min || value > u64::from(max) {
+        return None;
+    }
+    u32::try_from(value).ok()
+}
+
+/// A value shown in a diagnostic: escaped so it stays on one line, and cut
+/// short so a megabyte of garbage gives a readable message.
+pub fn quote_value(value: &str) -> String {
+    const SHOWN_CHARS: usize = 40;
+    let mut quoted = String::from("\"");
+    for (count, c) in value.chars().enumerate() {
+        if count == SHOWN_CHARS {
+            let _ = write!(quoted, "\"... ({} bytes)", value.len());
+            return quoted;
+        }
+        quoted.extend(c.escape_debug());
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// One variable that was set, by name, with its text.
+struct Spelling<'a> {
+    name: &'static str,
+    value: &'a str,
+}
+
+fn present<'a>(candidates: &[(&'static str, &'a Option<String>)]) -> Vec<Spelling<'a>> {
+    candidates
+        .iter()
+        .filter_map(|&(name, value)| value.as_deref().map(|value| Spelling { name, value }))
+        .collect()
+}
+
+/// Resolves one setting from all its spellings: each is parsed on its own
+/// (a bad one gets its own diagnostic and is ignored), and valid spellings
+/// that disagree are a conflict, which ignores the setting.
+fn resolve<T: Copy + PartialEq>(
+    spellings: &[Spelling<'_>],
+    valid: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    diagnostics: &mut Vec<String>,
+) -> Option<T> {
+    let mut chosen: Option<(&Spelling<'_>, T)> = None;
+    for spelling in spellings {
+        let Some(value) = parse(spelling.value) else {
+            diagnostics.push(format!(
+                "libkeepalive: {}={} is not valid: expected {}; ignoring it",
+                spelling.name,
+                quote_value(spelling.value),
+                valid
+            ));
+            continue;
+        };
+        match chosen {
+            None => chosen = Some((spelling, value)),
+            Some((first, first_value)) if first_value != value => {
+                diagnostics.push(format!(
+                    "libkeepalive: {}={} conflicts with {}={} (two names for one setting); \
+                     ignoring both",
+                    first.name,
+                    quote_value(first.value),
+                    spelling.name,
+                    quote_value(spelling.value)
+                ));
+                return None;
+            }
+            Some(_) => {}
+        }
+    }
+    chosen.map(|(_, value)| value)
+}
+
+fn parse_on_off(text: &str) -> Option<bool> {
+    match text {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_zero_one(text: &str) -> Option<bool> {
+    match text {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_user_timeout(text: &str) -> Option<UserTimeout> {
+    if text == "auto" {
+        return Some(UserTimeout::Auto);
+    }
+    parse_quantity(
+        text,
+        Quantity::Millis {
+            max: MAX_USER_TIMEOUT_MS,
+        },
+    )
+    .map(UserTimeout::Millis)
+}
+
+/// The result of reading the configuration: the settings to use, and one
+/// line per bad variable or conflict, to print once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub diagnostics: Vec<String>,
+}
+
+/// Reads our variables through `lookup` (which returns the raw bytes of a
+/// variable, or `None` when unset) and validates them.
+pub fn load(lookup: impl Fn(&str) -> Option<Vec<u8>>) -> Loaded {
+    let mut diagnostics = Vec::new();
+    let mut pairs = Vec::new();
+    for name in VARIABLE_NAMES {
+        let Some(bytes) = lookup(name) else { continue };
+        match String::from_utf8(bytes) {
+            Ok(text) => pairs.push((name.to_string(), text)),
+            Err(err) => diagnostics.push(format!(
+                "libkeepalive: {}={} is not valid: not UTF-8 text; ignoring it",
+                name,
+                quote_value(&String::from_utf8_lossy(err.as_bytes()))
+            )),
+        }
+    }
+    // Only strings reach envy, and every field is an optional string, so it
+    // cannot fail; an error would mean a field is missing for a name above.
+    let raw: RawEnvironment = envy::from_iter(pairs).unwrap_or_default();
+    let settings = validate(&raw, &mut diagnostics);
+    Loaded {
+        settings,
+        diagnostics,
+    }
+}
+
+fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> Settings {
+    let seconds = |max| {
+        let quantity = Quantity::Seconds { max };
+        (quantity.describe(), move |text: &str| {
+            parse_quantity(text, quantity)
+        })
+    };
+    let enabled = {
+        let mut enabled = resolve(
+            &present(&[("KEEPALIVE", &raw.keepalive)]),
+            "on or off",
+            parse_on_off,
+            diagnostics,
+        );
+        let dontdie = resolve(
+            &present(&[("DD_USE_KEEPALIVE", &raw.dd_use_keepalive)]),
+            "1 or 0",
+            parse_zero_one,
+            diagnostics,
+        );
+        // The two switches are spelled differently, so compare their meaning.
+        if let (Some(ours), Some(theirs)) = (enabled, dontdie) {
+            if ours != theirs {
+                diagnostics.push(format!(
+                    "libkeepalive: KEEPALIVE={} conflicts with DD_USE_KEEPALIVE={} \
+                     (two names for one setting); ignoring both",
+                    quote_value(raw.keepalive.as_deref().unwrap_or_default()),
+                    quote_value(raw.dd_use_keepalive.as_deref().unwrap_or_default())
+                ));
+                enabled = None;
+            }
+        } else if enabled.is_none() {
+            enabled = dontdie;
+        }
+        enabled.unwrap_or(true)
+    };
+    let (idle_valid, idle_parse) = seconds(MAX_KEEPIDLE_SECS);
+    let idle_secs = resolve(
+        &present(&[
+            ("KEEPIDLE", &raw.keepidle),
+            ("TCP_KEEPIDLE", &raw.tcp_keepidle),
+            ("DD_TCP_KEEPALIVE_TIME", &raw.dd_tcp_keepalive_time),
+        ]),
+        &idle_valid,
+        idle_parse,
+        diagnostics,
+    );
+    let (intvl_valid, intvl_parse) = seconds(MAX_KEEPINTVL_SECS);
+    let interval_secs = resolve(
+        &present(&[
+            ("KEEPINTVL", &raw.keepintvl),
+            ("TCP_KEEPINTVL", &raw.tcp_keepintvl),
+            ("DD_TCP_KEEPALIVE_INTVL", &raw.dd_tcp_keepalive_intvl),
+        ]),
+        &intvl_valid,
+        intvl_parse,
+        diagnostics,
+    );
+    let count_quantity = Quantity::Count { max: MAX_KEEPCNT };
+    let count = resolve(
+        &present(&[
+            ("KEEPCNT", &raw.keepcnt),
+            ("TCP_KEEPCNT", &raw.tcp_keepcnt),
+            ("DD_TCP_KEEPALIVE_PROBES", &raw.dd_tcp_keepalive_probes),
+        ]),
+        &count_quantity.describe(),
+        |text| parse_quantity(text, count_quantity),
+        diagnostics,
+    );
+    let user_timeout = resolve(
+        &present(&[
+            ("KEEPALIVE_USER_TIMEOUT", &raw.keepalive_user_timeout),
+            ("TCP_USER_TIMEOUT", &raw.tcp_user_timeout),
+        ]),
+        &Quantity::Millis {
+            max: MAX_USER_TIMEOUT_MS,
+        }
+        .describe(),
+        parse_user_timeout,
+        diagnostics,
+    );
+    let debug = resolve(
+        &present(&[
+            ("KEEPALIVE_DEBUG", &raw.keepalive_debug),
+            ("LIBKEEPALIVE_DEBUG", &raw.libkeepalive_debug),
+            ("DD_DEBUG", &raw.dd_debug),
+        ]),
+        "0 or 1",
+        parse_zero_one,
+        diagnostics,
+    )
+    .unwrap_or(false);
+    Settings {
+        enabled,
+        debug,
+        idle_secs,
+        interval_secs,
+        count,
+        user_timeout,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load_from(vars: &[(&str, &str)]) -> Loaded {
+        let map: HashMap<String, Vec<u8>> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        load(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn nothing_set_means_enabled_with_kernel_defaults() {
+        let loaded = load_from(&[]);
+        assert_eq!(loaded.settings, Settings::default());
+        assert!(loaded.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn howto_names_set_the_timers() {
+        let loaded = load_from(&[("KEEPIDLE", "60"), ("KEEPINTVL", "10"), ("KEEPCNT", "6")]);
+        assert_eq!(loaded.settings.idle_secs, Some(60));
+        assert_eq!(loaded.settings.interval_secs, Some(10));
+        assert_eq!(loaded.settings.count, Some(6));
+        assert!(loaded.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn suffixes_convert_to_the_kernel_unit() {
+        let s = load_from(&[
+            ("KEEPIDLE", "5m"),
+            ("KEEPINTVL", "2000ms"),
+            ("KEEPALIVE_USER_TIMEOUT", "90s"),
+        ])
+        .settings;
+        assert_eq!(s.idle_secs, Some(300));
+        assert_eq!(s.interval_secs, Some(2));
+        assert_eq!(s.user_timeout, Some(UserTimeout::Millis(90_000)));
+        let s = load_from(&[("KEEPIDLE", "1h"), ("KEEPALIVE_USER_TIMEOUT", "1500")]).settings;
+        assert_eq!(s.idle_secs, Some(3600));
+        assert_eq!(s.user_timeout, Some(UserTimeout::Millis(1500)));
+    }
+
+    #[test]
+    fn ranges_are_the_kernels() {
+        for (name, good, bad) in [
+            ("KEEPIDLE", "32767", "32768"),
+            ("KEEPINTVL", "32767", "32768"),
+            ("KEEPCNT", "127", "128"),
+            ("KEEPALIVE_USER_TIMEOUT", "2147483647", "2147483648"),
+        ] {
+            assert!(
+                load_from(&[(name, good)]).diagnostics.is_empty(),
+                "{name}={good}"
+            );
+            let loaded = load_from(&[(name, bad)]);
+            assert_eq!(loaded.diagnostics.len(), 1, "{name}={bad}");
+            assert_eq!(loaded.settings, Settings::default(), "{name}={bad}");
+        }
+        assert_eq!(
+            load_from(&[("KEEPALIVE_USER_TIMEOUT", "0")])
+                .settings
+                .user_timeout,
+            Some(UserTimeout::Millis(0))
+        );
+    }
+
+    #[test]
+    fn each_bad_value_gets_one_line_naming_variable_value_and_range() {
+        let bad = [
+            "",
+            " 5",
+            "5 ",
+            "+5",
+            "-1",
+            "0",
+            "1e3",
+            "0x10",
+            "5 s",
+            "5ss",
+            "٣",
+            "abc",
+            "99999999999999999999999",
+            "1500ms",
+            "5d",
+        ];
+        for value in bad {
+            let loaded = load_from(&[("KEEPIDLE", value), ("KEEPCNT", "4")]);
+            assert_eq!(loaded.diagnostics.len(), 1, "KEEPIDLE={value:?}");
+            let line = &loaded.diagnostics[0];
+            assert!(line.starts_with("libkeepalive: KEEPIDLE=\""), "{line}");
+            assert!(line.contains("1..32767"), "{line}");
+            assert!(!line.contains('\n'));
+            assert_eq!(loaded.settings.idle_secs, None);
+            // The other setting still applies.
+            assert_eq!(loaded.settings.count, Some(4));
+        }
+    }
+
+    #[test]
+    fn count_takes_no_suffix() {
+        assert_eq!(load_from(&[("KEEPCNT", "5s")]).diagnostics.len(), 1);
+    }
+
+    #[test]
+    fn aliases_of_the_other_libraries_work() {
+        let s = load_from(&[
+            ("TCP_KEEPIDLE", "7"),
+            ("TCP_KEEPINTVL", "8"),
+            ("TCP_KEEPCNT", "9"),
+            ("TCP_USER_TIMEOUT", "1000"),
+            ("LIBKEEPALIVE_DEBUG", "1"),
+        ])
+        .settings;
+        assert_eq!(
+            (
+                s.idle_secs,
+                s.interval_secs,
+                s.count,
+                s.user_timeout,
+                s.debug
+            ),
+            (
+                Some(7),
+                Some(8),
+                Some(9),
+                Some(UserTimeout::Millis(1000)),
+                true
+            )
+        );
+        let s = load_from(&[
+            ("DD_TCP_KEEPALIVE_TIME", "11"),
+            ("DD_TCP_KEEPALIVE_INTVL", "12"),
+            ("DD_TCP_KEEPALIVE_PROBES", "13"),
+            ("DD_DEBUG", "1"),
+        ])
+        .settings;
+        assert_eq!(
+            (s.idle_secs, s.interval_secs, s.count, s.debug),
+            (Some(11), Some(12), Some(13), true)
+        );
+        assert!(!load_from(&[("DD_USE_KEEPALIVE", "0")]).settings.enabled);
+        assert!(!load_from(&[("KEEPALIVE", "off")]).settings.enabled);
+        assert!(load_from(&[("KEEPALIVE", "on")]).settings.enabled);
+    }
+
+    #[test]
+    fn equal_aliases_agree_and_different_ones_conflict() {
+        let loaded = load_from(&[("KEEPIDLE", "60"), ("TCP_KEEPIDLE", "1m")]);
+        assert!(loaded.diagnostics.is_empty());
+        assert_eq!(loaded.settings.idle_secs, Some(60));
+
+        let loaded = load_from(&[("KEEPIDLE", "60"), ("DD_TCP_KEEPALIVE_TIME", "30")]);
+        assert_eq!(loaded.diagnostics.len(), 1);
+        assert!(loaded.diagnostics[0].contains("KEEPIDLE=\"60\""));
+        assert!(loaded.diagnostics[0].contains("DD_TCP_KEEPALIVE_TIME=\"30\""));
+        assert_eq!(loaded.settings.idle_secs, None);
+
+        let loaded = load_from(&[("KEEPALIVE", "off"), ("DD_USE_KEEPALIVE", "1")]);
+        assert_eq!(loaded.diagnostics.len(), 1);
+        assert!(loaded.settings.enabled);
+        let loaded = load_from(&[("KEEPALIVE", "off"), ("DD_USE_KEEPALIVE", "0")]);
+        assert!(loaded.diagnostics.is_empty());
+        assert!(!loaded.settings.enabled);
+    }
+
+    #[test]
+    fn switches_are_strict() {
+        for (name, value) in [
+            ("KEEPALIVE", "yes"),
+            ("KEEPALIVE", ""),
+            ("KEEPALIVE_DEBUG", "2"),
+            ("DD_USE_KEEPALIVE", "off"),
+        ] {
+            let loaded = load_from(&[(name, value)]);
+            assert_eq!(loaded.diagnostics.len(), 1, "{name}={value}");
+            assert!(loaded.diagnostics[0].contains(name));
+            assert_eq!(loaded.settings, Settings::default());
+        }
+    }
+
+    #[test]
+    fn user_timeout_auto() {
+        assert_eq!(
+            load_from(&[("KEEPALIVE_USER_TIMEOUT", "auto")])
+                .settings
+                .user_timeout,
+            Some(UserTimeout::Auto)
+        );
+    }
+
+    #[test]
+    fn non_utf8_and_huge_values_are_reported_briefly() {
+        let loaded = load(|name| (name == "KEEPCNT").then(|| vec![b'5', 0xff]));
+        assert_eq!(loaded.diagnostics.len(), 1);
+        assert!(loaded.diagnostics[0].contains("KEEPCNT"));
+        let huge = "7".repeat(1 << 20);
+        let loaded = load_from(&[("KEEPINTVL", &huge)]);
+        assert_eq!(loaded.diagnostics.len(), 1);
+        assert!(loaded.diagnostics[0].len() < 300);
+        assert!(loaded.diagnostics[0].contains("1048576 bytes"));
+    }
+
+    #[test]
+    fn control_characters_stay_on_one_line() {
+        let loaded = load_from(&[("KEEPIDLE", "6\n0")]);
+        assert_eq!(loaded.diagnostics.len(), 1);
+        assert!(!loaded.diagnostics[0].contains('\n'));
+        assert!(loaded.diagnostics[0].contains("6\\n0"));
+    }
+
+    #[test]
+    fn every_name_reaches_envy() {
+        // Guards the two lists (VARIABLE_NAMES and RawEnvironment's fields).
+        for name in VARIABLE_NAMES {
+            let loaded = load_from(&[(name, "not-a-valid-value!")]);
+            assert_eq!(loaded.diagnostics.len(), 1, "{name} was not read");
+            assert!(loaded.diagnostics[0].contains(name));
+        }
+    }
+
+    #[test]
+    fn parser_never_accepts_out_of_range() {
+        // A small exhaustive sweep over short inputs of the parser's alphabet.
+        let alphabet = ["0", "1", "9", "m", "s", "h", " ", "+", "-", "x"];
+        let mut inputs = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for prefix in &inputs {
+                for piece in alphabet {
+                    next.push(format!("{prefix}{piece}"));
+                }
+            }
+            inputs.extend(next);
+        }
+        for text in inputs {
+            if let Some(v) = parse_quantity(&text, Quantity::Seconds { max: 32767 }) {
+                assert!((1..=32767).contains(&v), "{text:?} -> {v}");
+                assert!(text.bytes().all(|b| b.is_ascii_alphanumeric()), "{text:?}");
+            }
+            if let Some(v) = parse_quantity(&text, Quantity::Count { max: 127 }) {
+                assert!((1..=127).contains(&v), "{text:?} -> {v}");
+            }
+        }
+    }
+}

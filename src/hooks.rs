@@ -1,0 +1,93 @@
+//! The exported C functions. Each calls the real libc function (found by
+//! redhook with dlsym(RTLD_NEXT)) and hands the result to `actions`; nothing
+//! here decides anything. Return values pass through unchanged.
+
+// redhook's macros use `static mut` and `extern fn` spellings of 2020.
+#![allow(static_mut_refs, missing_abi, clippy::missing_safety_doc)]
+
+use crate::actions;
+use crate::sockopt::SetsockoptFn;
+use libc::{c_int, c_void, sockaddr, socklen_t};
+use redhook::{hook, real};
+
+fn real_setsockopt() -> SetsockoptFn {
+    real!(setsockopt)
+}
+
+hook! {
+    unsafe fn socket(domain: c_int, socket_type: c_int, protocol: c_int) -> c_int => keepalive_socket {
+        let fd = real!(socket)(domain, socket_type, protocol);
+        if fd >= 0 {
+            actions::after_socket(real_setsockopt(), fd, domain, socket_type, protocol);
+        }
+        fd
+    }
+}
+
+hook! {
+    unsafe fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int => keepalive_connect {
+        actions::before_connect(real_setsockopt(), fd);
+        real!(connect)(fd, address, length)
+    }
+}
+
+hook! {
+    unsafe fn accept(listener: c_int, address: *mut sockaddr, length: *mut socklen_t) -> c_int => keepalive_accept {
+        let fd = real!(accept)(listener, address, length);
+        if fd >= 0 {
+            actions::after_accept(real_setsockopt(), listener, fd);
+        }
+        fd
+    }
+}
+
+hook! {
+    unsafe fn accept4(listener: c_int, address: *mut sockaddr, length: *mut socklen_t, flags: c_int) -> c_int => keepalive_accept4 {
+        let fd = real!(accept4)(listener, address, length, flags);
+        if fd >= 0 {
+            actions::after_accept(real_setsockopt(), listener, fd);
+        }
+        fd
+    }
+}
+
+hook! {
+    unsafe fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, length: socklen_t) -> c_int => keepalive_setsockopt {
+        let rc = real!(setsockopt)(fd, level, name, value, length);
+        if rc == 0 {
+            actions::after_program_setsockopt(fd, level, name);
+        }
+        rc
+    }
+}
+
+hook! {
+    unsafe fn close(fd: c_int) -> c_int => keepalive_close {
+        actions::before_close(fd);
+        real!(close)(fd)
+    }
+}
+
+/// Our constructor: load the configuration (printing any diagnostics at
+/// start-up, even if the program never makes a socket) and resolve every
+/// real function now, so no hook ever has to do it from a signal handler.
+extern "C" fn start() {
+    let _ = std::panic::catch_unwind(|| {
+        // Our copy of std's panic hook only serves this library: keep any
+        // panic of ours off the program's stderr (it is caught anyway).
+        std::panic::set_hook(Box::new(|_| {}));
+        let _ = (
+            real!(socket),
+            real!(connect),
+            real!(accept),
+            real!(accept4),
+            real!(close),
+        );
+        let _ = real_setsockopt();
+        let _ = crate::runtime::active();
+    });
+}
+
+#[used]
+#[link_section = ".init_array"]
+static CONSTRUCTOR: extern "C" fn() = start;

@@ -1,0 +1,20 @@
+//! libkeepalive: an `LD_PRELOAD` library that turns on TCP keepalive in
+//! programs that cannot be modified. See README.md for usage.
+//!
+//! Pure, unit-tested logic: `config` (variables, parsing, validation),
+//! `plan` (the options to set), `classify` (which sockets and options are
+//! ours), `fd_table` (what we know per descriptor). Around it: `sockopt`
+//! (system calls, errno), `diagnostics` (safe stderr lines), `runtime`
+//! (load once), `actions` (what each hook does) and `hooks` (the C symbols).
+
+pub mod actions;
+pub mod classify;
+pub mod config;
+pub mod diagnostics;
+pub mod fd_table;
+pub mod plan;
+pub mod runtime;
+pub mod sockopt;
+
+#[cfg(not(test))]
+mod hooks;

@@ -1,0 +1,151 @@
+//! The configuration of this process, read once. Loading happens in our
+//! constructor, or in whichever hook runs first if another library's
+//! constructor creates a socket before ours ran. After that, `active()` is a
+//! single atomic load: no lock, no allocation.
+
+use crate::config;
+use crate::diagnostics::{self, StderrIdentity};
+use crate::plan::{KernelDefaults, Plan};
+use once_cell::sync::OnceCell;
+use std::ffi::{CStr, CString};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// What the hooks need, fixed for the life of the process.
+#[derive(Debug)]
+pub struct Runtime {
+    pub plan: Plan,
+    pub debug: bool,
+    pub stderr: Option<StderrIdentity>,
+}
+
+impl Runtime {
+    /// Writes a line if debugging is on. The closure builds it on the stack.
+    pub fn debug(&self, build: impl FnOnce(&mut diagnostics::LineBuffer)) {
+        if self.debug {
+            let mut line = diagnostics::LineBuffer::new();
+            let _ = line.write_str("libkeepalive: ");
+            build(&mut line);
+            diagnostics::write_line(self.stderr, line.as_bytes());
+        }
+    }
+}
+
+static RUNTIME: OnceCell<Runtime> = OnceCell::new();
+/// The thread id of the thread loading the configuration (0: nobody yet).
+static LOADER: AtomicI32 = AtomicI32::new(0);
+
+/// The configuration if the library is active in this process; `None` when
+/// it is switched off, in a secure-execution process, or while this very
+/// thread is loading it (a signal handler interrupting the load).
+pub fn active() -> Option<&'static Runtime> {
+    let runtime = match RUNTIME.get() {
+        Some(runtime) => runtime,
+        None => load_once()?,
+    };
+    (!runtime.plan.options().is_empty()).then_some(runtime)
+}
+
+#[cold]
+fn load_once() -> Option<&'static Runtime> {
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::gettid() };
+    match LOADER.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            let _ = RUNTIME.set(load());
+            RUNTIME.get()
+        }
+        Err(loader) if loader == me => None,
+        Err(_) => wait_for_loader(),
+    }
+}
+
+/// Another thread is loading (it takes microseconds). Wait without a lock,
+/// but not forever: in a child forked mid-load that thread no longer exists,
+/// and then the child's sockets are simply left alone.
+fn wait_for_loader() -> Option<&'static Runtime> {
+    for _ in 0..100_000 {
+        if let Some(runtime) = RUNTIME.get() {
+            return Some(runtime);
+        }
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+    None
+}
+
+fn load() -> Runtime {
+    let _errno = crate::sockopt::ErrnoGuard::save();
+    // SAFETY: getauxval has no preconditions.
+    let secure = unsafe { libc::getauxval(libc::AT_SECURE) } != 0;
+    if secure {
+        // setuid/setgid/capabilities: an unprivileged user's environment must
+        // not steer it, so the library does nothing at all.
+        return Runtime {
+            plan: Plan::new(
+                &config::Settings {
+                    enabled: false,
+                    ..config::Settings::default()
+                },
+                || KernelDefaults::LINUX,
+            ),
+            debug: false,
+            stderr: None,
+        };
+    }
+    let loaded = config::load(secure_getenv_bytes);
+    let stderr = diagnostics::capture_stderr();
+    for line in &loaded.diagnostics {
+        diagnostics::write_line(stderr, line.as_bytes());
+    }
+    let runtime = Runtime {
+        plan: Plan::new(&loaded.settings, read_kernel_defaults),
+        debug: loaded.settings.debug,
+        stderr,
+    };
+    runtime.debug(|line| {
+        // SAFETY: getpid has no preconditions.
+        let _ = write!(line, "pid {}: ", unsafe { libc::getpid() });
+        if runtime.plan.options().is_empty() {
+            let _ = write!(line, "switched off, no socket will be touched");
+        } else {
+            let _ = write!(line, "TCP sockets get");
+            for option in runtime.plan.options() {
+                let _ = write!(line, " {}={}", option.label(), option.value);
+            }
+        }
+    });
+    runtime
+}
+
+extern "C" {
+    // glibc's; the libc crate has no binding for it on Linux.
+    fn secure_getenv(name: *const libc::c_char) -> *mut libc::c_char;
+}
+
+/// One variable's raw bytes, with `secure_getenv` semantics.
+fn secure_getenv_bytes(name: &str) -> Option<Vec<u8>> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: name is NUL-terminated; the result is NULL or a C string that
+    // we copy at once.
+    unsafe {
+        let value = secure_getenv(name.as_ptr());
+        (!value.is_null()).then(|| CStr::from_ptr(value).to_bytes().to_vec())
+    }
+}
+
+/// This network namespace's defaults, needed only for `auto` user timeouts.
+fn read_kernel_defaults() -> KernelDefaults {
+    let read = |name: &str, fallback: u32| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(fallback)
+    };
+    let linux = KernelDefaults::LINUX;
+    KernelDefaults {
+        idle_secs: read("tcp_keepalive_time", linux.idle_secs),
+        interval_secs: read("tcp_keepalive_intvl", linux.interval_secs),
+        count: read("tcp_keepalive_probes", linux.count),
+    }
+}

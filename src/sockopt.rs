@@ -1,0 +1,67 @@
+//! Thin wrappers over the socket system calls and errno. Our own
+//! `setsockopt` calls go through the real libc function handed in by the
+//! hooks, never through our exported `setsockopt` (which would mistake them
+//! for the program's own choice).
+
+use crate::plan::SockOpt;
+use libc::{c_int, c_void, socklen_t};
+use std::mem::size_of;
+
+pub type SetsockoptFn =
+    unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int;
+
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+fn set_errno(value: i32) {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = value }
+}
+
+/// Restores errno when dropped: whatever we do, the program sees the errno
+/// its own call produced.
+pub struct ErrnoGuard(i32);
+
+impl ErrnoGuard {
+    pub fn save() -> Self {
+        ErrnoGuard(errno())
+    }
+}
+
+impl Drop for ErrnoGuard {
+    fn drop(&mut self) {
+        set_errno(self.0);
+    }
+}
+
+/// Sets one option; returns the errno of a failure.
+pub fn set(setsockopt: SetsockoptFn, fd: i32, option: &SockOpt) -> Result<(), i32> {
+    let value: c_int = option.value;
+    // SAFETY: value is a live c_int and its size is passed.
+    let rc = unsafe {
+        setsockopt(
+            fd,
+            option.level,
+            option.name,
+            (&value as *const c_int).cast(),
+            size_of::<c_int>() as socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// Reads an int option; `None` if the call fails (not a socket, bad fd...).
+pub fn get_int(fd: i32, level: i32, name: i32) -> Option<i32> {
+    let mut value: c_int = 0;
+    let mut len = size_of::<c_int>() as socklen_t;
+    // SAFETY: value and len are live and len holds value's size.
+    let rc =
+        unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut c_int).cast(), &mut len) };
+    (rc == 0).then_some(value)
+}
