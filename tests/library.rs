@@ -1,0 +1,399 @@
+//! The library preloaded into our C probe (tests/c/sockprobe.c): exact option
+//! values read back with getsockopt, the sockets left alone, errno, the
+//! program-wins rule, the off switch, aliases and each kind of bad value.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const TIMERS: [(&str, &str); 4] = [
+    ("KEEPIDLE", "60"),
+    ("KEEPINTVL", "10"),
+    ("KEEPCNT", "6"),
+    ("KEEPALIVE_USER_TIMEOUT", "1500"),
+];
+const CONFIGURED: &str = "keepalive=1 idle=60 intvl=10 cnt=6 user_timeout=1500";
+
+fn probe(args: &[&str], preload: bool, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = command(c_program("sockprobe"), preload, env);
+    cmd.args(args);
+    let output = run(cmd, DEADLINE);
+    assert!(
+        output.status.success(),
+        "sockprobe {args:?}: {}",
+        stderr(&output)
+    );
+    output
+}
+
+/// The option words of the probe's line starting with `label`.
+fn options_of(output: &std::process::Output, label: &str) -> String {
+    let text = stdout(output);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{label} ")))
+        .unwrap_or_else(|| panic!("no {label} line in {text}"));
+    line.split_whitespace()
+        .filter(|w| !w.starts_with("fd="))
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn every_tcp_socket_gets_the_configured_values() {
+    for domain in ["inet", "inet6"] {
+        for flags in ["", "+nonblock", "+cloexec", "+nonblock+cloexec"] {
+            for protocol in ["0", "6"] {
+                let socket_type = format!("stream{flags}");
+                let args = ["socket", domain, &socket_type, protocol];
+                let out = probe(&args, true, &TIMERS);
+                assert_eq!(options_of(&out, "socket"), CONFIGURED, "{args:?}");
+                assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+            }
+        }
+    }
+}
+
+#[test]
+fn without_the_library_sockets_have_kernel_defaults() {
+    // The control that makes the test above able to fail.
+    let out = probe(&["socket", "inet", "stream", "0"], false, &TIMERS);
+    assert!(options_of(&out, "socket").starts_with("keepalive=0 "));
+}
+
+#[test]
+fn only_so_keepalive_when_no_timer_is_set() {
+    let out = probe(&["socket", "inet6", "stream", "0"], true, &[]);
+    let defaults = probe(&["socket", "inet6", "stream", "0"], false, &[]);
+    let expected = options_of(&defaults, "socket").replace("keepalive=0", "keepalive=1");
+    assert_eq!(options_of(&out, "socket"), expected);
+}
+
+#[test]
+fn other_sockets_are_never_touched() {
+    let kinds: [&[&str]; 7] = [
+        &["socket", "inet", "dgram", "0"],
+        &["socket", "inet6", "dgram+cloexec", "17"],
+        &["socket", "inet", "raw", "6"],
+        &["socket", "inet6", "raw+nonblock", "6"],
+        &["socket", "inet", "seqpacket", "0"],
+        &["socket", "unix", "stream", "0"],
+        &["socket", "netlink", "raw", "0"],
+    ];
+    for args in kinds {
+        let with = probe(args, true, &TIMERS);
+        let without = probe(args, false, &TIMERS);
+        assert_eq!(
+            stdout(&with).replace("loaded=1", "loaded=0"),
+            stdout(&without),
+            "{args:?}"
+        );
+        assert!(stdout(&with).contains("loaded=1"), "library not loaded");
+    }
+}
+
+#[test]
+fn sockets_not_made_by_our_socket_are_configured_at_connect_and_accept() {
+    for how in ["raw-syscall", "recycled-raw", "foreign-listener"] {
+        let out = probe(&["connect", how], true, &TIMERS);
+        assert!(stdout(&out).contains("connect rc=0 errno=4242"), "{how}");
+        assert_eq!(options_of(&out, "client"), CONFIGURED, "{how}");
+        assert_eq!(options_of(&out, "accepted"), CONFIGURED, "{how}");
+    }
+}
+
+#[test]
+fn accepted_connections_inherit_from_our_listener() {
+    for how in ["libc", "accept4"] {
+        let out = probe(&["connect", how], true, &TIMERS);
+        assert_eq!(options_of(&out, "client"), CONFIGURED, "{how}");
+        assert_eq!(options_of(&out, "accepted"), CONFIGURED, "{how}");
+    }
+}
+
+#[test]
+fn the_programs_own_choice_wins() {
+    let out = probe(&["connect", "program-off"], true, &TIMERS);
+    assert_eq!(
+        options_of(&out, "client"),
+        "keepalive=0 idle=60 intvl=10 cnt=6 user_timeout=1500"
+    );
+    let out = probe(&["connect", "program-idle"], true, &TIMERS);
+    assert_eq!(
+        options_of(&out, "client"),
+        "keepalive=1 idle=77 intvl=10 cnt=6 user_timeout=1500"
+    );
+    let out = probe(&["connect", "program-user-timeout"], true, &TIMERS);
+    assert_eq!(
+        options_of(&out, "client"),
+        "keepalive=1 idle=60 intvl=10 cnt=6 user_timeout=4321"
+    );
+    // A listener whose keepalive the program switched off: its connections
+    // inherit the program's choice, and we do not override it at accept().
+    let out = probe(&["connect", "listener-off"], true, &TIMERS);
+    assert!(options_of(&out, "accepted").starts_with("keepalive=0 "));
+}
+
+#[test]
+fn errno_and_return_values_are_unchanged() {
+    let with = probe(&["errno"], true, &TIMERS);
+    let without = probe(&["errno"], false, &TIMERS);
+    assert_eq!(stdout(&with), stdout(&without));
+    let text = stdout(&with);
+    for expected in [
+        "case=bad-type rc=-1 errno=22",
+        "case=connect-refused rc=-1 errno=111",
+        "case=connect-nonblocking rc=-1 errno=115",
+        "case=connect-bad-fd rc=-1 errno=9",
+        "case=connect-not-socket rc=-1 errno=88",
+        "case=success-keeps-errno rc=0 errno=4242",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from {text}");
+    }
+    assert!(text.lines().count() >= 16);
+}
+
+#[test]
+fn off_switch_in_each_spelling_leaves_everything_alone() {
+    let without = probe(&["socket", "inet", "stream", "0"], false, &[]);
+    for off in [("KEEPALIVE", "off"), ("DD_USE_KEEPALIVE", "0")] {
+        let env = [off, ("KEEPIDLE", "60")];
+        let out = probe(&["socket", "inet", "stream", "0"], true, &env);
+        assert_eq!(
+            stdout(&out).replace("loaded=1", "loaded=0"),
+            stdout(&without),
+            "{off:?}"
+        );
+        assert!(stderr(&out).is_empty());
+    }
+}
+
+#[test]
+fn aliases_of_the_other_libraries() {
+    let msantos = [
+        ("TCP_KEEPIDLE", "60"),
+        ("TCP_KEEPINTVL", "10"),
+        ("TCP_KEEPCNT", "6"),
+        ("TCP_USER_TIMEOUT", "1500"),
+    ];
+    let out = probe(&["socket", "inet", "stream", "0"], true, &msantos);
+    assert_eq!(options_of(&out, "socket"), CONFIGURED);
+    let dontdie = [
+        ("DD_TCP_KEEPALIVE_TIME", "1m"),
+        ("DD_TCP_KEEPALIVE_INTVL", "10"),
+        ("DD_TCP_KEEPALIVE_PROBES", "6"),
+        ("KEEPALIVE_USER_TIMEOUT", "1500ms"),
+    ];
+    let out = probe(&["socket", "inet", "stream", "0"], true, &dontdie);
+    assert_eq!(options_of(&out, "socket"), CONFIGURED);
+}
+
+#[test]
+fn user_timeout_auto_and_suffixes() {
+    let env = [
+        ("KEEPIDLE", "2"),
+        ("KEEPINTVL", "1"),
+        ("KEEPCNT", "3"),
+        ("KEEPALIVE_USER_TIMEOUT", "auto"),
+    ];
+    let out = probe(&["socket", "inet", "stream", "0"], true, &env);
+    assert_eq!(
+        options_of(&out, "socket"),
+        "keepalive=1 idle=2 intvl=1 cnt=3 user_timeout=5000"
+    );
+    let env = [("KEEPIDLE", "5m"), ("KEEPALIVE_USER_TIMEOUT", "90s")];
+    let out = probe(&["socket", "inet", "stream", "0"], true, &env);
+    let options = options_of(&out, "socket");
+    assert!(options.contains("idle=300 "), "{options}");
+    assert!(options.contains("user_timeout=90000"), "{options}");
+}
+
+#[test]
+fn each_bad_value_gives_one_line_and_the_rest_still_applies() {
+    let bad = [
+        ("KEEPIDLE", "abc", "1..32767"),
+        ("KEEPIDLE", "0", "1..32767"),
+        ("KEEPIDLE", "-1", "1..32767"),
+        ("KEEPIDLE", "", "1..32767"),
+        ("KEEPIDLE", "32768", "1..32767"),
+        ("KEEPINTVL", "1e3", "1..32767"),
+        ("KEEPCNT", "128", "1..127"),
+        ("KEEPALIVE_USER_TIMEOUT", "2147483648", "0..2147483647"),
+        ("KEEPALIVE", "maybe", "on or off"),
+        ("KEEPALIVE_DEBUG", "yes", "0 or 1"),
+    ];
+    let without = probe(&["socket", "inet", "stream", "0"], false, &[]);
+    let default_line = options_of(&without, "socket");
+    for (name, value, range) in bad {
+        // KEEPCNT=4 is a good setting beside the bad one: it still applies.
+        let good_name = if name == "KEEPCNT" {
+            "KEEPINTVL"
+        } else {
+            "KEEPCNT"
+        };
+        let env = [(name, value), (good_name, "4")];
+        let out = probe(&["socket", "inet", "stream", "0"], true, &env);
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{name}={value:?}: {err}");
+        assert!(
+            err.starts_with(&format!("libkeepalive: {name}=\"{value}\"")),
+            "{err}"
+        );
+        assert!(err.contains(range), "{err}");
+        let options = options_of(&out, "socket");
+        assert!(options.starts_with("keepalive=1 "), "{options}");
+        let good_key = if good_name == "KEEPCNT" {
+            "cnt"
+        } else {
+            "intvl"
+        };
+        assert!(options.contains(&format!("{good_key}=4")), "{options}");
+        // The bad setting keeps the kernel default.
+        let key = match name {
+            "KEEPIDLE" => Some("idle"),
+            "KEEPINTVL" => Some("intvl"),
+            "KEEPCNT" => Some("cnt"),
+            "KEEPALIVE_USER_TIMEOUT" => Some("user_timeout"),
+            _ => None,
+        };
+        if let Some(key) = key {
+            let default = default_line
+                .split_whitespace()
+                .find(|w| w.starts_with(&format!("{key}=")))
+                .unwrap();
+            assert!(options.contains(default), "{name}: {options}");
+        }
+    }
+}
+
+#[test]
+fn conflicting_aliases_are_one_error() {
+    let env = [("KEEPIDLE", "60"), ("TCP_KEEPIDLE", "30"), ("KEEPCNT", "4")];
+    let out = probe(&["socket", "inet", "stream", "0"], true, &env);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("KEEPIDLE=\"60\"") && err.contains("TCP_KEEPIDLE=\"30\""));
+    assert!(options_of(&out, "socket").contains("idle=7200"));
+}
+
+#[test]
+fn unrelated_non_utf8_variables_do_not_matter_but_ours_are_reported() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut cmd = command(c_program("sockprobe"), true, &TIMERS);
+    cmd.args(["socket", "inet", "stream", "0"]);
+    cmd.env(
+        "SOME_OTHER_VARIABLE",
+        std::ffi::OsStr::from_bytes(b"\xff\xfe"),
+    );
+    let out = run(cmd, DEADLINE);
+    assert!(stderr(&out).is_empty());
+    assert_eq!(options_of(&out, "socket"), CONFIGURED);
+
+    let mut cmd = command(c_program("sockprobe"), true, &[]);
+    cmd.args(["socket", "inet", "stream", "0"]);
+    cmd.env("KEEPIDLE", std::ffi::OsStr::from_bytes(b"6\xff"));
+    let out = run(cmd, DEADLINE);
+    assert_eq!(stderr(&out).lines().count(), 1);
+    assert!(stderr(&out).contains("KEEPIDLE"));
+}
+
+#[test]
+fn debug_lines_go_to_stderr_only() {
+    let env = [("KEEPIDLE", "60"), ("KEEPALIVE_DEBUG", "1")];
+    let with = probe(&["connect", "libc"], true, &env);
+    let plain = probe(&["connect", "libc"], true, &[("KEEPIDLE", "60")]);
+    let normalize = |s: String| s.replace("loaded=1", "loaded=0");
+    assert_eq!(normalize(stdout(&with)), normalize(stdout(&plain)));
+    let err = stderr(&with);
+    assert!(
+        err.contains("TCP sockets get SO_KEEPALIVE=1 TCP_KEEPIDLE=60"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(AF_INET, socket): set SO_KEEPALIVE=1"),
+        "{err}"
+    );
+    for line in err.lines() {
+        assert!(line.starts_with("libkeepalive: "), "{line}");
+    }
+    let out = probe(&["socket", "unix", "stream", "0"], true, &env);
+    assert!(
+        stderr(&out).contains("left alone: not TCP (AF_UNIX"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn eight_threads_ten_thousand_sockets_each() {
+    let env = [("KEEPIDLE", "61")];
+    let out = probe(&["threads", "8", "10000", "61"], true, &env);
+    assert_eq!(stdout(&out).trim(), "sockets=80000 configured=80000");
+    let out = probe(&["threads", "8", "100", "61"], false, &env);
+    assert_eq!(stdout(&out).trim(), "sockets=800 configured=0");
+}
+
+#[test]
+fn fork_vfork_and_signal_handler() {
+    let out = probe(&["process"], true, &[("KEEPIDLE", "61")]);
+    assert!(options_of(&out, "fork-child").starts_with("keepalive=1 idle=61 "));
+    assert!(stdout(&out).contains("vfork-child keepalive=1"));
+    assert!(options_of(&out, "signal").starts_with("keepalive=1 idle=61 "));
+}
+
+#[test]
+fn secure_execution_ignores_the_environment() {
+    // A setuid-root copy of the probe run as `nobody` is in secure-execution
+    // mode (AT_SECURE). ld.so then only preloads a setuid library from a
+    // system directory named without a slash; install a copy for this test.
+    let id = std::process::id();
+    let lib_name = format!("libkeepalive-securetest-{id}.so");
+    let lib_path = format!("/usr/lib/x86_64-linux-gnu/{lib_name}");
+    let probe_path = format!("/tmp/sockprobe-setuid-{id}");
+    let cleanup = || {
+        let _ = std::fs::remove_file(&lib_path);
+        let _ = std::fs::remove_file(&probe_path);
+    };
+    let setup = || -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::copy(library(), &lib_path)?;
+        std::fs::set_permissions(&lib_path, std::fs::Permissions::from_mode(0o4755))?;
+        std::fs::copy(c_program("sockprobe"), &probe_path)?;
+        std::fs::set_permissions(&probe_path, std::fs::Permissions::from_mode(0o4755))?;
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        cleanup();
+        panic!("this test needs root (to install a setuid copy): {e}");
+    }
+    // Only the probe gets the variables: setpriv and sh are not setuid and
+    // would load the library normally.
+    let script = format!(
+        "LD_PRELOAD={lib_name} KEEPIDLE=60 KEEPALIVE_DEBUG=1 exec {probe_path} socket inet stream 0"
+    );
+    let mut cmd = command("setpriv", false, &[]);
+    cmd.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let out = run(cmd, DEADLINE);
+    cleanup();
+    let text = stdout(&out);
+    assert!(
+        text.contains("loaded=1"),
+        "library was not loaded: {text} {}",
+        stderr(&out)
+    );
+    assert!(
+        options_of(&out, "socket").starts_with("keepalive=0 idle=7200 "),
+        "{text}"
+    );
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
