@@ -648,3 +648,143 @@ mod tests {
         }
     }
 }
+
+/// One setting of `Settings`, for tools that talk about settings rather than
+/// variables (the `keepalive` command's options and its `--check` report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    Enabled,
+    Idle,
+    Interval,
+    Count,
+    UserTimeout,
+    Debug,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 6] = [
+        Setting::Enabled,
+        Setting::Idle,
+        Setting::Interval,
+        Setting::Count,
+        Setting::UserTimeout,
+        Setting::Debug,
+    ];
+
+    /// Every variable that spells this setting, in the order `load` reads
+    /// them. Guarded against `validate` by the tests below.
+    pub fn variables(self) -> &'static [&'static str] {
+        match self {
+            Setting::Enabled => &["KEEPALIVE", "DD_USE_KEEPALIVE"],
+            Setting::Idle => &["KEEPIDLE", "TCP_KEEPIDLE", "DD_TCP_KEEPALIVE_TIME"],
+            Setting::Interval => &["KEEPINTVL", "TCP_KEEPINTVL", "DD_TCP_KEEPALIVE_INTVL"],
+            Setting::Count => &["KEEPCNT", "TCP_KEEPCNT", "DD_TCP_KEEPALIVE_PROBES"],
+            Setting::UserTimeout => &["KEEPALIVE_USER_TIMEOUT", "TCP_USER_TIMEOUT"],
+            Setting::Debug => &["KEEPALIVE_DEBUG", "LIBKEEPALIVE_DEBUG", "DD_DEBUG"],
+        }
+    }
+
+    /// This setting's value in `settings`, in a form that compares equal
+    /// exactly when two spellings mean the same thing.
+    fn value_in(self, settings: &Settings) -> String {
+        match self {
+            Setting::Enabled => format!("{:?}", settings.enabled),
+            Setting::Idle => format!("{:?}", settings.idle_secs),
+            Setting::Interval => format!("{:?}", settings.interval_secs),
+            Setting::Count => format!("{:?}", settings.count),
+            Setting::UserTimeout => format!("{:?}", settings.user_timeout),
+            Setting::Debug => format!("{:?}", settings.debug),
+        }
+    }
+}
+
+/// The variables that `settings` of `load(lookup)` took `setting` from:
+/// every spelling that is set and valid, when they all agree (the library
+/// applies it); empty when none is, or when valid spellings disagree (the
+/// library ignores the setting). Uses `load` itself, so the rules stay one.
+pub fn sources(setting: Setting, lookup: impl Fn(&str) -> Option<Vec<u8>>) -> Vec<&'static str> {
+    let mut valid: Vec<(&'static str, String)> = Vec::new();
+    for &name in setting.variables() {
+        let Some(value) = lookup(name) else { continue };
+        let alone = load(|asked| (asked == name).then(|| value.clone()));
+        if alone.diagnostics.is_empty() {
+            valid.push((name, setting.value_in(&alone.settings)));
+        }
+    }
+    let agree = valid.windows(2).all(|pair| pair[0].1 == pair[1].1);
+    if agree {
+        valid.into_iter().map(|(name, _)| name).collect()
+    } else {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod setting_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup_in(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<Vec<u8>> {
+        let map: HashMap<String, Vec<u8>> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn the_groups_list_every_variable_once_in_load_order() {
+        let flat: Vec<&str> = Setting::ALL
+            .iter()
+            .flat_map(|setting| setting.variables().iter().copied())
+            .collect();
+        assert_eq!(flat, VARIABLE_NAMES);
+    }
+
+    #[test]
+    fn each_variable_changes_its_own_setting_and_no_other() {
+        let valid = |setting| match setting {
+            Setting::Enabled => ["off", "0"],
+            Setting::Debug => ["1", "1"],
+            _ => ["3", "3"],
+        };
+        for setting in Setting::ALL {
+            for (index, &name) in setting.variables().iter().enumerate() {
+                // DD_USE_KEEPALIVE spells "off" as 0.
+                let value = valid(setting)[index.min(1)];
+                let loaded = load(lookup_in(&[(name, value)]));
+                assert!(loaded.diagnostics.is_empty(), "{name}={value}");
+                for other in Setting::ALL {
+                    let changed =
+                        other.value_in(&loaded.settings) != other.value_in(&Settings::default());
+                    assert_eq!(changed, other == setting, "{name} and {other:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sources_name_the_valid_agreeing_spellings() {
+        let env = [("KEEPIDLE", "60"), ("TCP_KEEPIDLE", "1m"), ("KEEPCNT", "x")];
+        assert_eq!(
+            sources(Setting::Idle, lookup_in(&env)),
+            ["KEEPIDLE", "TCP_KEEPIDLE"]
+        );
+        assert!(sources(Setting::Count, lookup_in(&env)).is_empty());
+        assert!(sources(Setting::Interval, lookup_in(&env)).is_empty());
+        let conflict = [("KEEPALIVE", "on"), ("DD_USE_KEEPALIVE", "0")];
+        assert!(sources(Setting::Enabled, lookup_in(&conflict)).is_empty());
+        let agree = [("KEEPALIVE", "off"), ("DD_USE_KEEPALIVE", "0")];
+        assert_eq!(
+            sources(Setting::Enabled, lookup_in(&agree)),
+            ["KEEPALIVE", "DD_USE_KEEPALIVE"]
+        );
+        // A bad spelling beside a good one: the good one applies.
+        let mixed = [("KEEPINTVL", "abc"), ("DD_TCP_KEEPALIVE_INTVL", "5")];
+        assert_eq!(
+            sources(Setting::Interval, lookup_in(&mixed)),
+            ["DD_TCP_KEEPALIVE_INTVL"]
+        );
+        assert_eq!(load(lookup_in(&mixed)).settings.interval_secs, Some(5));
+    }
+}
