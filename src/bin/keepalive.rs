@@ -1,0 +1,190 @@
+//! `keepalive [OPTIONS] [--] PROGRAM [ARGS...]`: runs PROGRAM with
+//! libkeepalive.so preloaded and the settings given as options, like
+//! eatmydata or torsocks. See man/keepalive.1.
+//!
+//! The library is a cdylib only (an rlib would bring its exported hooks and
+//! constructor into this command), so the pure modules are compiled in here
+//! from their source: one parser, one set of rules, the same messages.
+
+#[allow(dead_code)]
+#[path = "../config.rs"]
+mod config;
+#[allow(dead_code)]
+#[path = "../plan.rs"]
+mod plan;
+
+#[path = "keepalive/args.rs"]
+mod args;
+#[path = "keepalive/check.rs"]
+mod check;
+#[path = "keepalive/elf.rs"]
+mod elf;
+#[path = "keepalive/environment.rs"]
+mod environment;
+#[path = "keepalive/locate.rs"]
+mod locate;
+#[path = "keepalive/reach.rs"]
+mod reach;
+
+use args::{Action, Invocation};
+use environment::Overrides;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode};
+
+/// env(1)'s conventions: 125 when keepalive itself fails, 126 when PROGRAM
+/// cannot be executed, 127 when it cannot be found.
+const FAILED: u8 = 125;
+const CANNOT_EXECUTE: u8 = 126;
+const NOT_FOUND: u8 = 127;
+
+const USAGE: &str = "\
+Usage: keepalive [OPTIONS] [--] PROGRAM [ARGS...]
+       keepalive [OPTIONS] --check [PROGRAM]
+
+Runs PROGRAM with libkeepalive.so preloaded, so that its TCP sockets use
+keepalive. Options override the environment variables of the same setting.
+
+Options:
+  --idle SECS          idle time before the first probe (KEEPIDLE), 1..32767
+  --interval SECS      time between probes (KEEPINTVL), 1..32767
+  --count N            unanswered probes before the connection is dropped
+                       (KEEPCNT), 1..127
+  --user-timeout MS|auto
+                       TCP_USER_TIMEOUT in milliseconds (KEEPALIVE_USER_TIMEOUT),
+                       0..2147483647, or auto = idle + interval x count
+  --debug              the library reports each socket on stderr (KEEPALIVE_DEBUG=1)
+  --off                preload the library but touch no socket (KEEPALIVE=off)
+  --check              print the settings PROGRAM would get and where each comes
+                       from; exit 1 if any is bad. PROGRAM is only inspected.
+  -h, --help           print this help
+  -V, --version        print the version
+
+Times take a suffix: ms, s, m or h (--idle 5m). The library is KEEPALIVE_LIB if
+set, else PREFIX/lib/libkeepalive.so beside PREFIX/bin/keepalive, else the
+command's own directory.
+
+Exit status: PROGRAM's; 125 if keepalive fails (bad option or value, library
+not found), 126 if PROGRAM cannot be executed, 127 if it is not found.
+See keepalive(1) and libkeepalive(8).
+";
+
+fn main() -> ExitCode {
+    let invocation = match args::parse(std::env::args_os().skip(1)) {
+        Ok(invocation) => invocation,
+        Err(message) => {
+            eprintln!("keepalive: {message}; see keepalive --help");
+            return ExitCode::from(FAILED);
+        }
+    };
+    let Invocation { options, action } = invocation;
+    let overrides = Overrides::from_options(&options);
+    match action {
+        Action::Help => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Action::Version => {
+            println!("keepalive {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Action::Check { program } => run_check(&overrides, program.as_deref()),
+        Action::Run { program, args } => run_program(&overrides, &program, &args),
+    }
+}
+
+/// Prints the library's own diagnostic lines, and which option set the
+/// variable a line names. Returns true if there were none.
+fn report_diagnostics(diagnostics: &[String], overrides: &Overrides) -> bool {
+    for line in diagnostics {
+        eprintln!("{line}");
+    }
+    for (variable, _, option) in &overrides.set {
+        let quoted = format!(" {variable}=");
+        if diagnostics.iter().any(|line| line.contains(&quoted)) {
+            eprintln!("keepalive: {variable} is the value of {option}");
+        }
+    }
+    diagnostics.is_empty()
+}
+
+/// Warns (one line) if PROGRAM is out of the library's reach.
+fn warn_if_unreachable(program: &OsStr) {
+    let path = std::env::var_os("PATH");
+    if let Some(warning) =
+        locate::executable(program, path.as_deref()).and_then(|e| reach::warning(&e))
+    {
+        eprintln!("{warning}");
+    }
+}
+
+fn run_check(overrides: &Overrides, program: Option<&OsStr>) -> ExitCode {
+    let loaded = environment::load(overrides, environment::inherited);
+    let library = locate::find_library();
+    match &library {
+        Ok(path) => println!("{:<13} {}", "library", path.display()),
+        Err(reason) => println!("{:<13} not found: {reason}", "library"),
+    }
+    for line in check::report(
+        &loaded,
+        overrides,
+        &environment::inherited,
+        &check::read_sysctl,
+    ) {
+        println!("{line}");
+    }
+    let valid = report_diagnostics(&loaded.diagnostics, overrides);
+    if let Some(program) = program {
+        warn_if_unreachable(program);
+    }
+    if valid && library.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run_program(overrides: &Overrides, program: &OsStr, args: &[OsString]) -> ExitCode {
+    let loaded = environment::load(overrides, environment::inherited);
+    if !report_diagnostics(&loaded.diagnostics, overrides) {
+        eprintln!(
+            "keepalive: not starting {}: fix the setting above",
+            program.to_string_lossy()
+        );
+        return ExitCode::from(FAILED);
+    }
+    let library = match locate::find_library() {
+        Ok(library) => library,
+        Err(reason) => {
+            eprintln!("keepalive: {reason}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    warn_if_unreachable(program);
+    let mut command = Command::new(program);
+    command.args(args);
+    for variable in &overrides.removed {
+        command.env_remove(variable);
+    }
+    for (variable, value, _) in &overrides.set {
+        command.env(variable, OsStr::from_bytes(value));
+    }
+    let preload = std::env::var_os("LD_PRELOAD");
+    command.env(
+        "LD_PRELOAD",
+        environment::preload_with(preload.as_deref(), &library),
+    );
+    // exec only returns on failure; on success PROGRAM has our process id,
+    // and its signals and exit status are its own.
+    let error = command.exec();
+    eprintln!(
+        "keepalive: cannot run {}: {error}",
+        program.to_string_lossy()
+    );
+    ExitCode::from(if error.kind() == std::io::ErrorKind::NotFound {
+        NOT_FOUND
+    } else {
+        CANNOT_EXECUTE
+    })
+}

@@ -1,0 +1,242 @@
+//! The command line: `keepalive [OPTIONS] [--] PROGRAM [ARGS...]`.
+//!
+//! Parsing stops at the first word that is not one of our options (or after
+//! `--`), like env(1) or nice(1), so PROGRAM's own options are never ours.
+//! Values stay raw bytes: they are validated by the library's own parser.
+
+use crate::config::Setting;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+/// A setting given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionValue {
+    pub setting: Setting,
+    /// The option as the user spelled its name, for messages: "--idle".
+    pub option: &'static str,
+    pub value: Vec<u8>,
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Help,
+    Version,
+    /// Report the effective settings; PROGRAM, if given, is only inspected.
+    Check {
+        program: Option<OsString>,
+    },
+    Run {
+        program: OsString,
+        args: Vec<OsString>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// In command-line order; a later value for a setting wins.
+    pub options: Vec<OptionValue>,
+    pub action: Action,
+}
+
+/// Options that take a value: name, setting.
+const VALUED: [(&str, Setting); 4] = [
+    ("--idle", Setting::Idle),
+    ("--interval", Setting::Interval),
+    ("--count", Setting::Count),
+    ("--user-timeout", Setting::UserTimeout),
+];
+
+/// Parses the arguments after argv[0]. The error is a one-line message.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
+    let mut args = args.into_iter();
+    let mut options = Vec::new();
+    let mut check = false;
+    let mut program = None;
+    while let Some(arg) = args.next() {
+        let bytes = arg.as_encoded_bytes();
+        if bytes == b"--" {
+            program = args.next();
+            break;
+        }
+        if !bytes.starts_with(b"-") || bytes == b"-" {
+            program = Some(arg);
+            break;
+        }
+        let (name, inline_value) = match bytes.iter().position(|&b| b == b'=') {
+            Some(eq) => (&bytes[..eq], Some(bytes[eq + 1..].to_vec())),
+            None => (bytes, None),
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        if let Some(&(option, setting)) = VALUED.iter().find(|(known, _)| *known == name) {
+            let value = match inline_value {
+                Some(value) => value,
+                None => args
+                    .next()
+                    .ok_or_else(|| format!("{option} needs a value"))?
+                    .into_vec(),
+            };
+            options.push(OptionValue {
+                setting,
+                option,
+                value,
+            });
+            continue;
+        }
+        if inline_value.is_some() {
+            return Err(format!("{name} takes no value"));
+        }
+        match name.as_str() {
+            "--debug" => options.push(OptionValue {
+                setting: Setting::Debug,
+                option: "--debug",
+                value: b"1".to_vec(),
+            }),
+            "--off" => options.push(OptionValue {
+                setting: Setting::Enabled,
+                option: "--off",
+                value: b"off".to_vec(),
+            }),
+            "--check" => check = true,
+            "-h" | "--help" => {
+                return Ok(Invocation {
+                    options,
+                    action: Action::Help,
+                })
+            }
+            "-V" | "--version" => {
+                return Ok(Invocation {
+                    options,
+                    action: Action::Version,
+                })
+            }
+            _ => return Err(format!("unknown option {name}")),
+        }
+    }
+    let action = match (check, program) {
+        (true, program) => Action::Check { program },
+        (false, Some(program)) => Action::Run {
+            program,
+            args: args.collect(),
+        },
+        (false, None) => return Err("no PROGRAM to run".to_string()),
+    };
+    Ok(Invocation { options, action })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(words: &[&str]) -> Result<Invocation, String> {
+        parse(words.iter().map(OsString::from))
+    }
+
+    fn run_of(invocation: &Invocation) -> (String, Vec<String>) {
+        match &invocation.action {
+            Action::Run { program, args } => (
+                program.to_string_lossy().into_owned(),
+                args.iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect(),
+            ),
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_then_program_and_its_own_options() {
+        let got = parse_words(&[
+            "--idle",
+            "60",
+            "--count=5",
+            "--debug",
+            "curl",
+            "--idle",
+            "x",
+        ])
+        .unwrap();
+        let settings: Vec<_> = got
+            .options
+            .iter()
+            .map(|o| {
+                (
+                    o.setting,
+                    o.option,
+                    String::from_utf8_lossy(&o.value).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            settings,
+            [
+                (Setting::Idle, "--idle", "60".to_string()),
+                (Setting::Count, "--count", "5".to_string()),
+                (Setting::Debug, "--debug", "1".to_string()),
+            ]
+        );
+        assert_eq!(
+            run_of(&got),
+            (
+                "curl".to_string(),
+                vec!["--idle".to_string(), "x".to_string()]
+            )
+        );
+    }
+
+    #[test]
+    fn double_dash_ends_our_options() {
+        let got = parse_words(&["--off", "--", "--weird-name", "-x"]).unwrap();
+        assert_eq!(got.options[0].setting, Setting::Enabled);
+        assert_eq!(got.options[0].value, b"off");
+        assert_eq!(
+            run_of(&got),
+            ("--weird-name".to_string(), vec!["-x".to_string()])
+        );
+    }
+
+    #[test]
+    fn values_are_passed_through_unvalidated() {
+        // Validation is config::load's job, so even nonsense parses here.
+        let got = parse_words(&["--user-timeout", "auto", "--interval=", "p"]).unwrap();
+        assert_eq!(got.options[0].value, b"auto");
+        assert_eq!(got.options[1].value, b"");
+    }
+
+    #[test]
+    fn check_help_version() {
+        assert_eq!(
+            parse_words(&["--idle", "5", "--check"]).unwrap().action,
+            Action::Check { program: None }
+        );
+        assert_eq!(
+            parse_words(&["--check", "/bin/true"]).unwrap().action,
+            Action::Check {
+                program: Some("/bin/true".into())
+            }
+        );
+        assert_eq!(
+            parse_words(&["--help", "--bogus"]).unwrap().action,
+            Action::Help
+        );
+        assert_eq!(parse_words(&["-V"]).unwrap().action, Action::Version);
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        assert_eq!(
+            parse_words(&["--idle"]).unwrap_err(),
+            "--idle needs a value"
+        );
+        assert_eq!(
+            parse_words(&["--idel", "5", "x"]).unwrap_err(),
+            "unknown option --idel"
+        );
+        assert_eq!(
+            parse_words(&["--debug=1", "x"]).unwrap_err(),
+            "--debug takes no value"
+        );
+        assert_eq!(parse_words(&["--debug"]).unwrap_err(), "no PROGRAM to run");
+        assert_eq!(parse_words(&[]).unwrap_err(), "no PROGRAM to run");
+    }
+}

@@ -1,0 +1,227 @@
+//! `keepalive --check`: the settings the library would apply in PROGRAM's
+//! environment, one per line, each with where it comes from.
+
+use crate::config::{Loaded, Setting, UserTimeout};
+use crate::environment::{self, Overrides};
+use crate::plan::{self, KernelDefaults, Plan};
+
+/// A kernel default, read from this network namespace's sysctls.
+pub type Sysctl = dyn Fn(&str) -> Result<u32, String>;
+
+/// Reads `/proc/sys/net/ipv4/NAME`.
+pub fn read_sysctl(name: &str) -> Result<u32, String> {
+    let path = format!("/proc/sys/net/ipv4/{name}");
+    let text = std::fs::read_to_string(&path).map_err(|err| err.to_string())?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{path} holds {:?}", text.trim()))
+}
+
+/// "kernel default (net.ipv4.NAME = VALUE)", and the value if it was readable.
+fn kernel_default(sysctl: &Sysctl, name: &str) -> (String, Option<u32>) {
+    match sysctl(name) {
+        Ok(value) => (
+            format!("kernel default (net.ipv4.{name} = {value})"),
+            Some(value),
+        ),
+        Err(err) => (
+            format!("kernel default (net.ipv4.{name} unreadable: {err})"),
+            None,
+        ),
+    }
+}
+
+/// The lines of the report (without the library line).
+pub fn report(
+    loaded: &Loaded,
+    overrides: &Overrides,
+    inherited: &dyn Fn(&str) -> Option<Vec<u8>>,
+    sysctl: &Sysctl,
+) -> Vec<String> {
+    let settings = &loaded.settings;
+    let timers = [
+        ("tcp_keepalive_time", KernelDefaults::LINUX.idle_secs),
+        ("tcp_keepalive_intvl", KernelDefaults::LINUX.interval_secs),
+        ("tcp_keepalive_probes", KernelDefaults::LINUX.count),
+    ];
+    let defaults: Vec<(String, u32)> = timers
+        .iter()
+        .map(|&(name, linux)| {
+            let (text, value) = kernel_default(sysctl, name);
+            (text, value.unwrap_or(linux))
+        })
+        .collect();
+    let kernel = KernelDefaults {
+        idle_secs: defaults[0].1,
+        interval_secs: defaults[1].1,
+        count: defaults[2].1,
+    };
+    let mut lines = Vec::new();
+    for setting in Setting::ALL {
+        let sources = environment::sources(overrides, setting, inherited);
+        let named: Vec<String> = sources
+            .iter()
+            .map(|&variable| {
+                overrides
+                    .option_for(variable)
+                    .unwrap_or(variable)
+                    .to_string()
+            })
+            .collect();
+        let (label, value, fallback) = match setting {
+            Setting::Enabled => ("keepalive", on_off(settings.enabled), "default".to_string()),
+            Setting::Idle => timer("idle", settings.idle_secs, " s", &defaults[0]),
+            Setting::Interval => timer("interval", settings.interval_secs, " s", &defaults[1]),
+            Setting::Count => timer("count", settings.count, "", &defaults[2]),
+            Setting::UserTimeout => {
+                let value = match settings.user_timeout {
+                    Some(UserTimeout::Millis(ms)) => format!("{ms} ms"),
+                    Some(UserTimeout::Auto) => format!(
+                        "{} ms (auto: idle + interval x count)",
+                        plan::auto_user_timeout_ms(settings, kernel)
+                    ),
+                    None => "not set".to_string(),
+                };
+                let (retries, _) = kernel_default(sysctl, "tcp_retries2");
+                let fallback =
+                    format!("{retries}: unacknowledged data is retransmitted until that gives up");
+                ("user-timeout", value, fallback)
+            }
+            Setting::Debug => ("debug", on_off(settings.debug), "default".to_string()),
+        };
+        let mut source = if named.is_empty() {
+            fallback
+        } else {
+            named.join(", ")
+        };
+        // A variable that is set but not applied was bad or conflicting.
+        let ignored: Vec<&str> = setting
+            .variables()
+            .iter()
+            .copied()
+            .filter(|&v| overrides.lookup(v, inherited).is_some() && !sources.contains(&v))
+            .map(|v| overrides.option_for(v).unwrap_or(v))
+            .collect();
+        if !ignored.is_empty() {
+            source.push_str(&format!("; ignored: {}", ignored.join(", ")));
+        }
+        lines.push(format!("{label:<13} {value:<16} {source}"));
+    }
+    let plan = Plan::new(settings, || kernel);
+    let applied: Vec<String> = plan
+        .options()
+        .iter()
+        .map(|option| format!("{}={}", option.label(), option.value))
+        .collect();
+    let applied = if applied.is_empty() {
+        "nothing: every socket is left alone".to_string()
+    } else {
+        applied.join(" ")
+    };
+    lines.push(format!("{:<13} {applied}", "tcp sockets"));
+    lines
+}
+
+fn on_off(on: bool) -> String {
+    if on { "on" } else { "off" }.to_string()
+}
+
+fn timer(
+    label: &'static str,
+    value: Option<u32>,
+    unit: &str,
+    default: &(String, u32),
+) -> (&'static str, String, String) {
+    let shown = value.unwrap_or(default.1);
+    (label, format!("{shown}{unit}"), default.0.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::OptionValue;
+
+    fn sysctl(name: &str) -> Result<u32, String> {
+        match name {
+            "tcp_keepalive_time" => Ok(7200),
+            "tcp_keepalive_intvl" => Ok(75),
+            "tcp_keepalive_probes" => Err("No such file or directory".to_string()),
+            "tcp_retries2" => Ok(15),
+            _ => panic!("{name}"),
+        }
+    }
+
+    fn report_for(
+        options: &[OptionValue],
+        vars: &'static [(&'static str, &'static str)],
+    ) -> Vec<String> {
+        let overrides = Overrides::from_options(options);
+        let inherited = move |name: &str| {
+            vars.iter()
+                .find(|(set, _)| *set == name)
+                .map(|(_, value)| value.as_bytes().to_vec())
+        };
+        let loaded = environment::load(&overrides, inherited);
+        let lines = report(&loaded, &overrides, &inherited, &sysctl);
+        lines
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_name_the_sysctl_and_its_value() {
+        let lines = report_for(&[], &[]);
+        assert_eq!(
+            lines,
+            [
+                "keepalive on default",
+                "idle 7200 s kernel default (net.ipv4.tcp_keepalive_time = 7200)",
+                "interval 75 s kernel default (net.ipv4.tcp_keepalive_intvl = 75)",
+                "count 9 kernel default (net.ipv4.tcp_keepalive_probes unreadable: No such file or directory)",
+                "user-timeout not set kernel default (net.ipv4.tcp_retries2 = 15): unacknowledged data is retransmitted until that gives up",
+                "debug off default",
+                "tcp sockets SO_KEEPALIVE=1",
+            ]
+        );
+    }
+
+    #[test]
+    fn options_variables_and_ignored_values() {
+        let options = [OptionValue {
+            setting: Setting::Idle,
+            option: "--idle",
+            value: b"1m".to_vec(),
+        }];
+        let vars = &[
+            ("TCP_KEEPIDLE", "5"),
+            ("KEEPCNT", "4"),
+            ("TCP_KEEPCNT", "4"),
+            ("KEEPINTVL", "0"),
+            ("KEEPALIVE_USER_TIMEOUT", "auto"),
+        ];
+        let lines = report_for(&options, vars);
+        assert_eq!(lines[1], "idle 60 s --idle");
+        assert_eq!(
+            lines[2],
+            "interval 75 s kernel default (net.ipv4.tcp_keepalive_intvl = 75); ignored: KEEPINTVL"
+        );
+        assert_eq!(lines[3], "count 4 KEEPCNT, TCP_KEEPCNT");
+        // 60 + 75 x 4 seconds.
+        assert_eq!(
+            lines[4],
+            "user-timeout 360000 ms (auto: idle + interval x count) KEEPALIVE_USER_TIMEOUT"
+        );
+        assert_eq!(
+            lines[6],
+            "tcp sockets SO_KEEPALIVE=1 TCP_KEEPIDLE=60 TCP_KEEPCNT=4 TCP_USER_TIMEOUT=360000"
+        );
+    }
+
+    #[test]
+    fn off_sets_nothing() {
+        let lines = report_for(&[], &[("KEEPALIVE", "off")]);
+        assert_eq!(lines[0], "keepalive off KEEPALIVE");
+        assert_eq!(lines[6], "tcp sockets nothing: every socket is left alone");
+    }
+}
