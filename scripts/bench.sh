@@ -2,10 +2,14 @@
 # Measures what libkeepalive costs and prints a Markdown table:
 #   - socket()+close(): no library, the floor (the benchmark itself making
 #     the very setsockopt calls the library makes), this library, and each
-#     peer library present; each with its ratio to the floor;
-#   - a loopback connect()+accept()+close() pair with and without it;
-#   - start-up of /bin/true and its peak resident memory;
+#     peer library present; each with its ratio to the floor; and, when
+#     valgrind is installed, the exact user-space instructions of each;
+#   - a loopback connect()+accept()+close() pair: no library, the floor
+#     (options set by the program on its listener and client sockets), ours;
+#   - start-up of /bin/true and its peak resident memory, with each library;
 #   - the size of the stripped release library.
+# Needs cargo, gcc, /usr/bin/time (package time); strace (cross-checks the
+# floor) and valgrind (instruction counts) are used when present.
 # Every figure is the median of interleaved rounds: each round runs every
 # variant once, in a rotating order, so that a noisy neighbour slows all of
 # them alike. Ratios are medians of per-round ratios; compare those rather
@@ -14,14 +18,14 @@
 # Environment:
 #   BENCH_PEERS       extra peer libraries, colon-separated paths (Debian's
 #                     /usr/lib/libkeepalive.so is added when installed)
-#   BENCH_ROUNDS      rounds (default 21)
+#   BENCH_ROUNDS      rounds (default 31)
 #   BENCH_SOCKETS     socket()+close() iterations per run (default 20000)
 #   BENCH_PAIRS       connections per run (default 2000)
 #   BENCH_SPAWNS      /bin/true start-ups per run (default 200)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-rounds=${BENCH_ROUNDS:-21}
+rounds=${BENCH_ROUNDS:-31}
 sockets=${BENCH_SOCKETS:-20000}
 pairs=${BENCH_PAIRS:-2000}
 spawns=${BENCH_SPAWNS:-200}
@@ -68,34 +72,32 @@ for path in "${extra_peers[@]}"; do
     peer_paths+=("$path")
 done
 
-# Runs one variant once; prints ns per operation. env -i keeps the shell's
-# own LD_PRELOAD or KEEP* variables out of the measurement.
-clean_env=(env -i "PATH=$PATH")
-run_variant() { # section variant
-    case "$1:$2" in
-    socket:none) "${clean_env[@]}" "$bench" socket "$sockets" ;;
-    socket:floor) "${clean_env[@]}" "$bench" socket "$sockets" "${floor_options[@]}" ;;
-    socket:ours) "${clean_env[@]}" "${settings[@]}" LD_PRELOAD="$library" "$bench" socket "$sockets" ;;
-    socket:peer*) "${clean_env[@]}" "${peer_settings[@]}" LD_PRELOAD="${peer_paths[${2#peer}]}" \
-        "$bench" socket "$sockets" ;;
-    pair:none) "${clean_env[@]}" "$bench" pair "$pairs" ;;
-    pair:ours) "${clean_env[@]}" "${settings[@]}" LD_PRELOAD="$library" "$bench" pair "$pairs" ;;
-    spawn:none) "${clean_env[@]}" "$bench" spawn "$spawns" /bin/true ;;
-    spawn:ours) "${clean_env[@]}" "${settings[@]}" LD_PRELOAD="$library" \
-        "$bench" spawn "$spawns" /bin/true ;;
-    spawn:peer*) "${clean_env[@]}" "${peer_settings[@]}" LD_PRELOAD="${peer_paths[${2#peer}]}" \
-        "$bench" spawn "$spawns" /bin/true ;;
-    *) echo "bench.sh: no variant $1:$2" >&2; exit 1 ;;
+# Runs one variant once; prints ns per operation (or, under callgrind,
+# nothing: the count is in the callgrind file). env -i keeps the shell's own
+# LD_PRELOAD or KEEP* variables out of the measurement.
+run_variant() { # section variant iterations [wrapper...]
+    local section=$1 variant=$2 iterations=$3
+    shift 3
+    local setup=(env -i "PATH=$PATH") args=()
+    case "$variant" in
+    none) ;;
+    floor) args=("${floor_options[@]}") ;;
+    ours) setup+=("${settings[@]}" "LD_PRELOAD=$library") ;;
+    peer*) setup+=("${peer_settings[@]}" "LD_PRELOAD=${peer_paths[${variant#peer}]}") ;;
+    esac
+    case "$section" in
+    socket) "${setup[@]}" "$@" "$bench" socket "$iterations" "${args[@]}" ;;
+    pair) "${setup[@]}" "$@" "$bench" pair "$iterations" "${args[@]}" ;;
+    spawn) "${setup[@]}" "$@" "$bench" spawn "$iterations" /bin/true ;;
     esac
 }
-
 socket_variants=(none floor ours)
 spawn_variants=(none ours)
 for i in "${!peer_paths[@]}"; do
     socket_variants+=("peer$i")
     spawn_variants+=("peer$i")
 done
-pair_variants=(none ours)
+pair_variants=(none floor ours)
 
 # Honesty check of the floor: under strace, the library and the floor must
 # make the same setsockopt calls (and the library nothing else per socket).
@@ -126,7 +128,8 @@ for ((round = 0; round < rounds; round++)); do
         count=${#variants[@]}
         for ((k = 0; k < count; k++)); do
             variant=${variants[$(((k + round) % count))]}
-            echo "$section $variant $round $(run_variant "$section" "$variant")" >>"$results"
+            declare -n iterations="$section"s
+            echo "$section $variant $round $(run_variant "$section" "$variant" "$iterations")" >>"$results"
         done
     done
 done
@@ -146,14 +149,32 @@ ratio() {
 }
 
 # Peak RSS of /bin/true, KiB: the median of 11 runs (it barely varies).
-peak_rss() { # LD_PRELOAD value, or empty
-    for _ in $(seq 11); do
-        if [ -n "$1" ]; then
-            "${clean_env[@]}" "${peer_settings[@]}" LD_PRELOAD="$1" /usr/bin/time -f %M /bin/true 2>&1
-        else
-            "${clean_env[@]}" /usr/bin/time -f %M /bin/true 2>&1
-        fi
-    done | sort -n | sed -n 6p
+peak_rss() { # variant
+    for _ in $(seq 11); do run_variant_rss "$1"; done | sort -n | sed -n 6p
+}
+run_variant_rss() { # variant: one peak RSS of /bin/true in that variant
+    local setup=(env -i "PATH=$PATH")
+    case "$1" in
+    ours) setup+=("${settings[@]}" "LD_PRELOAD=$library") ;;
+    peer*) setup+=("${peer_settings[@]}" "LD_PRELOAD=${peer_paths[${1#peer}]}") ;;
+    esac
+    "${setup[@]}" /usr/bin/time -f %M /bin/true 2>&1
+}
+
+# User-space instructions per socket()+close(), counted by callgrind: unlike
+# times they are exact, so small differences between libraries show. The
+# difference between two run lengths cancels start-up and exit: bench runs
+# n + n/10 + 1 iterations in all (with its warm-up), so 1000 and 11000 differ
+# by 11000.
+instructions() { # variant
+    local counts=()
+    for n in 1000 11000; do
+        run_variant socket "$1" "$n" valgrind --tool=callgrind \
+            --callgrind-out-file=/dev/null 2>&1 >/dev/null |
+            sed -n 's/.*Collected : \([0-9]*\).*/\1/p' >"$work/count"
+        counts+=("$(cat "$work/count")")
+    done
+    echo $(((counts[1] - counts[0]) / 11000))
 }
 
 name_of() {
@@ -171,34 +192,49 @@ path_of() {
     esac
 }
 
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo
-echo "Settings: ${settings[*]}; $rounds interleaved rounds; medians."
+echo "Machine: $(nproc) CPUs, $cpu, Linux $(uname -r)."
+echo "Settings: ${settings[*]}; $rounds interleaved rounds; each figure a median."
 echo
 echo "| socket()+close() | ns | ratio to floor |"
 echo "|---|---:|---:|"
 for v in "${socket_variants[@]}"; do
     printf '| %s | %.0f | %s |\n' "$(name_of "$v")" "$(median socket "$v")" "$(ratio socket "$v" floor)"
 done
+if command -v valgrind >/dev/null; then
+    echo
+    echo "| socket()+close(), user-space instructions (callgrind) | per call | beyond the floor |"
+    echo "|---|---:|---:|"
+    floor_count=$(instructions floor)
+    for v in "${socket_variants[@]}"; do
+        count=$([ "$v" = floor ] && echo "$floor_count" || instructions "$v")
+        printf '| %s | %d | %+d |\n' "$(name_of "$v")" "$count" "$((count - floor_count))"
+    done
+else
+    echo "note: valgrind missing, no instruction counts (apt-get install -y valgrind)" >&2
+fi
 echo
-echo "| loopback connect()+accept()+close() | ns | ratio to no library |"
-echo "|---|---:|---:|"
+echo "| loopback connect()+accept()+close() | ns | ratio to no library | ratio to floor |"
+echo "|---|---:|---:|---:|"
 for v in "${pair_variants[@]}"; do
-    printf '| %s | %.0f | %s |\n' "$(name_of "$v")" "$(median pair "$v")" "$(ratio pair "$v" none)"
+    printf '| %s | %.0f | %s | %s |\n' "$(name_of "$v")" "$(median pair "$v")" \
+        "$(ratio pair "$v" none)" "$(ratio pair "$v" floor)"
 done
 echo
-none_rss=$(peak_rss "")
-echo "| /bin/true | start-up µs | extra µs | peak RSS KiB | extra KiB | library bytes |"
+echo "| start-up of /bin/true | µs | extra µs | peak RSS KiB | extra KiB | library bytes |"
 echo "|---|---:|---:|---:|---:|---:|"
+base_us=$(median spawn none)
 for v in "${spawn_variants[@]}"; do
+    rss=$(peak_rss "$v")
+    [ "$v" = none ] && base_rss=$rss
     path=$(path_of "$v")
-    rss=$(peak_rss "$path")
     size=$([ -n "$path" ] && stat -c %s "$path" || echo "-")
-    base=$(median spawn none)
-    mine=$(median spawn "$v")
+    us=$(median spawn "$v")
     printf '| %s | %.0f | %+.0f | %s | %+d | %s |\n' "$(name_of "$v")" \
-        "$(awk -v n="$mine" 'BEGIN { print n / 1000 }')" \
-        "$(awk -v n="$mine" -v b="$base" 'BEGIN { print (n - b) / 1000 }')" \
-        "$rss" "$((rss - none_rss))" "$size"
+        "$(awk -v n="$us" 'BEGIN { print n / 1000 }')" \
+        "$(awk -v n="$us" -v b="$base_us" 'BEGIN { print (n - b) / 1000 }')" \
+        "$rss" "$((rss - base_rss))" "$size"
 done
 echo
-echo "Stripped release library: $(stat -c %s "$library") bytes ($(file -b "$library" | grep -o 'stripped\|not stripped' || echo '?'))."
+echo "Release library: $(stat -c %s "$library") bytes, $(file -b "$library" | grep -o 'not stripped\|stripped')."
