@@ -297,7 +297,8 @@ struct ThroughMiddlebox {
     flows_remembered: usize,
     /// Seconds from the write to the line showing up at the server.
     arrived_after: Option<f64>,
-    /// Seconds from the write to the client's exit, and its complaint.
+    /// Seconds from the write to the client's exit (socat lingers 0.5 s,
+    /// its -t, after the reset), and what it printed.
     client_failed_after: Option<f64>,
     client_stderr: String,
     probes: u64,
