@@ -464,6 +464,20 @@ fn unreachable_programs_get_one_warning_and_still_run() {
         assert!(err.starts_with("keepalive: warning: "), "{err}");
         assert!(err.contains(why), "{err}");
     }
+    // --check only inspects PROGRAM: the warning, and its own exit status.
+    let (code, out, err) = outcome(keepalive(&["--check", go.to_str().unwrap()], &[]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("tcp sockets"), "{out}");
+    assert!(err.contains("Go program"), "{err}");
+    // setuid to another user: ld.so would ignore LD_PRELOAD (we are root, so
+    // the program's owner must be someone else for it to matter).
+    let setuid = dir.join("setuid");
+    fs::copy(&dynamic, &setuid).unwrap();
+    std::os::unix::fs::chown(&setuid, Some(65534), None).unwrap();
+    fs::set_permissions(&setuid, fs::Permissions::from_mode(0o4755)).unwrap();
+    let (code, _, err) = outcome(keepalive(&[setuid.to_str().unwrap()], &[]));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("is setuid"), "{err}");
     // A script is not judged by its own bytes.
     let script = dir.join("script");
     fs::write(&script, "#!/bin/sh\nexit 4\n").unwrap();
