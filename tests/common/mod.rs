@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -191,7 +192,10 @@ pub fn ss_lines(port: u16) -> Vec<String> {
         .expect("ss not found: apt-get install -y iproute2");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|line| line.contains(&format!(":{port} ")))
+        .filter(|line| {
+            let suffix = format!(":{port}");
+            line.split_whitespace().any(|word| word.ends_with(&suffix))
+        })
         .map(str::to_string)
         .collect()
 }

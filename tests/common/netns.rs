@@ -11,14 +11,14 @@
 //! Needs root (namespaces, nft); `preflight()` says so, and names the
 //! `apt-get install` command for any missing tool, instead of skipping.
 
+pub use super::process::Process;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 /// Prefix of every namespace we create; `preflight()` recognises leftovers by it.
 const PREFIX: &str = "katest";
@@ -354,121 +354,5 @@ impl Routed {
             .ip(&["route", "add", "default", "via", "10.123.2.254"]);
         net.router.sysctl("net.ipv4.ip_forward", "1");
         net
-    }
-}
-
-/// A running program with its stdout and stderr collected as they come, and
-/// its stdin kept open (an idle connection must not see EOF). Killed on drop.
-pub struct Process {
-    pub label: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Process {
-    /// Spawns `cmd` with piped stdio; `label` names it in messages.
-    pub fn spawn(cmd: Command, label: &str) -> Process {
-        Process::spawn_with(cmd, label, true)
-    }
-
-    fn spawn_with(mut cmd: Command, label: &str, pipe_stdin: bool) -> Process {
-        if pipe_stdin {
-            cmd.stdin(Stdio::piped());
-        }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let label = format!("{label} ({cmd:?})");
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {label}: {e}"));
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
-        Process {
-            label,
-            stdin: child.stdin.take(),
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    pub fn write(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin already closed");
-        stdin
-            .write_all(text.as_bytes())
-            .and_then(|()| stdin.flush())
-            .unwrap_or_else(|e| panic!("write to {}: {e}", self.label));
-    }
-
-    pub fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    pub fn stdout(&self) -> String {
-        self.stdout
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Waits until stdout contains `text`; returns when it was seen.
-    pub fn wait_stdout(&self, text: &str, timeout: Duration) -> Option<Instant> {
-        poll(timeout, || self.stdout().contains(text).then(Instant::now))
-    }
-
-    /// Waits for the program to exit; returns its status and when it was
-    /// seen to exit (polled every 10 ms), or None if it is still running.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<(ExitStatus, Instant)> {
-        let child = &mut self.child;
-        poll(timeout, || {
-            child
-                .try_wait()
-                .expect("try_wait")
-                .map(|status| (status, Instant::now()))
-        })
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn collect(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&text);
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(&mut stream);
-        let mut line = String::new();
-        // Line by line, so a test sees each line as soon as it is printed.
-        while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-            sink.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push_str(&line);
-            line.clear();
-        }
-    });
-    text
-}
-
-/// Like `wait_for`, but every 10 ms: the tests measure exit times with it.
-fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if start.elapsed() > timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
