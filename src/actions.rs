@@ -1,9 +1,18 @@
 //! What the library does at each intercepted call. The hooks call these
-//! after (or, for connect, before) the real function; each runs behind
-//! `shielded`, so errno is preserved and no panic escapes.
+//! after (or, for connect and listen, before) the real function; each runs
+//! behind `shielded`, so errno is preserved and no panic escapes.
+//!
+//! Without rules every TCP socket is configured at `socket()`. With rules
+//! (see `policy`) sockets stay `Pending` there and are decided at
+//! `connect()` from its own address argument, at `listen()` when addresses
+//! do not matter for inbound connections, or at `accept()` from the peer
+//! address (accept's own output, else one `getpeername`).
 
 use crate::classify;
+use crate::endpoint::{self, Endpoint};
 use crate::fd_table::{self, FdState};
+use crate::plan::Plan;
+use crate::rules::{Address, Connection, Decision, Direction};
 use crate::runtime::{self, Runtime};
 use crate::sockopt::{self, ErrnoGuard, SetsockoptFn};
 use std::fmt::Write as _;
@@ -27,12 +36,56 @@ fn family_name(domain: i32) -> &'static str {
     }
 }
 
-/// Sets every planned option on `fd`. A failure is only reported (debug):
+/// How a connection was decided, for debug lines.
+#[derive(Clone, Copy)]
+struct Reason {
+    direction: Direction,
+    decision: Decision,
+    remote: Option<Address>,
+    port: Option<u16>,
+}
+
+fn write_reason(line: &mut dyn std::fmt::Write, runtime: &Runtime, reason: &Reason) {
+    let (label, word) = match reason.direction {
+        Direction::Out => ("out", "to"),
+        Direction::In => ("in", "from"),
+    };
+    let _ = write!(line, "{label}");
+    if let Some(remote) = reason.remote {
+        let _ = write!(line, " {word} {remote}");
+    }
+    if let Some(port) = reason.port {
+        let _ = write!(line, " port {port}");
+    }
+    let selection = &runtime.policy.selection;
+    let _ = match reason.decision {
+        Decision::WrongDirection => write!(
+            line,
+            ": KEEPALIVE_DIRECTION={}",
+            selection.directions.name()
+        ),
+        Decision::Unmatched => write!(line, ": no rule matched"),
+        Decision::Matched(index) => match selection.rules.get(index) {
+            Some(rule) => write!(line, ": rule {} {rule}", rule.number),
+            None => Ok(()),
+        },
+    };
+}
+
+/// Sets every option of `plan` on `fd`. A failure is only reported (debug):
 /// the program's call has already succeeded and stays a success.
-fn configure(runtime: &Runtime, set: SetsockoptFn, fd: i32, family: i32, via: &str) {
+fn configure(
+    runtime: &Runtime,
+    set: SetsockoptFn,
+    fd: i32,
+    plan: &Plan,
+    family: i32,
+    via: &str,
+    reason: Option<&Reason>,
+) {
     let mut failures: [(usize, i32); crate::plan::MAX_OPTIONS] = [(0, 0); crate::plan::MAX_OPTIONS];
     let mut failed = 0;
-    for (index, option) in runtime.plan.options().iter().enumerate() {
+    for (index, option) in plan.options().iter().enumerate() {
         if let Err(errno) = sockopt::set(set, fd, option) {
             failures[failed] = (index, errno);
             failed += 1;
@@ -41,12 +94,16 @@ fn configure(runtime: &Runtime, set: SetsockoptFn, fd: i32, family: i32, via: &s
     fd_table::set(fd, FdState::Configured);
     runtime.debug(|line| {
         let _ = write!(line, "fd {fd} ({}, {via}): set", family_name(family));
-        for option in runtime.plan.options() {
+        for option in plan.options() {
             let _ = write!(line, " {}={}", option.label(), option.value);
         }
         for &(index, errno) in &failures[..failed] {
-            let label = runtime.plan.options()[index].label();
+            let label = plan.options()[index].label();
             let _ = write!(line, "; {label} failed (errno {errno})");
+        }
+        if let Some(reason) = reason {
+            let _ = write!(line, "; ");
+            write_reason(line, runtime, reason);
         }
     });
 }
@@ -64,6 +121,98 @@ fn leave_alone(
     });
 }
 
+/// Applies a rules decision to `fd`: its plan, or nothing at all.
+fn apply(runtime: &Runtime, set: SetsockoptFn, fd: i32, via: &str, reason: &Reason) {
+    match runtime.policy.plan_for(reason.decision) {
+        Some(plan) => configure(
+            runtime,
+            set,
+            fd,
+            plan,
+            probed_family(runtime, fd),
+            via,
+            Some(reason),
+        ),
+        None => leave_alone(runtime, fd, FdState::LeftAlone, |why| {
+            let _ = write!(why, "at {via}: ");
+            write_reason(why, runtime, reason);
+        }),
+    }
+}
+
+/// An outbound connection: decided from connect()'s own address argument.
+fn decide_outbound(
+    runtime: &Runtime,
+    set: SetsockoptFn,
+    fd: i32,
+    destination: impl FnOnce() -> Option<Endpoint>,
+) {
+    let Some(destination) = destination() else {
+        // AF_UNSPEC (dissolving an association) or no IP address: the
+        // real connect() fails or connects nothing; decide at the next one.
+        fd_table::set(fd, FdState::Pending);
+        return;
+    };
+    let connection = Connection {
+        direction: Direction::Out,
+        remote: destination.address,
+        port: Some(destination.port),
+    };
+    let reason = Reason {
+        direction: Direction::Out,
+        decision: runtime.policy.selection.decide(&connection),
+        remote: Some(destination.address),
+        port: Some(destination.port),
+    };
+    apply(runtime, set, fd, "connect", &reason);
+}
+
+/// An inbound connection: decided from the peer address, unless no rule
+/// looks at addresses. accept()'s own output is used when the program
+/// asked for it; else one getpeername() (and one getsockname() only if a
+/// rule asks for the port accepted on).
+fn decide_inbound(
+    runtime: &Runtime,
+    set: SetsockoptFn,
+    fd: i32,
+    peer: impl FnOnce() -> Option<Endpoint>,
+) {
+    let policy = &runtime.policy;
+    let reason = match policy.inbound_fixed {
+        Some(decision) => Reason {
+            direction: Direction::In,
+            decision,
+            remote: None,
+            port: None,
+        },
+        None => {
+            let Some(peer) = peer().or_else(|| endpoint::query(fd, libc::getpeername)) else {
+                leave_alone(runtime, fd, FdState::LeftAlone, |why| {
+                    let _ = write!(why, "at accept: the peer address is unknown");
+                });
+                return;
+            };
+            let port = if policy.inbound_needs_port {
+                endpoint::query(fd, libc::getsockname).map(|local| local.port)
+            } else {
+                None
+            };
+            let connection = Connection {
+                direction: Direction::In,
+                remote: peer.address,
+                port,
+            };
+            Reason {
+                direction: Direction::In,
+                decision: policy.selection.decide(&connection),
+                remote: Some(peer.address),
+                port,
+            }
+        }
+    };
+    apply(runtime, set, fd, "accept", &reason);
+}
+
 /// Only in debug lines: the family of a socket we did not create.
 fn probed_family(runtime: &Runtime, fd: i32) -> i32 {
     if runtime.debug {
@@ -74,19 +223,29 @@ fn probed_family(runtime: &Runtime, fd: i32) -> i32 {
 }
 
 /// After a successful `socket()`: configure TCP sockets at once (options set
-/// before connect/listen are kept, and accepted connections inherit them).
+/// before connect/listen are kept, and accepted connections inherit them),
+/// or, with rules, remember them as pending until we know where they go.
 pub fn after_socket(set: SetsockoptFn, fd: i32, domain: i32, socket_type: i32, protocol: i32) {
     shielded(|| {
         let Some(runtime) = runtime::active() else {
             return;
         };
-        if classify::is_tcp_socket_request(domain, socket_type, protocol) {
-            configure(runtime, set, fd, domain, "socket");
-        } else {
+        if !classify::is_tcp_socket_request(domain, socket_type, protocol) {
             leave_alone(runtime, fd, FdState::LeftAlone, |why| {
                 let _ = write!(
                     why,
                     "not TCP ({}, type {socket_type}, protocol {protocol})",
+                    family_name(domain)
+                );
+            });
+        } else if runtime.policy.eager {
+            configure(runtime, set, fd, runtime.plan(), domain, "socket", None);
+        } else {
+            fd_table::set(fd, FdState::Pending);
+            runtime.debug(|line| {
+                let _ = write!(
+                    line,
+                    "fd {fd} ({}, socket): pending until connect, listen or accept",
                     family_name(domain)
                 );
             });
@@ -112,20 +271,31 @@ fn probe_foreign(fd: i32) -> Option<FdState> {
 }
 
 /// Before `connect()`: sockets that never came through our `socket()`
-/// (inherited, raw system call) are probed once and configured.
-pub fn before_connect(set: SetsockoptFn, fd: i32) {
+/// (inherited, raw system call) are probed once and configured; with rules,
+/// pending and probed sockets are decided by `destination`, which reads
+/// connect()'s own address argument (no system call).
+pub fn before_connect(set: SetsockoptFn, fd: i32, destination: impl FnOnce() -> Option<Endpoint>) {
     shielded(|| {
         let Some(runtime) = runtime::active() else {
             return;
         };
-        if fd_table::get(fd) != FdState::Unknown {
-            return;
+        match fd_table::get(fd) {
+            FdState::Unknown => {}
+            FdState::Pending => return decide_outbound(runtime, set, fd, destination),
+            _ => return,
         }
         match probe_foreign(fd) {
             None => {}
-            Some(FdState::Unknown) => {
-                configure(runtime, set, fd, probed_family(runtime, fd), "connect")
-            }
+            Some(FdState::Unknown) if runtime.policy.eager => configure(
+                runtime,
+                set,
+                fd,
+                runtime.plan(),
+                probed_family(runtime, fd),
+                "connect",
+                None,
+            ),
+            Some(FdState::Unknown) => decide_outbound(runtime, set, fd, destination),
             Some(state) => leave_alone(runtime, fd, state, |why| {
                 let _ = write!(
                     why,
@@ -136,8 +306,37 @@ pub fn before_connect(set: SetsockoptFn, fd: i32) {
     });
 }
 
+/// Before `listen()` on a pending socket: when no rule looks at inbound
+/// addresses, every connection it accepts would be decided alike, so the
+/// listener is decided now and its connections inherit (accept is free).
+pub fn before_listen(set: SetsockoptFn, fd: i32) {
+    shielded(|| {
+        if fd_table::get(fd) != FdState::Pending {
+            return;
+        }
+        let Some(runtime) = runtime::active() else {
+            return;
+        };
+        if let Some(decision) = runtime.policy.inbound_fixed {
+            let reason = Reason {
+                direction: Direction::In,
+                decision,
+                remote: None,
+                port: None,
+            };
+            apply(runtime, set, fd, "listen", &reason);
+        }
+    });
+}
+
 /// After a successful `accept()`/`accept4()` on `listener` returned `fd`.
-pub fn after_accept(set: SetsockoptFn, listener: i32, fd: i32) {
+/// `peer` reads the address accept() wrote for the program, if it asked.
+pub fn after_accept(
+    set: SetsockoptFn,
+    listener: i32,
+    fd: i32,
+    peer: impl FnOnce() -> Option<Endpoint>,
+) {
     shielded(|| {
         let Some(runtime) = runtime::active() else {
             return;
@@ -156,8 +355,13 @@ pub fn after_accept(set: SetsockoptFn, listener: i32, fd: i32) {
             FdState::Configured | FdState::ProgramOwned | FdState::LeftAlone => {
                 fd_table::set(fd, listener_state)
             }
-            FdState::ForeignListener | FdState::Unknown => {
-                configure(runtime, set, fd, probed_family(runtime, fd), "accept")
+            FdState::ForeignListener | FdState::Unknown | FdState::Pending => {
+                if runtime.policy.eager {
+                    let family = probed_family(runtime, fd);
+                    configure(runtime, set, fd, runtime.plan(), family, "accept", None)
+                } else {
+                    decide_inbound(runtime, set, fd, peer)
+                }
             }
         }
     });

@@ -2,6 +2,7 @@
 //! what is valid. Pure code: it sees the environment only through a lookup
 //! function, so it is unit-tested and fuzzed without `LD_PRELOAD`.
 
+use crate::rules::{self, Selection};
 use serde::Deserialize;
 use std::fmt::Write as _;
 
@@ -14,7 +15,7 @@ pub const MAX_USER_TIMEOUT_MS: u32 = i32::MAX as u32;
 
 /// Every variable the library reads, in the order diagnostics are printed.
 /// Only these are ever looked up; nothing else in the environment matters.
-pub const VARIABLE_NAMES: [&str; 16] = [
+pub const VARIABLE_NAMES: [&str; 18] = [
     "KEEPALIVE",
     "DD_USE_KEEPALIVE",
     "KEEPIDLE",
@@ -28,6 +29,8 @@ pub const VARIABLE_NAMES: [&str; 16] = [
     "DD_TCP_KEEPALIVE_PROBES",
     "KEEPALIVE_USER_TIMEOUT",
     "TCP_USER_TIMEOUT",
+    "KEEPALIVE_DIRECTION",
+    "KEEPALIVE_RULES",
     "KEEPALIVE_DEBUG",
     "LIBKEEPALIVE_DEBUG",
     "DD_DEBUG",
@@ -84,14 +87,17 @@ struct RawEnvironment {
     dd_tcp_keepalive_probes: Option<String>,
     keepalive_user_timeout: Option<String>,
     tcp_user_timeout: Option<String>,
+    keepalive_direction: Option<String>,
+    keepalive_rules: Option<String>,
     keepalive_debug: Option<String>,
     libkeepalive_debug: Option<String>,
     dd_debug: Option<String>,
 }
 
-/// How a number is written for one setting and what it means.
+/// How a number is written for one setting and what it means (also in the
+/// timers of a rule, see `rules`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Quantity {
+pub enum Quantity {
     /// Whole seconds; suffixes ms (if whole), s, m, h.
     Seconds { max: u32 },
     /// Milliseconds; suffixes ms, s, m, h; `auto` allowed.
@@ -101,7 +107,7 @@ enum Quantity {
 }
 
 impl Quantity {
-    fn describe(self) -> String {
+    pub fn describe(self) -> String {
         match self {
             Quantity::Seconds { max } => {
                 format!("whole seconds 1..{max} (a suffix ms, s, m or h is allowed)")
@@ -116,7 +122,7 @@ impl Quantity {
 
 /// Parses `digits[suffix]` strictly: no sign, no spaces, no other base, no
 /// exponent. Returns the value in the quantity's own unit, or `None`.
-fn parse_quantity(text: &str, quantity: Quantity) -> Option<u32> {
+pub fn parse_quantity(text: &str, quantity: Quantity) -> Option<u32> {
     let digits_end = text
         .bytes()
         .position(|b| !b.is_ascii_digit())
@@ -170,10 +176,14 @@ fn parse_quantity(text: &str, quantity: Quantity) -> Option<u32> {
 /// A value shown in a diagnostic: escaped so it stays on one line, and cut
 /// short so a megabyte of garbage gives a readable message.
 pub fn quote_value(value: &str) -> String {
-    const SHOWN_CHARS: usize = 40;
+    quote_value_up_to(value, 40)
+}
+
+/// `quote_value` showing up to `shown_chars` characters.
+pub fn quote_value_up_to(value: &str, shown_chars: usize) -> String {
     let mut quoted = String::from("\"");
     for (count, c) in value.chars().enumerate() {
-        if count == SHOWN_CHARS {
+        if count == shown_chars {
             let _ = write!(quoted, "\"... ({} bytes)", value.len());
             return quoted;
         }
@@ -251,7 +261,7 @@ fn parse_zero_one(text: &str) -> Option<bool> {
     }
 }
 
-fn parse_user_timeout(text: &str) -> Option<UserTimeout> {
+pub fn parse_user_timeout(text: &str) -> Option<UserTimeout> {
     if text == "auto" {
         return Some(UserTimeout::Auto);
     }
@@ -269,6 +279,8 @@ fn parse_user_timeout(text: &str) -> Option<UserTimeout> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     pub settings: Settings,
+    /// Which connections get keepalive, and with which timers.
+    pub selection: Selection,
     pub diagnostics: Vec<String>,
 }
 
@@ -291,14 +303,15 @@ pub fn load(lookup: impl Fn(&str) -> Option<Vec<u8>>) -> Loaded {
     // Only strings reach envy, and every field is an optional string, so it
     // cannot fail; an error would mean a field is missing for a name above.
     let raw: RawEnvironment = envy::from_iter(pairs).unwrap_or_default();
-    let settings = validate(&raw, &mut diagnostics);
+    let (settings, selection) = validate(&raw, &mut diagnostics);
     Loaded {
         settings,
+        selection,
         diagnostics,
     }
 }
 
-fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> Settings {
+fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, Selection) {
     let seconds = |max| {
         let quantity = Quantity::Seconds { max };
         (quantity.describe(), move |text: &str| {
@@ -379,6 +392,22 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> Settings {
         parse_user_timeout,
         diagnostics,
     );
+    let directions = resolve(
+        &present(&[("KEEPALIVE_DIRECTION", &raw.keepalive_direction)]),
+        "out, in or both",
+        rules::parse_directions,
+        diagnostics,
+    )
+    .unwrap_or_default();
+    // A bad rule drops only itself, so the rules report their own lines.
+    let rules = match &raw.keepalive_rules {
+        Some(text) => {
+            let (rules, bad) = rules::parse_rules("KEEPALIVE_RULES", text);
+            diagnostics.extend(bad);
+            rules
+        }
+        None => Vec::new(),
+    };
     let debug = resolve(
         &present(&[
             ("KEEPALIVE_DEBUG", &raw.keepalive_debug),
@@ -390,14 +419,15 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> Settings {
         diagnostics,
     )
     .unwrap_or(false);
-    Settings {
+    let settings = Settings {
         enabled,
         debug,
         idle_secs,
         interval_secs,
         count,
         user_timeout,
-    }
+    };
+    (settings, Selection { directions, rules })
 }
 
 #[cfg(test)]
@@ -584,6 +614,39 @@ mod tests {
     }
 
     #[test]
+    fn direction_and_rules_are_read() {
+        let loaded = load_from(&[
+            ("KEEPALIVE_DIRECTION", "out"),
+            ("KEEPALIVE_RULES", "net=10.0.0.0/8:idle=60; *:off"),
+        ]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.selection.directions, rules::Directions::Out);
+        assert_eq!(loaded.selection.rules.len(), 2);
+        assert_eq!(loaded.settings, Settings::default());
+        assert!(load_from(&[]).selection.is_everything());
+    }
+
+    #[test]
+    fn a_bad_direction_or_rule_is_one_line_and_ignored_alone() {
+        let loaded = load_from(&[
+            ("KEEPALIVE_DIRECTION", "outbound"),
+            ("KEEPALIVE_RULES", "net=10.0.0.0/40:off; *:idle=5"),
+            ("KEEPCNT", "4"),
+        ]);
+        assert_eq!(loaded.diagnostics.len(), 2, "{:?}", loaded.diagnostics);
+        assert!(loaded.diagnostics[0]
+            .starts_with("libkeepalive: KEEPALIVE_DIRECTION=\"outbound\" is not valid"));
+        assert!(loaded.diagnostics[0].contains("out, in or both"));
+        assert!(loaded.diagnostics[1].starts_with(
+            "libkeepalive: KEEPALIVE_RULES: rule 1 \"net=10.0.0.0/40:off\" is not valid"
+        ));
+        assert_eq!(loaded.selection.directions, rules::Directions::Both);
+        assert_eq!(loaded.selection.rules.len(), 1);
+        assert_eq!(loaded.selection.rules[0].number, 2);
+        assert_eq!(loaded.settings.count, Some(4));
+    }
+
+    #[test]
     fn user_timeout_auto() {
         assert_eq!(
             load_from(&[("KEEPALIVE_USER_TIMEOUT", "auto")])
@@ -658,16 +721,20 @@ pub enum Setting {
     Interval,
     Count,
     UserTimeout,
+    Direction,
+    Rules,
     Debug,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 6] = [
+    pub const ALL: [Setting; 8] = [
         Setting::Enabled,
         Setting::Idle,
         Setting::Interval,
         Setting::Count,
         Setting::UserTimeout,
+        Setting::Direction,
+        Setting::Rules,
         Setting::Debug,
     ];
 
@@ -680,19 +747,24 @@ impl Setting {
             Setting::Interval => &["KEEPINTVL", "TCP_KEEPINTVL", "DD_TCP_KEEPALIVE_INTVL"],
             Setting::Count => &["KEEPCNT", "TCP_KEEPCNT", "DD_TCP_KEEPALIVE_PROBES"],
             Setting::UserTimeout => &["KEEPALIVE_USER_TIMEOUT", "TCP_USER_TIMEOUT"],
+            Setting::Direction => &["KEEPALIVE_DIRECTION"],
+            Setting::Rules => &["KEEPALIVE_RULES"],
             Setting::Debug => &["KEEPALIVE_DEBUG", "LIBKEEPALIVE_DEBUG", "DD_DEBUG"],
         }
     }
 
     /// This setting's value in `settings`, in a form that compares equal
     /// exactly when two spellings mean the same thing.
-    fn value_in(self, settings: &Settings) -> String {
+    fn value_in(self, loaded: &Loaded) -> String {
+        let settings = &loaded.settings;
         match self {
             Setting::Enabled => format!("{:?}", settings.enabled),
             Setting::Idle => format!("{:?}", settings.idle_secs),
             Setting::Interval => format!("{:?}", settings.interval_secs),
             Setting::Count => format!("{:?}", settings.count),
             Setting::UserTimeout => format!("{:?}", settings.user_timeout),
+            Setting::Direction => format!("{:?}", loaded.selection.directions),
+            Setting::Rules => format!("{:?}", loaded.selection.rules),
             Setting::Debug => format!("{:?}", settings.debug),
         }
     }
@@ -702,13 +774,17 @@ impl Setting {
 /// every spelling that is set and valid, when they all agree (the library
 /// applies it); empty when none is, or when valid spellings disagree (the
 /// library ignores the setting). Uses `load` itself, so the rules stay one.
+/// `KEEPALIVE_RULES` is a source as soon as one of its rules is valid: a
+/// bad rule drops only itself.
 pub fn sources(setting: Setting, lookup: impl Fn(&str) -> Option<Vec<u8>>) -> Vec<&'static str> {
     let mut valid: Vec<(&'static str, String)> = Vec::new();
     for &name in setting.variables() {
         let Some(value) = lookup(name) else { continue };
         let alone = load(|asked| (asked == name).then(|| value.clone()));
-        if alone.diagnostics.is_empty() {
-            valid.push((name, setting.value_in(&alone.settings)));
+        let applied = alone.diagnostics.is_empty()
+            || (setting == Setting::Rules && !alone.selection.rules.is_empty());
+        if applied {
+            valid.push((name, setting.value_in(&alone)));
         }
     }
     let agree = valid.windows(2).all(|pair| pair[0].1 == pair[1].1);
@@ -746,6 +822,8 @@ mod setting_tests {
         let valid = |setting| match setting {
             Setting::Enabled => ["off", "0"],
             Setting::Debug => ["1", "1"],
+            Setting::Direction => ["out", "out"],
+            Setting::Rules => ["*:off", "*:off"],
             _ => ["3", "3"],
         };
         for setting in Setting::ALL {
@@ -754,9 +832,9 @@ mod setting_tests {
                 let value = valid(setting)[index.min(1)];
                 let loaded = load(lookup_in(&[(name, value)]));
                 assert!(loaded.diagnostics.is_empty(), "{name}={value}");
+                let nothing = load(|_| None);
                 for other in Setting::ALL {
-                    let changed =
-                        other.value_in(&loaded.settings) != other.value_in(&Settings::default());
+                    let changed = other.value_in(&loaded) != other.value_in(&nothing);
                     assert_eq!(changed, other == setting, "{name} and {other:?}");
                 }
             }
@@ -779,6 +857,14 @@ mod setting_tests {
             sources(Setting::Enabled, lookup_in(&agree)),
             ["KEEPALIVE", "DD_USE_KEEPALIVE"]
         );
+        // Rules apply as soon as one of them is valid.
+        let rules = [("KEEPALIVE_RULES", "bad; *:off")];
+        assert_eq!(
+            sources(Setting::Rules, lookup_in(&rules)),
+            ["KEEPALIVE_RULES"]
+        );
+        let rules = [("KEEPALIVE_RULES", "bad")];
+        assert!(sources(Setting::Rules, lookup_in(&rules)).is_empty());
         // A bad spelling beside a good one: the good one applies.
         let mixed = [("KEEPINTVL", "abc"), ("DD_TCP_KEEPALIVE_INTVL", "5")];
         assert_eq!(

@@ -25,6 +25,9 @@ pub enum FdState {
     /// A TCP listener we did not create (systemd, inetd): its connections
     /// are configured one by one at accept().
     ForeignListener = 4,
+    /// A TCP socket we created while rules are in force: untouched until
+    /// connect(), listen() or accept() tells what it is for.
+    Pending = 5,
 }
 
 impl FdState {
@@ -34,6 +37,7 @@ impl FdState {
             2 => FdState::ProgramOwned,
             3 => FdState::LeftAlone,
             4 => FdState::ForeignListener,
+            5 => FdState::Pending,
             _ => FdState::Unknown,
         }
     }
@@ -76,5 +80,7 @@ mod tests {
         assert_eq!(get(TRACKED_FDS as i32), FdState::Unknown);
         set(TRACKED_FDS as i32 - 1, FdState::ForeignListener);
         assert_eq!(get(TRACKED_FDS as i32 - 1), FdState::ForeignListener);
+        set(12345, FdState::Pending);
+        assert_eq!(get(12345), FdState::Pending);
     }
 }

@@ -6,6 +6,7 @@
 #![allow(static_mut_refs, missing_abi, clippy::missing_safety_doc)]
 
 use crate::actions;
+use crate::endpoint;
 use crate::sockopt::SetsockoptFn;
 use libc::{c_int, c_void, sockaddr, socklen_t};
 use redhook::{hook, real};
@@ -26,16 +27,20 @@ hook! {
 
 hook! {
     unsafe fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int => keepalive_connect {
-        actions::before_connect(real_setsockopt(), fd);
+        // SAFETY: the address the program hands the kernel; read only with rules.
+        actions::before_connect(real_setsockopt(), fd, || unsafe { endpoint::read(address, length) });
         real!(connect)(fd, address, length)
     }
 }
 
 hook! {
     unsafe fn accept(listener: c_int, address: *mut sockaddr, length: *mut socklen_t) -> c_int => keepalive_accept {
+        let capacity = if length.is_null() { 0 } else { *length };
         let fd = real!(accept)(listener, address, length);
         if fd >= 0 {
-            actions::after_accept(real_setsockopt(), listener, fd);
+            // SAFETY: the program's own buffer, just filled in by accept().
+            let peer = || unsafe { endpoint::accepted(address, length, capacity) };
+            actions::after_accept(real_setsockopt(), listener, fd, peer);
         }
         fd
     }
@@ -43,11 +48,22 @@ hook! {
 
 hook! {
     unsafe fn accept4(listener: c_int, address: *mut sockaddr, length: *mut socklen_t, flags: c_int) -> c_int => keepalive_accept4 {
+        let capacity = if length.is_null() { 0 } else { *length };
         let fd = real!(accept4)(listener, address, length, flags);
         if fd >= 0 {
-            actions::after_accept(real_setsockopt(), listener, fd);
+            // SAFETY: the program's own buffer, just filled in by accept4().
+            let peer = || unsafe { endpoint::accepted(address, length, capacity) };
+            actions::after_accept(real_setsockopt(), listener, fd, peer);
         }
         fd
+    }
+}
+
+hook! {
+    unsafe fn listen(fd: c_int, backlog: c_int) -> c_int => keepalive_listen {
+        // Before: connections the kernel accepts inherit the listener's options.
+        actions::before_listen(real_setsockopt(), fd);
+        real!(listen)(fd, backlog)
     }
 }
 
@@ -81,6 +97,7 @@ extern "C" fn start() {
             real!(connect),
             real!(accept),
             real!(accept4),
+            real!(listen),
             real!(close),
         );
         let _ = real_setsockopt();

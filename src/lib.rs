@@ -2,7 +2,9 @@
 //! programs that cannot be modified. See README.md for usage.
 //!
 //! Pure, unit-tested logic: `config` (variables, parsing, validation),
-//! `plan` (the options to set), `classify` (which sockets and options are
+//! `rules` (which connections, with which timers: grammar and matching),
+//! `plan` (the options to set), `policy` (a plan per rule), `endpoint`
+//! (addresses in a sockaddr), `classify` (which sockets and options are
 //! ours), `fd_table` (what we know per descriptor). Around it: `sockopt`
 //! (system calls, errno), `diagnostics` (safe stderr lines), `runtime`
 //! (load once), `actions` (what each hook does) and `hooks` (the C symbols).
@@ -11,8 +13,11 @@ pub mod actions;
 pub mod classify;
 pub mod config;
 pub mod diagnostics;
+pub mod endpoint;
 pub mod fd_table;
 pub mod plan;
+pub mod policy;
+pub mod rules;
 pub mod runtime;
 pub mod sockopt;
 

@@ -6,6 +6,8 @@
 use crate::config;
 use crate::diagnostics::{self, StderrIdentity};
 use crate::plan::{KernelDefaults, Plan};
+use crate::policy::Policy;
+use crate::rules::Selection;
 use once_cell::sync::OnceCell;
 use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
@@ -14,12 +16,18 @@ use std::sync::atomic::{AtomicI32, Ordering};
 /// What the hooks need, fixed for the life of the process.
 #[derive(Debug)]
 pub struct Runtime {
-    pub plan: Plan,
+    /// The options for each connection (`policy.global` without rules).
+    pub policy: Policy,
     pub debug: bool,
     pub stderr: Option<StderrIdentity>,
 }
 
 impl Runtime {
+    /// The global options: every TCP socket's when no rule is set.
+    pub fn plan(&self) -> &Plan {
+        &self.policy.global
+    }
+
     /// Writes a line if debugging is on. The closure builds it on the stack.
     pub fn debug(&self, build: impl FnOnce(&mut diagnostics::LineBuffer)) {
         if self.debug {
@@ -43,7 +51,7 @@ pub fn active() -> Option<&'static Runtime> {
         Some(runtime) => runtime,
         None => load_once()?,
     };
-    (!runtime.plan.options().is_empty()).then_some(runtime)
+    (!runtime.plan().options().is_empty()).then_some(runtime)
 }
 
 #[cold]
@@ -82,11 +90,12 @@ fn load() -> Runtime {
         // setuid/setgid/capabilities: an unprivileged user's environment must
         // not steer it, so the library does nothing at all.
         return Runtime {
-            plan: Plan::new(
+            policy: Policy::new(
                 &config::Settings {
                     enabled: false,
                     ..config::Settings::default()
                 },
+                Selection::default(),
                 || KernelDefaults::LINUX,
             ),
             debug: false,
@@ -99,22 +108,38 @@ fn load() -> Runtime {
         diagnostics::write_line(stderr, line.as_bytes());
     }
     let runtime = Runtime {
-        plan: Plan::new(&loaded.settings, read_kernel_defaults),
+        policy: Policy::new(&loaded.settings, loaded.selection, read_kernel_defaults),
         debug: loaded.settings.debug,
         stderr,
     };
     runtime.debug(|line| {
         // SAFETY: getpid has no preconditions.
         let _ = write!(line, "pid {}: ", unsafe { libc::getpid() });
-        if runtime.plan.options().is_empty() {
+        if runtime.plan().options().is_empty() {
             let _ = write!(line, "switched off, no socket will be touched");
         } else {
             let _ = write!(line, "TCP sockets get");
-            for option in runtime.plan.options() {
+            for option in runtime.plan().options() {
                 let _ = write!(line, " {}={}", option.label(), option.value);
             }
         }
     });
+    if runtime.debug && !runtime.policy.eager && !runtime.plan().options().is_empty() {
+        let selection = &runtime.policy.selection;
+        runtime.debug(|line| {
+            let _ = write!(
+                line,
+                "direction {}; decided at connect/listen/accept by {} rule(s)",
+                selection.directions.name(),
+                selection.rules.len()
+            );
+        });
+        for rule in &selection.rules {
+            runtime.debug(|line| {
+                let _ = write!(line, "rule {}: {rule}", rule.number);
+            });
+        }
+    }
     runtime
 }
 

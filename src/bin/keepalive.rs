@@ -12,6 +12,12 @@ mod config;
 #[allow(dead_code)]
 #[path = "../plan.rs"]
 mod plan;
+#[allow(dead_code)]
+#[path = "../policy.rs"]
+mod policy;
+#[allow(dead_code)]
+#[path = "../rules.rs"]
+mod rules;
 
 #[path = "keepalive/args.rs"]
 mod args;
@@ -54,6 +60,14 @@ Options:
   --user-timeout MS|auto
                        TCP_USER_TIMEOUT in milliseconds (KEEPALIVE_USER_TIMEOUT),
                        0..2147483647, or auto = idle + interval x count
+  --direction out|in|both
+                       only connections the program makes (out), only those it
+                       accepts (in), or both (KEEPALIVE_DIRECTION, default both)
+  --rule RULE          which connections get keepalive and with which timers
+                       (KEEPALIVE_RULES); repeatable, first match wins:
+                       MATCH:ACTION, MATCH = * or dir=in|out,net=CIDR,port=N[-M]
+                       ACTION = off, on, or idle=S,intvl=S,cnt=N,user_timeout=MS
+                       e.g. --rule 'net=10.0.0.0/8,port=5432:idle=60' --rule '*:off'
   --debug              the library reports each socket on stderr (KEEPALIVE_DEBUG=1)
   --off                preload the library but touch no socket (KEEPALIVE=off)
   --check              print the settings PROGRAM would get and where each comes
@@ -101,8 +115,13 @@ fn report_diagnostics(diagnostics: &[String], overrides: &Overrides) -> bool {
         eprintln!("{line}");
     }
     for (variable, _, option) in &overrides.set {
+        // "KEEPIDLE=\"0\" is not valid", or "KEEPALIVE_RULES: rule 2 ...".
         let quoted = format!(" {variable}=");
-        if diagnostics.iter().any(|line| line.contains(&quoted)) {
+        let named = format!(" {variable}:");
+        if diagnostics
+            .iter()
+            .any(|line| line.contains(&quoted) || line.contains(&named))
+        {
             eprintln!("keepalive: {variable} is the value of {option}");
         }
     }

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 
 /// Every variable the library reads, removed from the inherited environment
 /// so that a developer's shell cannot change a test's outcome.
-pub const OUR_VARIABLES: [&str; 17] = [
+pub const OUR_VARIABLES: [&str; 19] = [
     "LD_PRELOAD",
+    "KEEPALIVE_DIRECTION",
+    "KEEPALIVE_RULES",
     "KEEPALIVE",
     "DD_USE_KEEPALIVE",
     "KEEPIDLE",

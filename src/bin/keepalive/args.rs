@@ -40,17 +40,19 @@ pub struct Invocation {
 }
 
 /// Options that take a value: name, setting.
-const VALUED: [(&str, Setting); 4] = [
+const VALUED: [(&str, Setting); 6] = [
     ("--idle", Setting::Idle),
     ("--interval", Setting::Interval),
     ("--count", Setting::Count),
     ("--user-timeout", Setting::UserTimeout),
+    ("--direction", Setting::Direction),
+    ("--rule", Setting::Rules),
 ];
 
 /// Parses the arguments after argv[0]. The error is a one-line message.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
     let mut args = args.into_iter();
-    let mut options = Vec::new();
+    let mut options: Vec<OptionValue> = Vec::new();
     let mut check = false;
     let mut program = None;
     while let Some(arg) = args.next() {
@@ -76,11 +78,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
                     .ok_or_else(|| format!("{option} needs a value"))?
                     .into_vec(),
             };
-            options.push(OptionValue {
-                setting,
-                option,
-                value,
-            });
+            // Rules add up, in order (first match wins); every other
+            // setting has one value, and a later option replaces it.
+            let earlier = options.iter_mut().find(|o| o.setting == Setting::Rules);
+            match earlier {
+                Some(earlier) if setting == Setting::Rules => {
+                    earlier.value.extend_from_slice(b"; ");
+                    earlier.value.extend_from_slice(&value);
+                }
+                _ => options.push(OptionValue {
+                    setting,
+                    option,
+                    value,
+                }),
+            }
             continue;
         }
         if inline_value.is_some() {
@@ -220,6 +231,30 @@ mod tests {
             Action::Help
         );
         assert_eq!(parse_words(&["-V"]).unwrap().action, Action::Version);
+    }
+
+    #[test]
+    fn rules_add_up_and_direction_is_a_setting() {
+        let got = parse_words(&[
+            "--rule",
+            "net=10.0.0.0/8:idle=60",
+            "--direction=out",
+            "--rule=*:off",
+            "prog",
+        ])
+        .unwrap();
+        let options: Vec<_> = got
+            .options
+            .iter()
+            .map(|o| (o.setting, String::from_utf8_lossy(&o.value).into_owned()))
+            .collect();
+        assert_eq!(
+            options,
+            [
+                (Setting::Rules, "net=10.0.0.0/8:idle=60; *:off".to_string()),
+                (Setting::Direction, "out".to_string()),
+            ]
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use crate::config::{Loaded, Setting, UserTimeout};
 use crate::environment::{self, Overrides};
 use crate::plan::{self, KernelDefaults, Plan};
+use crate::policy::Policy;
+use crate::rules::{Decision, Directions};
 
 /// A kernel default, read from this network namespace's sysctls.
 pub type Sysctl = dyn Fn(&str) -> Result<u32, String>;
@@ -87,6 +89,29 @@ pub fn report(
                     format!("{retries}: unacknowledged data is retransmitted until that gives up");
                 ("user-timeout", value, fallback)
             }
+            Setting::Direction => (
+                "direction",
+                loaded.selection.directions.name().to_string(),
+                "default".to_string(),
+            ),
+            Setting::Rules => {
+                let valid = loaded.selection.rules.len();
+                let bad = loaded
+                    .diagnostics
+                    .iter()
+                    .filter(|line| line.starts_with("libkeepalive: KEEPALIVE_RULES:"))
+                    .count();
+                let value = match (valid, bad) {
+                    (0, 0) => "none".to_string(),
+                    (valid, 0) => valid.to_string(),
+                    (valid, bad) => format!("{valid} ({bad} ignored)"),
+                };
+                (
+                    "rules",
+                    value,
+                    "default: every connection alike".to_string(),
+                )
+            }
             Setting::Debug => ("debug", on_off(settings.debug), "default".to_string()),
         };
         let mut source = if named.is_empty() {
@@ -107,19 +132,44 @@ pub fn report(
         }
         lines.push(format!("{label:<13} {value:<16} {source}"));
     }
-    let plan = Plan::new(settings, || kernel);
+    // The rules as the library understands them: canonical spelling, and
+    // the options a connection that matches gets.
+    let policy = Policy::new(settings, loaded.selection.clone(), || kernel);
+    for (index, rule) in loaded.selection.rules.iter().enumerate() {
+        let effect = match policy.plan_for(Decision::Matched(index)) {
+            Some(plan) => applied(plan),
+            None => "left alone".to_string(),
+        };
+        let label = format!("rule {}", rule.number);
+        lines.push(format!("{label:<13} {rule} -> {effect}"));
+    }
+    let mut sockets = applied(&Plan::new(settings, || kernel));
+    if settings.enabled && !loaded.selection.is_everything() {
+        if !loaded.selection.rules.is_empty() {
+            sockets.push_str(" when no rule matches");
+        }
+        match loaded.selection.directions {
+            Directions::Both => {}
+            Directions::Out => sockets.push_str("; accepted connections are left alone"),
+            Directions::In => sockets.push_str("; connections it makes are left alone"),
+        }
+    }
+    lines.push(format!("{:<13} {sockets}", "tcp sockets"));
+    lines
+}
+
+/// The options of `plan`, as `setsockopt` names them.
+fn applied(plan: &Plan) -> String {
     let applied: Vec<String> = plan
         .options()
         .iter()
         .map(|option| format!("{}={}", option.label(), option.value))
         .collect();
-    let applied = if applied.is_empty() {
+    if applied.is_empty() {
         "nothing: every socket is left alone".to_string()
     } else {
         applied.join(" ")
-    };
-    lines.push(format!("{:<13} {applied}", "tcp sockets"));
-    lines
+    }
 }
 
 fn on_off(on: bool) -> String {
@@ -180,6 +230,8 @@ mod tests {
                 "interval 75 s kernel default (net.ipv4.tcp_keepalive_intvl = 75)",
                 "count 9 kernel default (net.ipv4.tcp_keepalive_probes unreadable: No such file or directory)",
                 "user-timeout not set kernel default (net.ipv4.tcp_retries2 = 15): unacknowledged data is retransmitted until that gives up",
+                "direction both default",
+                "rules none default: every connection alike",
                 "debug off default",
                 "tcp sockets SO_KEEPALIVE=1",
             ]
@@ -213,7 +265,7 @@ mod tests {
             "user-timeout 360000 ms (auto: idle + interval x count) KEEPALIVE_USER_TIMEOUT"
         );
         assert_eq!(
-            lines[6],
+            lines[8],
             "tcp sockets SO_KEEPALIVE=1 TCP_KEEPIDLE=60 TCP_KEEPCNT=4 TCP_USER_TIMEOUT=360000"
         );
     }
@@ -222,6 +274,36 @@ mod tests {
     fn off_sets_nothing() {
         let lines = report_for(&[], &[("KEEPALIVE", "off")]);
         assert_eq!(lines[0], "keepalive off KEEPALIVE");
-        assert_eq!(lines[6], "tcp sockets nothing: every socket is left alone");
+        assert_eq!(lines[8], "tcp sockets nothing: every socket is left alone");
+    }
+
+    #[test]
+    fn rules_are_shown_as_understood() {
+        let options = [
+            OptionValue {
+                setting: Setting::Direction,
+                option: "--direction",
+                value: b"out".to_vec(),
+            },
+            OptionValue {
+                setting: Setting::Rules,
+                option: "--rule",
+                value: b"net=10.1.2.3/8 , port=5432:idle=1m; dst=x:off; net=::ffff:127.0.0.2:off"
+                    .to_vec(),
+            },
+        ];
+        let lines = report_for(&options, &[("KEEPINTVL", "10")]);
+        assert_eq!(lines[5], "direction out --direction");
+        assert_eq!(lines[6], "rules 2 (1 ignored) --rule");
+        assert_eq!(
+            lines[8],
+            "rule 1 net=10.0.0.0/8,port=5432:idle=60 -> SO_KEEPALIVE=1 TCP_KEEPIDLE=60 TCP_KEEPINTVL=10"
+        );
+        assert_eq!(lines[9], "rule 3 net=127.0.0.2/32:off -> left alone");
+        assert_eq!(
+            lines[10],
+            "tcp sockets SO_KEEPALIVE=1 TCP_KEEPINTVL=10 when no rule matches; \
+             accepted connections are left alone"
+        );
     }
 }

@@ -1,0 +1,164 @@
+//! The address and port in a `struct sockaddr`: the one a program passes to
+//! `connect()`, or the one `accept()` or `getpeername()` fills in. Reading
+//! it costs no system call; the parsing is pure and unit-tested on bytes.
+
+use crate::rules::Address;
+use libc::{sockaddr, socklen_t};
+use std::mem::size_of;
+
+/// An IP address (mapped IPv6 folded to IPv4) and a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub address: Address,
+    pub port: u16,
+}
+
+/// The kernel's own minimum lengths: `sizeof(struct sockaddr_in)` and
+/// RFC 2133's 24-byte `sockaddr_in6` (without `sin6_scope_id`).
+const MIN_V4: usize = size_of::<libc::sockaddr_in>();
+const MIN_V6: usize = 24;
+const MAX_READ: usize = size_of::<libc::sockaddr_in6>();
+
+/// Parses the first bytes of a sockaddr: `None` for other families
+/// (AF_UNSPEC dissolves a connection, AF_UNIX is no TCP) or too few bytes.
+pub fn parse(bytes: &[u8]) -> Option<Endpoint> {
+    let family = i32::from(u16::from_ne_bytes([*bytes.first()?, *bytes.get(1)?]));
+    let port = u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]);
+    let address = match family {
+        libc::AF_INET if bytes.len() >= MIN_V4 => Address::v4(bytes[4..8].try_into().ok()?),
+        libc::AF_INET6 if bytes.len() >= MIN_V6 => Address::v6(bytes[8..24].try_into().ok()?),
+        _ => return None,
+    };
+    Some(Endpoint { address, port })
+}
+
+/// Reads the sockaddr at `address`, `length` bytes long, as the kernel
+/// would: `None` for a null pointer or a short length.
+///
+/// # Safety
+/// `address` must be null or point to `length` readable bytes, which the
+/// program promised the kernel anyway (a bad non-null pointer, EFAULT for
+/// the kernel, would fault here).
+pub unsafe fn read(address: *const sockaddr, length: socklen_t) -> Option<Endpoint> {
+    if address.is_null() {
+        return None;
+    }
+    let length = (length as usize).min(MAX_READ);
+    // SAFETY: the caller promises `length` readable bytes.
+    parse(unsafe { std::slice::from_raw_parts(address.cast::<u8>(), length) })
+}
+
+/// The peer `accept()` wrote, if the program asked for it and its buffer
+/// (of `capacity` bytes, as passed in) held the whole address.
+///
+/// # Safety
+/// As for `read`; `length` is the program's pointer, null or valid.
+pub unsafe fn accepted(
+    address: *const sockaddr,
+    length: *const socklen_t,
+    capacity: socklen_t,
+) -> Option<Endpoint> {
+    if length.is_null() {
+        return None;
+    }
+    // SAFETY: the caller promises a valid length pointer.
+    let written = unsafe { *length };
+    if written > capacity {
+        return None; // truncated: the kernel had more to say
+    }
+    // SAFETY: accept() wrote `written` bytes there.
+    unsafe { read(address, written) }
+}
+
+/// Asks the kernel for one end of a connected socket (`getpeername` or
+/// `getsockname`): the one system call needed when nobody told us.
+pub fn query(
+    fd: i32,
+    call: unsafe extern "C" fn(i32, *mut sockaddr, *mut socklen_t) -> i32,
+) -> Option<Endpoint> {
+    let mut storage = std::mem::MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut length = size_of::<libc::sockaddr_storage>() as socklen_t;
+    // SAFETY: storage is large enough for any address and length says so.
+    let rc = unsafe { call(fd, storage.as_mut_ptr().cast(), &mut length) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: zero-initialised, partly written by the kernel.
+    let storage = unsafe { storage.assume_init() };
+    let length = (length as usize).min(size_of::<libc::sockaddr_storage>());
+    // SAFETY: a sockaddr_storage is plain bytes.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&storage as *const libc::sockaddr_storage).cast::<u8>(),
+            length,
+        )
+    };
+    parse(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4_bytes(octets: [u8; 4], port: u16) -> Vec<u8> {
+        let mut bytes = vec![0u8; 16];
+        bytes[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        bytes[2..4].copy_from_slice(&port.to_be_bytes());
+        bytes[4..8].copy_from_slice(&octets);
+        bytes
+    }
+
+    fn v6_bytes(text: &str, port: u16) -> Vec<u8> {
+        let mut bytes = vec![0u8; 28];
+        bytes[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        bytes[2..4].copy_from_slice(&port.to_be_bytes());
+        bytes[8..24].copy_from_slice(&text.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        bytes
+    }
+
+    #[test]
+    fn ipv4_ipv6_and_mapped() {
+        let e = parse(&v4_bytes([127, 0, 0, 2], 5432)).unwrap();
+        assert_eq!(e.address, Address::v4([127, 0, 0, 2]));
+        assert_eq!(e.port, 5432);
+        let e = parse(&v6_bytes("::1", 80)).unwrap();
+        assert_eq!(e.address.to_string(), "::1");
+        assert_eq!(e.port, 80);
+        let e = parse(&v6_bytes("::ffff:127.0.0.2", 1)).unwrap();
+        assert_eq!(e.address, Address::v4([127, 0, 0, 2]));
+        // The 24-byte RFC 2133 form is accepted, as by the kernel.
+        assert!(parse(&v6_bytes("::1", 80)[..24]).is_some());
+    }
+
+    #[test]
+    fn short_or_foreign_addresses_are_none() {
+        assert!(parse(&[]).is_none());
+        assert!(parse(&v4_bytes([1, 2, 3, 4], 1)[..15]).is_none());
+        assert!(parse(&v6_bytes("::1", 80)[..23]).is_none());
+        let mut unspec = v4_bytes([1, 2, 3, 4], 1);
+        unspec[..2].copy_from_slice(&(libc::AF_UNSPEC as u16).to_ne_bytes());
+        assert!(parse(&unspec).is_none());
+        let mut unix = v4_bytes([1, 2, 3, 4], 1);
+        unix[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+        assert!(parse(&unix).is_none());
+    }
+
+    #[test]
+    fn raw_pointers() {
+        let bytes = v4_bytes([10, 0, 0, 1], 22);
+        let ptr = bytes.as_ptr().cast::<sockaddr>();
+        // SAFETY: bytes is 16 bytes long.
+        unsafe {
+            assert!(read(std::ptr::null(), 16).is_none());
+            assert_eq!(read(ptr, 16).unwrap().port, 22);
+            assert!(read(ptr, 8).is_none());
+            // A longer length than any sockaddr reads no further than one.
+            let long = v6_bytes("::1", 9);
+            assert_eq!(read(long.as_ptr().cast(), 1000).unwrap().port, 9);
+            let written: socklen_t = 16;
+            assert!(accepted(ptr, &written, 16).is_some());
+            assert!(accepted(ptr, &written, 8).is_none());
+            assert!(accepted(ptr, std::ptr::null(), 16).is_none());
+        }
+    }
+}

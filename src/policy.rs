@@ -1,0 +1,173 @@
+//! The rules compiled for the hot path: for each decision, the options to
+//! set (a `Plan`, built once at start-up) or none. Pure code.
+//!
+//! Without rules (and with both directions) the library configures every
+//! TCP socket at `socket()`, as it always did: `eager`. With rules it
+//! configures nothing there and decides at `connect()` (destination known),
+//! at `listen()` (when no inbound rule looks at addresses) or at `accept()`.
+//! Deferring is the only way to honour "excluded means untouched": once
+//! `TCP_KEEPIDLE` and friends are set, a socket can no longer go back to
+//! following the sysctls (the kernel has no "unset", 0 is EINVAL), so an
+//! eager configuration could not be undone exactly.
+
+use crate::config::Settings;
+use crate::plan::{KernelDefaults, Plan};
+use crate::rules::{Action, Decision, Direction, Selection};
+
+#[derive(Debug)]
+pub struct Policy {
+    pub selection: Selection,
+    /// Connections no rule matches.
+    pub global: Plan,
+    /// Per rule (same index): the options to set, or `None` for `off`.
+    rule_plans: Vec<Option<Plan>>,
+    /// Configure at `socket()`, as without rules.
+    pub eager: bool,
+    /// The decision for every inbound connection, if addresses do not matter.
+    pub inbound_fixed: Option<Decision>,
+    /// An inbound decision may need the local port (one `getsockname`).
+    pub inbound_needs_port: bool,
+}
+
+impl Policy {
+    /// `kernel_defaults` is called only for `user_timeout=auto` (global or
+    /// in a rule), and its value is reused for every plan.
+    pub fn new(
+        settings: &Settings,
+        selection: Selection,
+        kernel_defaults: impl FnOnce() -> KernelDefaults,
+    ) -> Policy {
+        let mut read = Some(kernel_defaults);
+        let mut cached = None;
+        let mut defaults = move || {
+            *cached.get_or_insert_with(|| match read.take() {
+                Some(read) => read(),
+                None => KernelDefaults::LINUX,
+            })
+        };
+        let global = Plan::new(settings, &mut defaults);
+        let rule_plans = selection
+            .rules
+            .iter()
+            .map(|rule| match rule.action {
+                Action::Off => None,
+                Action::On => Some(global),
+                Action::Timers(timers) => {
+                    Some(Plan::new(&timers.applied_to(settings), &mut defaults))
+                }
+            })
+            .collect();
+        Policy {
+            eager: selection.is_everything(),
+            inbound_fixed: selection.decision_without_address(Direction::In),
+            inbound_needs_port: selection.needs_port(Direction::In),
+            selection,
+            global,
+            rule_plans,
+        }
+    }
+
+    /// The options for a connection decided so; `None`: leave it alone.
+    pub fn plan_for(&self, decision: Decision) -> Option<&Plan> {
+        match decision {
+            Decision::WrongDirection => None,
+            Decision::Unmatched => Some(&self.global),
+            Decision::Matched(index) => self.rule_plans.get(index)?.as_ref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UserTimeout;
+    use crate::rules::{parse_rules, Directions};
+
+    fn policy(settings: &Settings, directions: Directions, text: &str) -> Policy {
+        let (rules, diagnostics) = parse_rules("KEEPALIVE_RULES", text);
+        assert!(diagnostics.is_empty());
+        let selection = Selection { directions, rules };
+        Policy::new(settings, selection, || KernelDefaults {
+            idle_secs: 100,
+            interval_secs: 10,
+            count: 2,
+        })
+    }
+
+    fn labels(plan: Option<&Plan>) -> Vec<(&'static str, i32)> {
+        plan.map(|p| p.options().iter().map(|o| (o.label(), o.value)).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn no_rules_is_eager_and_the_global_plan() {
+        let p = policy(&Settings::default(), Directions::Both, "");
+        assert!(p.eager);
+        assert_eq!(
+            labels(p.plan_for(Decision::Unmatched)),
+            [("SO_KEEPALIVE", 1)]
+        );
+        let p = policy(&Settings::default(), Directions::Out, "");
+        assert!(!p.eager);
+        assert_eq!(p.inbound_fixed, Some(Decision::WrongDirection));
+        assert!(p.plan_for(Decision::WrongDirection).is_none());
+    }
+
+    #[test]
+    fn per_rule_timers_fall_back_to_the_global_ones() {
+        let settings = Settings {
+            idle_secs: Some(60),
+            interval_secs: Some(5),
+            ..Settings::default()
+        };
+        let p = policy(
+            &settings,
+            Directions::Both,
+            "net=10.0.0.0/8:idle=200,user_timeout=auto; net=::1:off; dir=in:on",
+        );
+        assert_eq!(
+            labels(p.plan_for(Decision::Matched(0))),
+            [
+                ("SO_KEEPALIVE", 1),
+                ("TCP_KEEPIDLE", 200),
+                ("TCP_KEEPINTVL", 5),
+                ("TCP_USER_TIMEOUT", 210_000)
+            ]
+        );
+        assert!(p.plan_for(Decision::Matched(1)).is_none());
+        assert_eq!(
+            labels(p.plan_for(Decision::Matched(2))),
+            labels(p.plan_for(Decision::Unmatched))
+        );
+        assert!(p.plan_for(Decision::Matched(9)).is_none());
+        assert_eq!(p.inbound_fixed, None);
+        assert!(!p.inbound_needs_port);
+    }
+
+    #[test]
+    fn kernel_defaults_are_read_at_most_once() {
+        let settings = Settings {
+            user_timeout: Some(UserTimeout::Auto),
+            ..Settings::default()
+        };
+        let (rules, _) = parse_rules("R", "port=1:idle=1; port=2:idle=2");
+        let mut reads = 0;
+        let p = Policy::new(
+            &settings,
+            Selection {
+                directions: Directions::Both,
+                rules,
+            },
+            || {
+                reads += 1;
+                KernelDefaults::LINUX
+            },
+        );
+        assert_eq!(reads, 1);
+        assert!(p.inbound_needs_port);
+        assert_eq!(
+            labels(p.plan_for(Decision::Matched(1))).last(),
+            Some(&("TCP_USER_TIMEOUT", (2 + 75 * 9) * 1000))
+        );
+    }
+}
