@@ -5,7 +5,13 @@
 #     peer library present; each with its ratio to the floor; and, when
 #     valgrind is installed, the exact user-space instructions of each;
 #   - a loopback connect()+accept()+close() pair: no library, the floor
-#     (options set by the program on its listener and client sockets), ours;
+#     (options set by the program on its listener and client sockets), ours,
+#     and ours with KEEPALIVE_RULES: four rules walked at each connect()
+#     (inbound decided once at listen(): the same system calls as the
+#     floor, so the difference is the matching), and the same rules applying
+#     to inbound addresses too (each accepted connection is then decided
+#     and configured on its own, after a getpeername: bench passes no
+#     address to accept);
 #   - start-up of /bin/true and its peak resident memory, with each library;
 #   - the size of the stripped release library.
 # Needs cargo, gcc, /usr/bin/time (package time); strace (cross-checks the
@@ -37,6 +43,11 @@ peer_settings=("${settings[@]}" TCP_KEEPIDLE=60 TCP_KEEPINTVL=10 TCP_KEEPCNT=6
     DD_TCP_KEEPALIVE_TIME=60 DD_TCP_KEEPALIVE_INTVL=10 DD_TCP_KEEPALIVE_PROBES=6)
 # The same calls, made by the benchmark itself.
 floor_options=(keepalive=1 idle=60 intvl=10 cnt=6)
+# A few rules that loopback connections walk to the end of; the last one
+# gives them the floor's options. "rules" looks at outbound addresses only,
+# "rules-peer" at inbound ones too.
+rules_out="dir=out,net=10.0.0.0/8,port=5432:idle=30; dir=out,net=192.168.0.0/16:off; dir=out,net=fd00::/8:off; *:idle=60"
+rules_peer="net=10.0.0.0/8,port=5432:idle=30; net=192.168.0.0/16:off; net=fd00::/8:off; *:idle=60"
 
 need() {
     command -v "$1" >/dev/null || { echo "bench.sh: $1 is missing: apt-get install -y $2" >&2; exit 1; }
@@ -83,6 +94,8 @@ run_variant() { # section variant iterations [wrapper...]
     none) ;;
     floor) args=("${floor_options[@]}") ;;
     ours) setup+=("${settings[@]}" "LD_PRELOAD=$library") ;;
+    rules) setup+=("${settings[@]}" "KEEPALIVE_RULES=$rules_out" "LD_PRELOAD=$library") ;;
+    rules-peer) setup+=("${settings[@]}" "KEEPALIVE_RULES=$rules_peer" "LD_PRELOAD=$library") ;;
     peer*) setup+=("${peer_settings[@]}" "LD_PRELOAD=${peer_paths[${variant#peer}]}") ;;
     esac
     case "$section" in
@@ -91,13 +104,13 @@ run_variant() { # section variant iterations [wrapper...]
     spawn) "${setup[@]}" "$@" "$bench" spawn "$iterations" /bin/true ;;
     esac
 }
-socket_variants=(none floor ours)
+socket_variants=(none floor ours rules)
 spawn_variants=(none ours)
 for i in "${!peer_paths[@]}"; do
     socket_variants+=("peer$i")
     spawn_variants+=("peer$i")
 done
-pair_variants=(none floor ours)
+pair_variants=(none floor ours rules rules-peer)
 
 # Honesty check of the floor: under strace, the library and the floor must
 # make the same setsockopt calls (and the library nothing else per socket).
@@ -112,6 +125,15 @@ if command -v strace >/dev/null; then
     if [ "$floor_calls" != "$our_calls" ]; then
         printf 'bench.sh: the floor does not match the library:\nfloor:\n%s\nlibrary:\n%s\n' \
             "$floor_calls" "$our_calls" >&2
+        exit 1
+    fi
+    # With outbound-only rules a pair costs the floor's calls: what differs
+    # in time is the matching.
+    floor_calls=$(trace_calls env -i "$bench" pair 10 "${floor_options[@]}")
+    rules_calls=$(trace_calls env -i "${settings[@]}" "KEEPALIVE_RULES=$rules_out" LD_PRELOAD="$library" "$bench" pair 10)
+    if [ "$floor_calls" != "$rules_calls" ]; then
+        printf 'bench.sh: the pair floor does not match the rules:\nfloor:\n%s\nrules:\n%s\n' \
+            "$floor_calls" "$rules_calls" >&2
         exit 1
     fi
 else
@@ -182,12 +204,14 @@ name_of() {
     none) echo "no library" ;;
     floor) echo "floor: the program's own ${#floor_options[@]} setsockopt calls" ;;
     ours) echo "libkeepalive (this)" ;;
+    rules) echo "libkeepalive, 4 rules on outbound addresses" ;;
+    rules-peer) echo "libkeepalive, 4 rules on all addresses" ;;
     peer*) echo "${peer_names[${1#peer}]}" ;;
     esac
 }
 path_of() {
     case "$1" in
-    ours) echo "$library" ;;
+    ours | rules*) echo "$library" ;;
     peer*) echo "${peer_paths[${1#peer}]}" ;;
     esac
 }

@@ -645,3 +645,77 @@ fn namespaces_inbound_rules_per_peer_and_port_accepted_on() {
     assert!(accepted.contains("peer=::ffff:10.123.1.1:"), "{accepted}");
     assert!(server.stderr().is_empty(), "{}", server.stderr());
 }
+
+// --- The keepalive command -------------------------------------------------
+
+fn keepalive_command(args: &[&str]) -> std::process::Output {
+    let library = library().to_str().unwrap().to_string();
+    let mut cmd = command(
+        env!("CARGO_BIN_EXE_keepalive"),
+        false,
+        &[("KEEPALIVE_LIB", library.as_str())],
+    );
+    cmd.args(args);
+    run(cmd, DEADLINE)
+}
+
+#[test]
+fn the_keepalive_command_takes_direction_and_rules_and_check_shows_them() {
+    let options = [
+        "--direction",
+        "out",
+        "--rule",
+        "net=127.0.0.2:off",
+        "--rule",
+        "port=1-65535 , net=::ffff:127.0.0.0/104:idle=1m",
+    ];
+    let check = keepalive_command(&[&options[..], &["--check"]].concat());
+    assert!(check.status.success(), "{}", stderr(&check));
+    let lines: Vec<String> = stdout(&check)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for expected in [
+        "direction out --direction",
+        "rules 2 --rule",
+        "rule 1 net=127.0.0.2/32:off -> left alone",
+        "rule 2 net=127.0.0.0/8,port=1-65535:idle=60 -> SO_KEEPALIVE=1 TCP_KEEPIDLE=60",
+        "tcp sockets SO_KEEPALIVE=1 when no rule matches; accepted connections are left alone",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == expected),
+            "{expected}: {lines:#?}"
+        );
+    }
+
+    let untouched = untouched();
+    let probe = c_program("ruleprobe");
+    let probe = probe.to_str().unwrap();
+    for (destination, client) in [
+        ("127.0.0.2", untouched.clone()),
+        (
+            "127.0.0.3",
+            untouched.replacen("keepalive=0 idle=7200", "keepalive=1 idle=60", 1),
+        ),
+    ] {
+        let args = [&options[..], &[probe, "pair", "0.0.0.0", destination]].concat();
+        let out = keepalive_command(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let (got, _) = options_of(&stdout(&out), "client");
+        assert_eq!(got, client, "{destination}");
+        let (accepted, _) = options_of(&stdout(&out), "accepted");
+        assert_eq!(accepted, untouched, "inbound is left alone");
+    }
+
+    let bad = keepalive_command(&["--rule", "net=10.0.0.0/99:off", "true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    let err = stderr(&bad);
+    assert!(
+        err.contains("libkeepalive: KEEPALIVE_RULES: rule 1 \"net=10.0.0.0/99:off\" is not valid"),
+        "{err}"
+    );
+    assert!(
+        err.contains("keepalive: KEEPALIVE_RULES is the value of --rule"),
+        "{err}"
+    );
+}
