@@ -1,8 +1,12 @@
 //! The deployment paths, end to end: the `keepalive` command (options,
 //! validation with the library's own messages, LD_PRELOAD, exec, --check,
 //! warnings), scripts/install.sh, the man pages, the systemd drop-in and
-//! socket activation. Helpers are local: tests/common is another suite's.
+//! socket activation. Helpers are local, except the list of the library's
+//! variables, which is shared with the other suites (tests/common).
 
+mod common;
+
+use common::OUR_VARIABLES;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -15,28 +19,9 @@ use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// Every variable the library or the command reads: cleared so that a
-/// developer's shell cannot change a test's outcome.
-const CLEARED: [&str; 18] = [
-    "LD_PRELOAD",
-    "KEEPALIVE_LIB",
-    "KEEPALIVE",
-    "DD_USE_KEEPALIVE",
-    "KEEPIDLE",
-    "TCP_KEEPIDLE",
-    "DD_TCP_KEEPALIVE_TIME",
-    "KEEPINTVL",
-    "TCP_KEEPINTVL",
-    "DD_TCP_KEEPALIVE_INTVL",
-    "KEEPCNT",
-    "TCP_KEEPCNT",
-    "DD_TCP_KEEPALIVE_PROBES",
-    "KEEPALIVE_USER_TIMEOUT",
-    "TCP_USER_TIMEOUT",
-    "KEEPALIVE_DEBUG",
-    "LIBKEEPALIVE_DEBUG",
-    "DD_DEBUG",
-];
+/// The variable only the command reads; the library's are `OUR_VARIABLES`.
+/// All are cleared so that a developer's shell cannot change a test's outcome.
+const COMMAND_VARIABLE: &str = "KEEPALIVE_LIB";
 
 fn tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -93,7 +78,7 @@ fn require(tool: &str, package: &str) {
 /// `program` with our variables cleared and `env` added.
 fn clean(program: impl AsRef<std::ffi::OsStr>, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(program);
-    for name in CLEARED {
+    for name in OUR_VARIABLES.into_iter().chain([COMMAND_VARIABLE]) {
         cmd.env_remove(name);
     }
     cmd.envs(env.iter().copied());
@@ -161,6 +146,8 @@ fn release_build_puts_the_command_beside_the_library() {
         "--interval",
         "--count",
         "--user-timeout",
+        "--direction",
+        "--rule",
         "--debug",
         "--off",
         "--check",
@@ -261,6 +248,9 @@ fn bad_values_stop_before_exec_with_the_librarys_own_message() {
         ("--count", "5s", "KEEPCNT"),
         ("--user-timeout", "-1", "KEEPALIVE_USER_TIMEOUT"),
         ("--user-timeout", "soon", "KEEPALIVE_USER_TIMEOUT"),
+        ("--direction", "sideways", "KEEPALIVE_DIRECTION"),
+        // The library alone would skip the bad rule; the command refuses.
+        ("--rule", "net=999.0.0.0/8:off", "KEEPALIVE_RULES"),
     ];
     for (option, value, variable) in cases {
         let cmd = keepalive(&[option, value, "sh", "-c", "echo started"], &[]);
@@ -416,6 +406,46 @@ fn check_fails_naming_the_variable() {
         err.contains("KEEPALIVE=\"off\" conflicts with DD_USE_KEEPALIVE=\"1\""),
         "{err}"
     );
+}
+
+#[test]
+fn check_lists_the_rules_and_rule_options_replace_the_variable() {
+    let cmd = keepalive(&["--rule", "net=127.0.0.0/8:off", "--check"], &[]);
+    let (code, out, err) = outcome(cmd);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(err, "");
+    let lines = check_lines(&out);
+    assert_eq!(check_value(&lines, "rules"), "1 --rule");
+    assert_eq!(
+        check_value(&lines, "rule"),
+        "1 net=127.0.0.0/8:off -> left alone"
+    );
+    assert_eq!(
+        check_value(&lines, "tcp sockets"),
+        "SO_KEEPALIVE=1 when no rule matches"
+    );
+
+    // The variable alone is a source too.
+    let env = [("KEEPALIVE_RULES", "*:off")];
+    let (code, out, err) = outcome(keepalive(&["--check"], &env));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        check_value(&check_lines(&out), "rules"),
+        "1 KEEPALIVE_RULES"
+    );
+
+    // Rule options add up in order and replace an inherited KEEPALIVE_RULES.
+    let args = [
+        "--rule",
+        "port=22:off",
+        "--rule=*:idle=9",
+        "sh",
+        "-c",
+        "echo \"$KEEPALIVE_RULES\"",
+    ];
+    let (code, out, err) = outcome(keepalive(&args, &env));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "port=22:off; *:idle=9");
 }
 
 // ---------------------------------------------------------------- warnings
@@ -642,8 +672,36 @@ fn man_pages_render_without_warnings() {
     }
     // Every variable the library reads is documented in libkeepalive(8).
     let page = fs::read_to_string(repo().join("man/libkeepalive.8")).unwrap();
-    for variable in &CLEARED[2..] {
-        assert!(page.contains(variable), "libkeepalive.8 lacks {variable}");
+    for variable in library_variables() {
+        assert!(page.contains(&variable), "libkeepalive.8 lacks {variable}");
+    }
+}
+
+/// The names in the library's own list, `VARIABLE_NAMES` in src/config.rs.
+fn library_variables() -> Vec<String> {
+    let source = fs::read_to_string(repo().join("src/config.rs")).unwrap();
+    let start = source
+        .find("pub const VARIABLE_NAMES")
+        .expect("VARIABLE_NAMES in src/config.rs");
+    let list = &source[start..];
+    let list = &list[list.find("= [").unwrap()..list.find("];").unwrap()];
+    let names: Vec<String> = list
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() >= 18, "{names:?}");
+    names
+}
+
+#[test]
+fn every_variable_the_library_reads_is_cleared_by_the_tests() {
+    for variable in library_variables() {
+        assert!(
+            OUR_VARIABLES.contains(&variable.as_str()),
+            "tests/common/mod.rs OUR_VARIABLES lacks {variable}"
+        );
     }
 }
 
