@@ -22,7 +22,6 @@
 
 use crate::config::{self, Quantity, Settings, UserTimeout};
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// More rules than this are a mistake (and would make every connection walk
 /// a long list); the rest are ignored with one line.
@@ -96,21 +95,184 @@ impl Address {
     }
 
     pub fn v6(octets: [u8; 16]) -> Address {
-        let address = Ipv6Addr::from(octets);
-        match address.to_ipv4_mapped() {
-            Some(v4) => Address::V4(u32::from(v4)),
-            None => Address::V6(u128::from(address)),
+        let bits = u128::from_be_bytes(octets);
+        match mapped_ipv4(bits) {
+            Some(v4) => Address::V4(v4),
+            None => Address::V6(bits),
         }
     }
+}
+
+/// The IPv4 address in `::ffff:a.b.c.d`, as `Ipv6Addr::to_ipv4_mapped`.
+fn mapped_ipv4(bits: u128) -> Option<u32> {
+    (bits >> 32 == 0xffff).then_some(bits as u32)
+}
+
+// Addresses are parsed and shown by hand rather than with std::net, whose
+// parser and RFC 5952 printer would double this part of the library's size;
+// the tests check both against std::net on many inputs, byte for byte.
+
+/// `a.b.c.d` as `Ipv4Addr`'s `Display`.
+fn write_ipv4(f: &mut fmt::Formatter<'_>, bits: u32) -> fmt::Result {
+    let [a, b, c, d] = bits.to_be_bytes();
+    write!(f, "{a}.{b}.{c}.{d}")
+}
+
+/// As `Ipv6Addr`'s `Display` (RFC 5952): lower-case groups without leading
+/// zeros, the first longest run of two or more zero groups as `::`, and
+/// `::ffff:a.b.c.d` for mapped addresses.
+fn write_ipv6(f: &mut fmt::Formatter<'_>, bits: u128) -> fmt::Result {
+    if let Some(v4) = mapped_ipv4(bits) {
+        f.write_str("::ffff:")?;
+        return write_ipv4(f, v4);
+    }
+    let groups: [u16; 8] = std::array::from_fn(|i| (bits >> (112 - 16 * i)) as u16);
+    // The first longest run of zero groups: (start, length).
+    let (mut longest, mut start, mut length) = ((0, 0), 0, 0);
+    for (i, &group) in groups.iter().enumerate() {
+        if group != 0 {
+            length = 0;
+            continue;
+        }
+        if length == 0 {
+            start = i;
+        }
+        length += 1;
+        if length > longest.1 {
+            longest = (start, length);
+        }
+    }
+    let (skip_from, skip_to) = if longest.1 > 1 {
+        (longest.0, longest.0 + longest.1)
+    } else {
+        (8, 8)
+    };
+    let mut i = 0;
+    while i < 8 {
+        if i == skip_from {
+            f.write_str("::")?;
+            i = skip_to;
+            continue;
+        }
+        if i > 0 && i != skip_to {
+            f.write_str(":")?;
+        }
+        write!(f, "{:x}", groups[i])?;
+        i += 1;
+    }
+    Ok(())
 }
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Address::V4(bits) => write!(f, "{}", Ipv4Addr::from(bits)),
-            Address::V6(bits) => write!(f, "{}", Ipv6Addr::from(bits)),
+            Address::V4(bits) => write_ipv4(f, bits),
+            Address::V6(bits) => write_ipv6(f, bits),
         }
     }
+}
+
+/// Digits in `radix` from `at`, as std::net's parser reads a number: one to
+/// `max_digits` of them (more: no number), a leading zero only alone unless
+/// `zero_prefix`. The value and where it ends.
+fn parse_digits(
+    text: &[u8],
+    at: usize,
+    radix: u32,
+    max_digits: usize,
+    zero_prefix: bool,
+) -> Option<(u32, usize)> {
+    let mut value = 0;
+    let mut end = at;
+    while let Some(digit) = text.get(end).and_then(|&b| char::from(b).to_digit(radix)) {
+        value = value * radix + digit;
+        end += 1;
+        if end - at > max_digits {
+            return None;
+        }
+    }
+    let count = end - at;
+    if count == 0 || (!zero_prefix && count > 1 && text[at] == b'0') {
+        return None;
+    }
+    Some((value, end))
+}
+
+/// `a.b.c.d` from `at` (decimal octets, no leading zeros): the address and
+/// where it ends.
+fn parse_ipv4_at(text: &[u8], mut at: usize) -> Option<(u32, usize)> {
+    let mut bits = 0;
+    for i in 0..4 {
+        if i > 0 {
+            if text.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+        let (octet, end) = parse_digits(text, at, 10, 3, false)?;
+        if octet > 255 {
+            return None;
+        }
+        bits = bits << 8 | octet;
+        at = end;
+    }
+    Some((bits, at))
+}
+
+/// What `Ipv4Addr::from_str` accepts.
+fn parse_ipv4(text: &str) -> Option<u32> {
+    match parse_ipv4_at(text.as_bytes(), 0) {
+        Some((bits, end)) if end == text.len() => Some(bits),
+        _ => None,
+    }
+}
+
+/// Colon-separated groups from `at` into `slots`, the last two of which may
+/// be an embedded IPv4 address, as std::net's parser reads them: how many
+/// slots were filled, whether with IPv4, and where the groups end.
+fn parse_groups(text: &[u8], mut at: usize, slots: &mut [u16]) -> (usize, bool, usize) {
+    let limit = slots.len();
+    for i in 0..limit {
+        let start = match i {
+            0 => at,
+            _ if text.get(at) == Some(&b':') => at + 1,
+            _ => return (i, false, at),
+        };
+        if i + 1 < limit {
+            if let Some((v4, end)) = parse_ipv4_at(text, start) {
+                slots[i] = (v4 >> 16) as u16;
+                slots[i + 1] = v4 as u16;
+                return (i + 2, true, end);
+            }
+        }
+        match parse_digits(text, start, 16, 4, true) {
+            Some((group, end)) => {
+                slots[i] = group as u16;
+                at = end;
+            }
+            None => return (i, false, at),
+        }
+    }
+    (limit, false, at)
+}
+
+/// What `Ipv6Addr::from_str` accepts: eight groups, or fewer around one
+/// `::`; an IPv4 address may stand for the last two (not before the `::`).
+fn parse_ipv6(text: &str) -> Option<u128> {
+    let text = text.as_bytes();
+    let mut groups = [0u16; 8];
+    let (head, head_ipv4, mut end) = parse_groups(text, 0, &mut groups);
+    if head < 8 {
+        if head_ipv4 || text.get(end..end + 2) != Some(b"::".as_slice()) {
+            return None;
+        }
+        // The :: stands for at least one zero group.
+        let mut tail = [0u16; 7];
+        let (tail_len, _, tail_end) = parse_groups(text, end + 2, &mut tail[..7 - head]);
+        groups[8 - tail_len..].copy_from_slice(&tail[..tail_len]);
+        end = tail_end;
+    }
+    (end == text.len()).then(|| groups.iter().fold(0, |bits, &g| bits << 16 | u128::from(g)))
 }
 
 /// A CIDR network; host bits of the base are cleared at parse time.
@@ -161,23 +323,23 @@ fn parse_network(text: &str) -> Result<Network, String> {
             _ => Err(format!("prefix length {prefix:?} is not 0..{max}")),
         }
     };
-    if let Ok(v4) = address.parse::<Ipv4Addr>() {
+    if let Some(v4) = parse_ipv4(address) {
         let prefix = parse_prefix(32)?;
-        let bits = u32::from(v4) & mask32(prefix);
+        let bits = v4 & mask32(prefix);
         return Ok(Network {
             base: Address::V4(bits),
             prefix,
         });
     }
-    if let Ok(v6) = address.parse::<Ipv6Addr>() {
+    if let Some(v6) = parse_ipv6(address) {
         let prefix = parse_prefix(128)?;
-        let bits = u128::from(v6) & mask128(prefix);
+        let bits = v6 & mask128(prefix);
         // A network inside ::ffff:0:0/96 is an IPv4 network, as the
         // addresses it would match are folded to IPv4.
         if prefix >= 96 {
-            if let Some(v4) = Ipv6Addr::from(bits).to_ipv4_mapped() {
+            if let Some(v4) = mapped_ipv4(bits) {
                 return Ok(Network {
-                    base: Address::V4(u32::from(v4)),
+                    base: Address::V4(v4),
                     prefix: prefix - 96,
                 });
             }
@@ -547,6 +709,7 @@ pub fn parse_rules(variable: &str, text: &str) -> (Vec<Rule>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn parse_ok(text: &str) -> Vec<Rule> {
         let (rules, diagnostics) = parse_rules("KEEPALIVE_RULES", text);
@@ -571,6 +734,198 @@ mod tests {
             direction: Direction::Out,
             remote,
             port: Some(port),
+        }
+    }
+
+    /// A small deterministic generator for the comparisons with std::net.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.0 >> 11
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Our parsers accept exactly what std::net's do, with the same value.
+    /// Whether either accepted it.
+    fn check_parse(text: &str) -> bool {
+        assert_eq!(
+            parse_ipv4(text),
+            text.parse::<Ipv4Addr>().ok().map(u32::from),
+            "IPv4 {text:?}"
+        );
+        assert_eq!(
+            parse_ipv6(text),
+            text.parse::<Ipv6Addr>().ok().map(u128::from),
+            "IPv6 {text:?}"
+        );
+        parse_ipv4(text).is_some() || parse_ipv6(text).is_some()
+    }
+
+    #[test]
+    fn addresses_parse_exactly_as_std_net_does() {
+        for text in [
+            "",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.0.0.0",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3.0",
+            "1..2.3",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "+1.2.3.4",
+            "1.2.3.-4",
+            "1000.2.3.4",
+            "0x1.2.3.4",
+            "::",
+            ":::",
+            "::1",
+            "1::",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8::",
+            "::1:2:3:4:5:6:7:8",
+            "1::2::3",
+            "12345::",
+            "::12345",
+            "0000:0000:0000:0000:0000:0000:0000:0001",
+            "00000::",
+            "ABCD:ef01::",
+            "g::",
+            "::ffff:1.2.3.4",
+            "::ffff:1.2.3",
+            "::ffff:01.2.3.4",
+            "::1.2.3.4",
+            "1.2.3.4::",
+            "1:2:3:4:5:6:1.2.3.4",
+            "1:2:3:4:5:6:7:1.2.3.4",
+            "1:2:3:4:5::1.2.3.4",
+            "1:2:3:4:5:6::1.2.3.4",
+            "::1.2.3.4:5",
+            "fe80::1%eth0",
+            "[::1]",
+            "::ffff:10.0.0.0",
+            "1:2:3:4:5:6:7:8 ",
+            ":1::",
+            "1:",
+            ":1",
+            "\u{663}::",
+        ] {
+            check_parse(text);
+        }
+        let mut valid = 0;
+        // Every string of up to five characters over a telling alphabet.
+        let alphabet = ['0', '1', '2', '5', 'a', 'F', 'g', ':', '.', '/'];
+        let mut texts = vec![String::new()];
+        for _ in 0..5 {
+            let mut longer = Vec::new();
+            for text in &texts {
+                for c in alphabet {
+                    longer.push(format!("{text}{c}"));
+                }
+            }
+            texts = longer;
+            for text in &texts {
+                valid += usize::from(check_parse(text));
+            }
+        }
+        assert!(valid > 1000, "{valid}");
+        // Random sequences of address-like pieces.
+        let pieces = [
+            "0",
+            "1",
+            "00",
+            "01",
+            "255",
+            "256",
+            "999",
+            "1000",
+            "ffff",
+            "FfFf",
+            "12345",
+            "abcde",
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::",
+            ":",
+            ".",
+            "::ffff:",
+            "1:2:3:4",
+            "g",
+            " ",
+            "-",
+            "+",
+            "7",
+        ];
+        let mut random = Lcg(0x5eed);
+        for _ in 0..200_000 {
+            let count = 1 + random.below(9);
+            let text: String = (0..count)
+                .map(|_| pieces[random.below(pieces.len())])
+                .collect();
+            valid += usize::from(check_parse(&text));
+        }
+        assert!(valid > 3000, "{valid}");
+    }
+
+    /// A random address with runs of zero groups, as rules and peers have.
+    fn random_v6(random: &mut Lcg) -> u128 {
+        let mut bits = 0u128;
+        for _ in 0..8 {
+            let group = match random.below(4) {
+                0 | 1 => 0,
+                2 => random.next() as u16 & 0xf,
+                _ => random.next() as u16,
+            };
+            bits = bits << 16 | u128::from(group);
+        }
+        match random.below(8) {
+            0 => 0xffff << 32 | bits & 0xffff_ffff,
+            1 => bits & 0xffff_ffff,
+            _ => bits,
+        }
+    }
+
+    #[test]
+    fn addresses_print_exactly_as_std_net_does() {
+        let mut random = Lcg(7);
+        let mut values: Vec<u128> = vec![0, 1, u128::MAX, 0xffff << 32, 1 << 112, 1 << 16];
+        values.extend((0..100_000).map(|_| random_v6(&mut random)));
+        for bits in values {
+            let std_text = Ipv6Addr::from(bits).to_string();
+            assert_eq!(Address::V6(bits).to_string(), std_text, "{bits:#x}");
+            let v4 = bits as u32;
+            assert_eq!(Address::V4(v4).to_string(), Ipv4Addr::from(v4).to_string());
+            // And what std prints, ours reads back (and so does std).
+            check_parse(&std_text);
+            check_parse(&Ipv4Addr::from(v4).to_string());
+            // Small edits of valid addresses: one character dropped,
+            // doubled or replaced.
+            let bytes = std_text.as_bytes();
+            let at = random.below(bytes.len());
+            let replacement = [b'0', b'f', b':', b'.', b'1', b'9'][random.below(6)];
+            for edited in [
+                [&bytes[..at], &bytes[at + 1..]].concat(),
+                [&bytes[..=at], &bytes[at..]].concat(),
+                [&bytes[..at], &[replacement], &bytes[at + 1..]].concat(),
+            ] {
+                check_parse(std::str::from_utf8(&edited).unwrap());
+            }
         }
     }
 
