@@ -161,16 +161,93 @@ fn secure_getenv_bytes(name: &str) -> Option<Vec<u8>> {
 
 /// This network namespace's defaults, needed only for `auto` user timeouts.
 fn read_kernel_defaults() -> KernelDefaults {
-    let read = |name: &str, fallback: u32| {
-        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
-            .unwrap_or(fallback)
-    };
     let linux = KernelDefaults::LINUX;
     KernelDefaults {
-        idle_secs: read("tcp_keepalive_time", linux.idle_secs),
-        interval_secs: read("tcp_keepalive_intvl", linux.interval_secs),
-        count: read("tcp_keepalive_probes", linux.count),
+        idle_secs: read_sysctl(c"/proc/sys/net/ipv4/tcp_keepalive_time").unwrap_or(linux.idle_secs),
+        interval_secs: read_sysctl(c"/proc/sys/net/ipv4/tcp_keepalive_intvl")
+            .unwrap_or(linux.interval_secs),
+        count: read_sysctl(c"/proc/sys/net/ipv4/tcp_keepalive_probes").unwrap_or(linux.count),
+    }
+}
+
+/// A number in a /proc/sys file (text, surrounded by white space), read with
+/// plain system calls rather than std::fs, which would only add size here.
+/// `None` if it cannot be read, is not UTF-8 or not a number, or is longer
+/// than any sysctl number.
+fn read_sysctl(path: &CStr) -> Option<u32> {
+    // SAFETY: path is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut buffer = [0u8; 64];
+    let mut len = 0;
+    let complete = loop {
+        let room = &mut buffer[len..];
+        if room.is_empty() {
+            break false;
+        }
+        // SAFETY: room is a valid, writable slice.
+        let read = unsafe { libc::read(fd, room.as_mut_ptr().cast(), room.len()) };
+        match read {
+            0 => break true,
+            1.. => len += read as usize,
+            _ if crate::sockopt::errno() == libc::EINTR => {}
+            _ => break false,
+        }
+    };
+    // SAFETY: fd is ours and open.
+    unsafe { libc::close(fd) };
+    let text = std::str::from_utf8(&buffer[..len]).ok()?;
+    complete.then(|| text.trim().parse().ok())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctls_read_as_std_fs_reads_them() {
+        for name in [
+            "tcp_keepalive_time",
+            "tcp_keepalive_intvl",
+            "tcp_keepalive_probes",
+            "tcp_syn_retries",
+            "ip_forward",
+            "no_such_sysctl",
+            "ip_local_port_range",
+            "tcp_rmem",
+        ] {
+            let path = format!("/proc/sys/net/ipv4/{name}");
+            let expected = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok());
+            let c_path = CString::new(path.clone()).unwrap();
+            assert_eq!(read_sysctl(&c_path), expected, "{path}");
+        }
+        // Files of our own: spaces around the number, no number, not UTF-8.
+        let directory = std::env::temp_dir().join(format!("sysctl-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let contents: [&[u8]; 9] = [
+            b"7200\n",
+            b"  42 \t\n",
+            b"+5\n",
+            b"-5\n",
+            b"",
+            b"4294967296\n",
+            b"12 34\n",
+            b"\xff1\n",
+            &[b' '; 100],
+        ];
+        for (i, bytes) in contents.iter().enumerate() {
+            let path = directory.join(i.to_string());
+            std::fs::write(&path, bytes).unwrap();
+            let expected = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok());
+            let c_path = CString::new(path.to_str().unwrap()).unwrap();
+            assert_eq!(read_sysctl(&c_path), expected, "{bytes:?}");
+        }
+        std::fs::remove_dir_all(&directory).unwrap();
     }
 }
