@@ -129,6 +129,29 @@ static int cmd_errno(int with_emfile) {
     return 0;
 }
 
+/* efault: pointers the kernel refuses with EFAULT. A program may pass them
+ * (a fuzzer, a test suite, a bug it handles); the library must neither read
+ * through them nor crash. Each line is flushed, so a crash shows where. */
+static int cmd_efault(void) {
+    int lfd;
+    struct sockaddr_in addr = loopback_listener(&lfd, 0);
+    struct sockaddr *bad_address = (struct sockaddr *)16;
+    socklen_t *bad_length = (socklen_t *)16;
+    setvbuf(stdout, NULL, _IONBF, 0);
+    int tcp = socket(AF_INET, SOCK_STREAM, 0);
+    CASE("connect-bad-address-EFAULT", connect(tcp, bad_address, sizeof addr));
+    for (int i = 0; i < 3; i++) {
+        int client = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(client, (struct sockaddr *)&addr, sizeof addr)) return 2;
+    }
+    struct sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    CASE("accept-bad-address-EFAULT", accept(lfd, bad_address, &len));
+    CASE("accept-bad-length-EFAULT", accept(lfd, (struct sockaddr *)&peer, bad_length));
+    CASE("accept4-bad-length-EFAULT", accept4(lfd, (struct sockaddr *)&peer, bad_length, 0));
+    return 0;
+}
+
 /* The open descriptors as "N:kind" words, kinds without inode numbers
  * (socket:[123] -> socket), sorted; the listing's own descriptor left out. */
 static void list_fds(const char *label) {
@@ -185,6 +208,7 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "errno"))
         return cmd_errno(argc < 3 || strcmp(argv[2], "no-emfile"));
     if (argc >= 2 && !strcmp(argv[1], "fds")) return cmd_fds();
-    fprintf(stderr, "usage: errnoprobe errno [no-emfile] | fds\n");
+    if (argc >= 2 && !strcmp(argv[1], "efault")) return cmd_efault();
+    fprintf(stderr, "usage: errnoprobe errno [no-emfile] | fds | efault\n");
     return 2;
 }
