@@ -72,7 +72,7 @@ impl Default for Settings {
 /// The environment as envy sees it: one optional string per variable name
 /// (envy lower-cases names before matching fields). Values are validated
 /// afterwards, one variable at a time, so one bad value never hides the rest.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 struct RawEnvironment {
     keepalive: Option<String>,
     dd_use_keepalive: Option<String>,
@@ -94,6 +94,72 @@ struct RawEnvironment {
     dd_debug: Option<String>,
 }
 
+impl RawEnvironment {
+    /// The field for a variable name as envy gives it (lower case).
+    fn field(&mut self, name: &str) -> Option<&mut Option<String>> {
+        Some(match name {
+            "keepalive" => &mut self.keepalive,
+            "dd_use_keepalive" => &mut self.dd_use_keepalive,
+            "keepidle" => &mut self.keepidle,
+            "tcp_keepidle" => &mut self.tcp_keepidle,
+            "dd_tcp_keepalive_time" => &mut self.dd_tcp_keepalive_time,
+            "keepintvl" => &mut self.keepintvl,
+            "tcp_keepintvl" => &mut self.tcp_keepintvl,
+            "dd_tcp_keepalive_intvl" => &mut self.dd_tcp_keepalive_intvl,
+            "keepcnt" => &mut self.keepcnt,
+            "tcp_keepcnt" => &mut self.tcp_keepcnt,
+            "dd_tcp_keepalive_probes" => &mut self.dd_tcp_keepalive_probes,
+            "keepalive_user_timeout" => &mut self.keepalive_user_timeout,
+            "tcp_user_timeout" => &mut self.tcp_user_timeout,
+            "keepalive_direction" => &mut self.keepalive_direction,
+            "keepalive_rules" => &mut self.keepalive_rules,
+            "keepalive_debug" => &mut self.keepalive_debug,
+            "libkeepalive_debug" => &mut self.libkeepalive_debug,
+            "dd_debug" => &mut self.dd_debug,
+            _ => return None,
+        })
+    }
+}
+
+/// What `#[derive(Deserialize)]` would do, as one loop instead of a copy of
+/// the same code per field (18 fields: several KB of the library): each
+/// variable envy hands over goes to its field; an unknown one is skipped and
+/// a repeated one is an error, as with the derive.
+impl<'de> Deserialize<'de> for RawEnvironment {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = RawEnvironment;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("struct RawEnvironment")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawEnvironment, A::Error> {
+                let mut raw = RawEnvironment::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    match raw.field(&name) {
+                        Some(Some(_)) => {
+                            return Err(serde::de::Error::custom(text(format_args!(
+                                "duplicate field `{name}`"
+                            ))))
+                        }
+                        Some(slot) => *slot = map.next_value()?,
+                        None => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(raw)
+            }
+        }
+        deserializer.deserialize_struct("RawEnvironment", &[], Fields)
+    }
+}
+
 /// How a number is written for one setting and what it means (also in the
 /// timers of a rule, see `rules`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,15 +175,22 @@ pub enum Quantity {
 impl Quantity {
     pub fn describe(self) -> String {
         match self {
-            Quantity::Seconds { max } => {
-                format!("whole seconds 1..{max} (a suffix ms, s, m or h is allowed)")
-            }
-            Quantity::Millis { max } => {
-                format!("milliseconds 0..{max} (a suffix ms, s, m or h is allowed) or auto")
-            }
-            Quantity::Count { max } => format!("a whole number 1..{max}"),
+            Quantity::Seconds { max } => text(format_args!(
+                "whole seconds 1..{max} (a suffix ms, s, m or h is allowed)"
+            )),
+            Quantity::Millis { max } => text(format_args!(
+                "milliseconds 0..{max} (a suffix ms, s, m or h is allowed) or auto"
+            )),
+            Quantity::Count { max } => text(format_args!("a whole number 1..{max}")),
         }
     }
+}
+
+/// `format!` for messages, with its inlined fast path for text without
+/// arguments taken out of every call site: one copy serves them all.
+#[inline(never)]
+pub fn text(message: std::fmt::Arguments<'_>) -> String {
+    std::fmt::format(message)
 }
 
 /// Parses `digits[suffix]` strictly: no sign, no spaces, no other base, no
@@ -218,25 +291,25 @@ fn resolve<T: Copy + PartialEq>(
     let mut chosen: Option<(&Spelling<'_>, T)> = None;
     for spelling in spellings {
         let Some(value) = parse(spelling.value) else {
-            diagnostics.push(format!(
+            diagnostics.push(text(format_args!(
                 "libkeepalive: {}={} is not valid: expected {}; ignoring it",
                 spelling.name,
                 quote_value(spelling.value),
                 valid
-            ));
+            )));
             continue;
         };
         match chosen {
             None => chosen = Some((spelling, value)),
             Some((first, first_value)) if first_value != value => {
-                diagnostics.push(format!(
+                diagnostics.push(text(format_args!(
                     "libkeepalive: {}={} conflicts with {}={} (two names for one setting); \
                      ignoring both",
                     first.name,
                     quote_value(first.value),
                     spelling.name,
                     quote_value(spelling.value)
-                ));
+                )));
                 return None;
             }
             Some(_) => {}
@@ -293,11 +366,11 @@ pub fn load(lookup: impl Fn(&str) -> Option<Vec<u8>>) -> Loaded {
         let Some(bytes) = lookup(name) else { continue };
         match String::from_utf8(bytes) {
             Ok(text) => pairs.push((name.to_string(), text)),
-            Err(err) => diagnostics.push(format!(
+            Err(err) => diagnostics.push(text(format_args!(
                 "libkeepalive: {}={} is not valid: not UTF-8 text; ignoring it",
                 name,
                 quote_value(&String::from_utf8_lossy(err.as_bytes()))
-            )),
+            ))),
         }
     }
     // Only strings reach envy, and every field is an optional string, so it
@@ -334,12 +407,12 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
         // The two switches are spelled differently, so compare their meaning.
         if let (Some(ours), Some(theirs)) = (enabled, dontdie) {
             if ours != theirs {
-                diagnostics.push(format!(
+                diagnostics.push(text(format_args!(
                     "libkeepalive: KEEPALIVE={} conflicts with DD_USE_KEEPALIVE={} \
                      (two names for one setting); ignoring both",
                     quote_value(raw.keepalive.as_deref().unwrap_or_default()),
                     quote_value(raw.dd_use_keepalive.as_deref().unwrap_or_default())
-                ));
+                )));
                 enabled = None;
             }
         } else if enabled.is_none() {
@@ -441,6 +514,28 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect();
         load(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn envy_maps_each_variable_to_its_own_field() {
+        for (i, name) in VARIABLE_NAMES.iter().enumerate() {
+            let pairs = vec![
+                (name.to_string(), format!("value {i}")),
+                ("UNRELATED".to_string(), "x".to_string()),
+            ];
+            let mut raw: RawEnvironment = envy::from_iter(pairs).unwrap();
+            let expected = format!("value {i}");
+            for other in VARIABLE_NAMES {
+                let slot = raw.field(&other.to_lowercase()).unwrap();
+                let wanted = (other == *name).then_some(expected.as_str());
+                assert_eq!(slot.as_deref(), wanted, "{name} -> {other}");
+            }
+        }
+        let twice = vec![
+            ("KEEPIDLE".to_string(), "1".to_string()),
+            ("keepidle".to_string(), "2".to_string()),
+        ];
+        assert!(envy::from_iter::<_, RawEnvironment>(twice).is_err());
     }
 
     #[test]

@@ -320,7 +320,9 @@ fn parse_network(text: &str) -> Result<Network, String> {
             !prefix.is_empty() && prefix.len() <= 3 && prefix.bytes().all(|b| b.is_ascii_digit());
         match prefix.parse::<u8>() {
             Ok(length) if valid && length <= max => Ok(length),
-            _ => Err(format!("prefix length {prefix:?} is not 0..{max}")),
+            _ => Err(config::text(format_args!(
+                "prefix length {prefix:?} is not 0..{max}"
+            ))),
         }
     };
     if let Some(v4) = parse_ipv4(address) {
@@ -349,7 +351,9 @@ fn parse_network(text: &str) -> Result<Network, String> {
             prefix,
         });
     }
-    Err(format!("{address:?} is not an IPv4 or IPv6 address"))
+    Err(config::text(format_args!(
+        "{address:?} is not an IPv4 or IPv6 address"
+    )))
 }
 
 /// `N` or `N-M`, 1..65535.
@@ -362,9 +366,9 @@ fn parse_ports(text: &str) -> Result<(u16, u16), String> {
     let (low, high) = text.split_once('-').unwrap_or((text, text));
     match (port(low), port(high)) {
         (Some(low), Some(high)) if low <= high => Ok((low, high)),
-        _ => Err(format!(
+        _ => Err(config::text(format_args!(
             "port {text:?} is not N or N-M with 1 <= N <= M <= 65535"
-        )),
+        ))),
     }
 }
 
@@ -571,7 +575,7 @@ impl Selection {
 /// The condition and action keys a rule may use, for "given twice".
 fn once<T>(slot: &mut Option<T>, key: &str, value: T) -> Result<(), String> {
     if slot.is_some() {
-        return Err(format!("{key} is given twice"));
+        return Err(config::text(format_args!("{key} is given twice")));
     }
     *slot = Some(value);
     Ok(())
@@ -586,7 +590,7 @@ fn parse_match(text: &str, rule: &mut Rule) -> Result<(), String> {
             return Err(if condition == "*" {
                 "* stands alone".to_string()
             } else {
-                format!("condition {condition:?} is not KEY=VALUE")
+                config::text(format_args!("condition {condition:?} is not KEY=VALUE"))
             });
         };
         let value = value.trim();
@@ -595,13 +599,13 @@ fn parse_match(text: &str, rule: &mut Rule) -> Result<(), String> {
                 let direction = match value {
                     "out" => Direction::Out,
                     "in" => Direction::In,
-                    _ => return Err(format!("dir={value:?} is not in or out")),
+                    _ => return Err(config::text(format_args!("dir={value:?} is not in or out"))),
                 };
                 once(&mut rule.direction, "dir", direction)?;
             }
             "net" => once(&mut rule.network, "net", parse_network(value)?)?,
             "port" => once(&mut rule.ports, "port", parse_ports(value)?)?,
-            other => return Err(format!("unknown condition {other:?}")),
+            other => return Err(config::text(format_args!("unknown condition {other:?}"))),
         }
     }
     Ok(())
@@ -616,7 +620,9 @@ fn parse_action(text: &str) -> Result<Action, String> {
     let mut timers = Timers::default();
     for item in text.split(',').map(str::trim) {
         let Some((key, value)) = item.split_once('=') else {
-            return Err(format!("action {item:?} is not off, on or TIMER=VALUE"));
+            return Err(config::text(format_args!(
+                "action {item:?} is not off, on or TIMER=VALUE"
+            )));
         };
         let (key, value) = (key.trim(), value.trim());
         let quantity = match key {
@@ -632,9 +638,14 @@ fn parse_action(text: &str) -> Result<Action, String> {
             "user_timeout" => Quantity::Millis {
                 max: config::MAX_USER_TIMEOUT_MS,
             },
-            _ => return Err(format!("unknown action {key:?}")),
+            _ => return Err(config::text(format_args!("unknown action {key:?}"))),
         };
-        let bad = || format!("{key}={value:?}: expected {}", quantity.describe());
+        let bad = || {
+            config::text(format_args!(
+                "{key}={value:?}: expected {}",
+                quantity.describe()
+            ))
+        };
         match key {
             "idle" => once(
                 &mut timers.idle_secs,
@@ -688,19 +699,19 @@ pub fn parse_rules(variable: &str, text: &str) -> (Vec<Rule>, Vec<String>) {
     for (index, piece) in pieces.enumerate() {
         let number = index + 1;
         if number > MAX_RULES {
-            diagnostics.push(format!(
+            diagnostics.push(config::text(format_args!(
                 "libkeepalive: {variable}: more than {MAX_RULES} rules; ignoring rule \
                  {number} and every later one"
-            ));
+            )));
             break;
         }
         match parse_rule(piece, number) {
             Ok(rule) => rules.push(rule),
-            Err(reason) => diagnostics.push(format!(
+            Err(reason) => diagnostics.push(config::text(format_args!(
                 "libkeepalive: {variable}: rule {number} {} is not valid: {reason}; \
                  {RULE_SYNTAX}; ignoring this rule",
                 config::quote_value_up_to(piece, SHOWN_RULE_CHARS)
-            )),
+            ))),
         }
     }
     (rules, diagnostics)
