@@ -285,7 +285,7 @@ fn present<'a>(candidates: &[(&'static str, &'a Option<String>)]) -> Vec<Spellin
 fn resolve<T: Copy + PartialEq>(
     spellings: &[Spelling<'_>],
     valid: &str,
-    parse: impl Fn(&str) -> Option<T>,
+    parse: &dyn Fn(&str) -> Option<T>,
     diagnostics: &mut Vec<String>,
 ) -> Option<T> {
     let mut chosen: Option<(&Spelling<'_>, T)> = None;
@@ -395,13 +395,13 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
         let mut enabled = resolve(
             &present(&[("KEEPALIVE", &raw.keepalive)]),
             "on or off",
-            parse_on_off,
+            &parse_on_off,
             diagnostics,
         );
         let dontdie = resolve(
             &present(&[("DD_USE_KEEPALIVE", &raw.dd_use_keepalive)]),
             "1 or 0",
-            parse_zero_one,
+            &parse_zero_one,
             diagnostics,
         );
         // The two switches are spelled differently, so compare their meaning.
@@ -428,7 +428,7 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
             ("DD_TCP_KEEPALIVE_TIME", &raw.dd_tcp_keepalive_time),
         ]),
         &idle_valid,
-        idle_parse,
+        &idle_parse,
         diagnostics,
     );
     let (intvl_valid, intvl_parse) = seconds(MAX_KEEPINTVL_SECS);
@@ -439,7 +439,7 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
             ("DD_TCP_KEEPALIVE_INTVL", &raw.dd_tcp_keepalive_intvl),
         ]),
         &intvl_valid,
-        intvl_parse,
+        &intvl_parse,
         diagnostics,
     );
     let count_quantity = Quantity::Count { max: MAX_KEEPCNT };
@@ -450,7 +450,7 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
             ("DD_TCP_KEEPALIVE_PROBES", &raw.dd_tcp_keepalive_probes),
         ]),
         &count_quantity.describe(),
-        |text| parse_quantity(text, count_quantity),
+        &|text| parse_quantity(text, count_quantity),
         diagnostics,
     );
     let user_timeout = resolve(
@@ -462,13 +462,13 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
             max: MAX_USER_TIMEOUT_MS,
         }
         .describe(),
-        parse_user_timeout,
+        &parse_user_timeout,
         diagnostics,
     );
     let directions = resolve(
         &present(&[("KEEPALIVE_DIRECTION", &raw.keepalive_direction)]),
         "out, in or both",
-        rules::parse_directions,
+        &rules::parse_directions,
         diagnostics,
     )
     .unwrap_or_default();
@@ -488,7 +488,7 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
             ("DD_DEBUG", &raw.dd_debug),
         ]),
         "0 or 1",
-        parse_zero_one,
+        &parse_zero_one,
         diagnostics,
     )
     .unwrap_or(false);
