@@ -1022,7 +1022,9 @@ mod proptests {
     }
 
     fn in_range(settings: &Settings) -> bool {
-        let timer = |v: Option<u32>, max| v.is_none_or(|v| (1..=max).contains(&v));
+        // map_or, not is_none_or (Rust 1.82): rust-version is 1.80.
+        #[allow(clippy::unnecessary_map_or)]
+        let timer = |v: Option<u32>, max| v.map_or(true, |v| (1..=max).contains(&v));
         timer(settings.idle_secs, MAX_KEEPIDLE_SECS)
             && timer(settings.interval_secs, MAX_KEEPINTVL_SECS)
             && timer(settings.count, MAX_KEEPCNT)
