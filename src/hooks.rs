@@ -33,14 +33,26 @@ hook! {
     }
 }
 
+/// What follows a successful accept() or accept4(): one copy for both.
+#[inline(never)]
+fn accepted(
+    listener: c_int,
+    fd: c_int,
+    address: *const sockaddr,
+    length: *const socklen_t,
+    capacity: socklen_t,
+) {
+    // SAFETY: the program's own buffer, just filled in by accept/accept4.
+    let peer = || unsafe { endpoint::accepted(address, length, capacity) };
+    actions::after_accept(real_setsockopt(), listener, fd, peer);
+}
+
 hook! {
     unsafe fn accept(listener: c_int, address: *mut sockaddr, length: *mut socklen_t) -> c_int => keepalive_accept {
         let capacity = if length.is_null() { 0 } else { *length };
         let fd = real!(accept)(listener, address, length);
         if fd >= 0 {
-            // SAFETY: the program's own buffer, just filled in by accept().
-            let peer = || unsafe { endpoint::accepted(address, length, capacity) };
-            actions::after_accept(real_setsockopt(), listener, fd, peer);
+            accepted(listener, fd, address, length, capacity);
         }
         fd
     }
@@ -51,9 +63,7 @@ hook! {
         let capacity = if length.is_null() { 0 } else { *length };
         let fd = real!(accept4)(listener, address, length, flags);
         if fd >= 0 {
-            // SAFETY: the program's own buffer, just filled in by accept4().
-            let peer = || unsafe { endpoint::accepted(address, length, capacity) };
-            actions::after_accept(real_setsockopt(), listener, fd, peer);
+            accepted(listener, fd, address, length, capacity);
         }
         fd
     }
