@@ -4,9 +4,9 @@
 //!
 //! Without rules every TCP socket is configured at `socket()`. With rules
 //! (see `policy`) sockets stay `Pending` there and are decided at
-//! `connect()` from its own address argument, at `listen()` when addresses
-//! do not matter for inbound connections, or at `accept()` from the peer
-//! address (accept's own output, else one `getpeername`).
+//! `connect()` from its own address argument (after the real call, once the
+//! kernel has accepted the pointer), at `listen()` when addresses do not
+//! matter for inbound connections, or at `accept()` from one `getpeername`.
 
 use crate::classify;
 use crate::endpoint::{self, Endpoint};
@@ -168,15 +168,10 @@ fn decide_outbound(
 }
 
 /// An inbound connection: decided from the peer address, unless no rule
-/// looks at addresses. accept()'s own output is used when the program
-/// asked for it; else one getpeername() (and one getsockname() only if a
-/// rule asks for the port accepted on).
-fn decide_inbound(
-    runtime: &Runtime,
-    set: SetsockoptFn,
-    fd: i32,
-    peer: impl FnOnce() -> Option<Endpoint>,
-) {
+/// looks at addresses. The address comes from one getpeername() (and the
+/// port accepted on from one getsockname(), only if a rule asks for it):
+/// accept()'s own output is the program's memory, which we never read.
+fn decide_inbound(runtime: &Runtime, set: SetsockoptFn, fd: i32) {
     let policy = &runtime.policy;
     let reason = match policy.inbound_fixed {
         Some(decision) => Reason {
@@ -186,7 +181,7 @@ fn decide_inbound(
             port: None,
         },
         None => {
-            let Some(peer) = peer().or_else(|| endpoint::query(fd, libc::getpeername)) else {
+            let Some(peer) = endpoint::query(fd, libc::getpeername) else {
                 leave_alone(runtime, fd, FdState::LeftAlone, |why| {
                     let _ = write!(why, "at accept: the peer address is unknown");
                 });
@@ -270,23 +265,20 @@ fn probe_foreign(fd: i32) -> Option<FdState> {
     }
 }
 
-/// Before `connect()`: sockets that never came through our `socket()`
-/// (inherited, raw system call) are probed once and configured; with rules,
-/// pending and probed sockets are decided by `destination`, which reads
-/// connect()'s own address argument (no system call).
-pub fn before_connect(set: SetsockoptFn, fd: i32, destination: impl FnOnce() -> Option<Endpoint>) {
+/// Before `connect()`, without rules: sockets that never came through our
+/// `socket()` (inherited, raw system call) are probed once and configured
+/// before the handshake starts.
+pub fn before_connect(set: SetsockoptFn, fd: i32) {
     shielded(|| {
         let Some(runtime) = runtime::active() else {
             return;
         };
-        match fd_table::get(fd) {
-            FdState::Unknown => {}
-            FdState::Pending => return decide_outbound(runtime, set, fd, destination),
-            _ => return,
+        if !runtime.policy.eager || fd_table::get(fd) != FdState::Unknown {
+            return;
         }
         match probe_foreign(fd) {
             None => {}
-            Some(FdState::Unknown) if runtime.policy.eager => configure(
+            Some(FdState::Unknown) => configure(
                 runtime,
                 set,
                 fd,
@@ -295,14 +287,41 @@ pub fn before_connect(set: SetsockoptFn, fd: i32, destination: impl FnOnce() -> 
                 "connect",
                 None,
             ),
-            Some(FdState::Unknown) => decide_outbound(runtime, set, fd, destination),
-            Some(state) => leave_alone(runtime, fd, state, |why| {
-                let _ = write!(
-                    why,
-                    "at connect: not TCP, or keepalive already chosen by its owner"
-                );
-            }),
+            Some(state) => leave_alone_foreign(runtime, fd, state),
         }
+    });
+}
+
+/// After a `connect()` that succeeded or is in progress, with rules:
+/// pending and foreign sockets are decided by `destination`, which reads
+/// connect()'s own address argument (no system call). This waits until
+/// after the real call so that the kernel has validated that pointer.
+pub fn after_connect(set: SetsockoptFn, fd: i32, destination: impl FnOnce() -> Option<Endpoint>) {
+    shielded(|| {
+        let Some(runtime) = runtime::active() else {
+            return;
+        };
+        if runtime.policy.eager {
+            return;
+        }
+        match fd_table::get(fd) {
+            FdState::Pending => decide_outbound(runtime, set, fd, destination),
+            FdState::Unknown => match probe_foreign(fd) {
+                None => {}
+                Some(FdState::Unknown) => decide_outbound(runtime, set, fd, destination),
+                Some(state) => leave_alone_foreign(runtime, fd, state),
+            },
+            _ => {}
+        }
+    });
+}
+
+fn leave_alone_foreign(runtime: &Runtime, fd: i32, state: FdState) {
+    leave_alone(runtime, fd, state, |why| {
+        let _ = write!(
+            why,
+            "at connect: not TCP, or keepalive already chosen by its owner"
+        );
     });
 }
 
@@ -330,13 +349,7 @@ pub fn before_listen(set: SetsockoptFn, fd: i32) {
 }
 
 /// After a successful `accept()`/`accept4()` on `listener` returned `fd`.
-/// `peer` reads the address accept() wrote for the program, if it asked.
-pub fn after_accept(
-    set: SetsockoptFn,
-    listener: i32,
-    fd: i32,
-    peer: impl FnOnce() -> Option<Endpoint>,
-) {
+pub fn after_accept(set: SetsockoptFn, listener: i32, fd: i32) {
     shielded(|| {
         let Some(runtime) = runtime::active() else {
             return;
@@ -360,7 +373,7 @@ pub fn after_accept(
                     let family = probed_family(runtime, fd);
                     configure(runtime, set, fd, runtime.plan(), family, "accept", None)
                 } else {
-                    decide_inbound(runtime, set, fd, peer)
+                    decide_inbound(runtime, set, fd)
                 }
             }
         }

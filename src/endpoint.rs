@@ -1,6 +1,6 @@
-//! The address and port in a `struct sockaddr`: the one a program passes to
-//! `connect()`, or the one `accept()` or `getpeername()` fills in. Reading
-//! it costs no system call; the parsing is pure and unit-tested on bytes.
+//! The address and port in a `struct sockaddr`: the one a program passed to
+//! `connect()` (read only after the kernel did), or the one `getpeername()`
+//! fills in. The parsing is pure and unit-tested on bytes.
 
 use crate::rules::Address;
 use libc::{sockaddr, socklen_t};
@@ -36,9 +36,8 @@ pub fn parse(bytes: &[u8]) -> Option<Endpoint> {
 /// would: `None` for a null pointer or a short length.
 ///
 /// # Safety
-/// `address` must be null or point to `length` readable bytes, which the
-/// program promised the kernel anyway (a bad non-null pointer, EFAULT for
-/// the kernel, would fault here).
+/// `address` must be null or point to `length` readable bytes: call it only
+/// after the kernel has read them itself (connect() did not fail EFAULT).
 pub unsafe fn read(address: *const sockaddr, length: socklen_t) -> Option<Endpoint> {
     if address.is_null() {
         return None;
@@ -46,28 +45,6 @@ pub unsafe fn read(address: *const sockaddr, length: socklen_t) -> Option<Endpoi
     let length = (length as usize).min(MAX_READ);
     // SAFETY: the caller promises `length` readable bytes.
     parse(unsafe { std::slice::from_raw_parts(address.cast::<u8>(), length) })
-}
-
-/// The peer `accept()` wrote, if the program asked for it and its buffer
-/// (of `capacity` bytes, as passed in) held the whole address.
-///
-/// # Safety
-/// As for `read`; `length` is the program's pointer, null or valid.
-pub unsafe fn accepted(
-    address: *const sockaddr,
-    length: *const socklen_t,
-    capacity: socklen_t,
-) -> Option<Endpoint> {
-    if length.is_null() {
-        return None;
-    }
-    // SAFETY: the caller promises a valid length pointer.
-    let written = unsafe { *length };
-    if written > capacity {
-        return None; // truncated: the kernel had more to say
-    }
-    // SAFETY: accept() wrote `written` bytes there.
-    unsafe { read(address, written) }
 }
 
 /// Asks the kernel for one end of a connected socket (`getpeername` or
@@ -155,10 +132,6 @@ mod tests {
             // A longer length than any sockaddr reads no further than one.
             let long = v6_bytes("::1", 9);
             assert_eq!(read(long.as_ptr().cast(), 1000).unwrap().port, 9);
-            let written: socklen_t = 16;
-            assert!(accepted(ptr, &written, 16).is_some());
-            assert!(accepted(ptr, &written, 8).is_none());
-            assert!(accepted(ptr, std::ptr::null(), 16).is_none());
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::actions;
 use crate::endpoint;
-use crate::sockopt::SetsockoptFn;
+use crate::sockopt::{self, SetsockoptFn};
 use libc::{c_int, c_void, sockaddr, socklen_t};
 use redhook::{hook, real};
 
@@ -27,32 +27,32 @@ hook! {
 
 hook! {
     unsafe fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int => keepalive_connect {
-        // SAFETY: the address the program hands the kernel; read only with rules.
-        actions::before_connect(real_setsockopt(), fd, || unsafe { endpoint::read(address, length) });
-        real!(connect)(fd, address, length)
+        actions::before_connect(real_setsockopt(), fd);
+        let rc = real!(connect)(fd, address, length);
+        // Rules decide from the destination only once the kernel has read it:
+        // a pointer it refused (EFAULT) is never dereferenced by us.
+        if rc == 0 || sockopt::errno() == libc::EINPROGRESS {
+            // SAFETY: the kernel just copied `length` bytes from `address`.
+            actions::after_connect(real_setsockopt(), fd, || unsafe { endpoint::read(address, length) });
+        }
+        rc
     }
 }
 
-/// What follows a successful accept() or accept4(): one copy for both.
+/// What follows a successful accept() or accept4(): one copy for both. The
+/// program's address and length pointers are never read (a bad one must
+/// get the kernel's EFAULT, not our SIGSEGV); rules that need the peer ask
+/// getpeername().
 #[inline(never)]
-fn accepted(
-    listener: c_int,
-    fd: c_int,
-    address: *const sockaddr,
-    length: *const socklen_t,
-    capacity: socklen_t,
-) {
-    // SAFETY: the program's own buffer, just filled in by accept/accept4.
-    let peer = || unsafe { endpoint::accepted(address, length, capacity) };
-    actions::after_accept(real_setsockopt(), listener, fd, peer);
+fn accepted(listener: c_int, fd: c_int) {
+    actions::after_accept(real_setsockopt(), listener, fd);
 }
 
 hook! {
     unsafe fn accept(listener: c_int, address: *mut sockaddr, length: *mut socklen_t) -> c_int => keepalive_accept {
-        let capacity = if length.is_null() { 0 } else { *length };
         let fd = real!(accept)(listener, address, length);
         if fd >= 0 {
-            accepted(listener, fd, address, length, capacity);
+            accepted(listener, fd);
         }
         fd
     }
@@ -60,10 +60,9 @@ hook! {
 
 hook! {
     unsafe fn accept4(listener: c_int, address: *mut sockaddr, length: *mut socklen_t, flags: c_int) -> c_int => keepalive_accept4 {
-        let capacity = if length.is_null() { 0 } else { *length };
         let fd = real!(accept4)(listener, address, length, flags);
         if fd >= 0 {
-            accepted(listener, fd, address, length, capacity);
+            accepted(listener, fd);
         }
         fd
     }

@@ -408,11 +408,9 @@ fn the_library_opens_no_descriptors_of_its_own() {
 
 #[test]
 fn bad_pointers_get_efault_from_the_kernel_not_a_crash_from_us() {
-    // FAILS at the time of writing (library bug, see the hardening report):
-    // the accept()/accept4() hooks read *addrlen before calling the real
-    // function, and with rules or a direction the connect() hook reads the
-    // address; an invalid pointer, which the kernel answers with EFAULT,
-    // then kills the program with SIGSEGV.
+    // The library must never dereference a pointer the kernel would refuse:
+    // accept()'s address and length are never read, and with rules or a
+    // direction connect()'s address is read only after the kernel did.
     let errnoprobe = c_program("errnoprobe");
     let run_probe = |preload: bool, env: &[(&str, &str)]| {
         let mut cmd = command(&errnoprobe, preload, env);
