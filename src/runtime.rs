@@ -58,28 +58,54 @@ pub fn active() -> Option<&'static Runtime> {
 fn load_once() -> Option<&'static Runtime> {
     // SAFETY: gettid has no preconditions.
     let me = unsafe { libc::gettid() };
-    match LOADER.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => {
-            let _ = RUNTIME.set(load());
-            RUNTIME.get()
+    let mut expected = 0;
+    loop {
+        match LOADER.compare_exchange(expected, me, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                let _ = RUNTIME.set(load());
+                return RUNTIME.get();
+            }
+            Err(loader) if loader == me => return None,
+            Err(loader) => match wait_for_loader(loader) {
+                Waited::Loaded(runtime) => return Some(runtime),
+                Waited::GaveUp => return None,
+                // Try to take over from the vanished loader.
+                Waited::LoaderGone => expected = loader,
+            },
         }
-        Err(loader) if loader == me => None,
-        Err(_) => wait_for_loader(),
     }
 }
 
-/// Another thread is loading (it takes microseconds). Wait without a lock,
-/// but not forever: in a child forked mid-load that thread no longer exists,
-/// and then the child's sockets are simply left alone.
-fn wait_for_loader() -> Option<&'static Runtime> {
-    for _ in 0..100_000 {
+enum Waited {
+    Loaded(&'static Runtime),
+    LoaderGone,
+    GaveUp,
+}
+
+/// Another thread is loading (it takes microseconds). Wait without a lock.
+/// If that thread is not in this process (a child forked mid-load), say so
+/// and the caller takes over; and never wait forever: a loader stuck for
+/// long (say, on a full stderr pipe) leaves sockets alone, not the program.
+fn wait_for_loader(loader: i32) -> Waited {
+    for round in 0..100_000u32 {
         if let Some(runtime) = RUNTIME.get() {
-            return Some(runtime);
+            return Waited::Loaded(runtime);
+        }
+        if round % 256 == 255 && !thread_exists(loader) {
+            return Waited::LoaderGone;
         }
         // SAFETY: sched_yield has no preconditions.
         unsafe { libc::sched_yield() };
     }
-    None
+    Waited::GaveUp
+}
+
+/// Whether `tid` is a thread of this process (signal 0 only checks).
+fn thread_exists(tid: i32) -> bool {
+    let _errno = crate::sockopt::ErrnoGuard::save();
+    // SAFETY: tgkill with signal 0 sends nothing.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) };
+    rc == 0 || crate::sockopt::errno() != libc::ESRCH
 }
 
 fn load() -> Runtime {
