@@ -37,6 +37,10 @@ missing_packages() {
         [ -n "$cmd" ] || continue
         command -v "$cmd" >/dev/null 2>&1 || echo "$package"
     done | sort -u | tr '\n' ' '
+    # The sanitizer tests preload gcc's AddressSanitizer runtime.
+    if command -v gcc >/dev/null 2>&1 && [ ! -e "$(gcc -print-file-name=libasan.so)" ]; then
+        echo libasan8
+    fi
     # The tests rely on OpenBSD netcat's behaviour, not another nc's.
     if command -v nc >/dev/null 2>&1 && ! nc -h 2>&1 | grep -q OpenBSD; then
         echo netcat-openbsd
