@@ -15,32 +15,6 @@ use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// Builds `tests/c/SOURCE.c` with extra gcc arguments under a name of its
-/// own (common::c_program caches by source name, and we need the same source
-/// built two ways).
-fn build(source: &str, out_name: &str, extra: &[&str]) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("process_life");
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(out_name);
-    let partial = dir.join(format!("{out_name}.{}.partial", std::process::id()));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{source}.c"));
-    let result = Command::new("gcc")
-        .args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
-        .arg(&partial)
-        .arg(&src)
-        .args(extra)
-        .output()
-        .expect("gcc not found: apt-get install -y gcc");
-    assert!(
-        result.status.success(),
-        "gcc {}: {}",
-        src.display(),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    std::fs::rename(&partial, &out).unwrap();
-    out
-}
-
 /// tests/c/early.c as a shared library.
 fn early_library() -> PathBuf {
     c_program_with("early", &["-shared", "-fPIC"])
@@ -116,7 +90,7 @@ fn a_socket_from_another_librarys_constructor_before_ours_is_configured() {
 
     // A library the program is linked with also initialises before
     // preloaded ones: the everyday form of this case.
-    let linked = build(
+    let linked = build_c(
         "lifeprobe",
         "lifeprobe-linked-early",
         // --no-as-needed: nothing in lifeprobe calls early.so, and the

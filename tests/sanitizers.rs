@@ -15,7 +15,6 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// valgrind makes everything 20-50 times slower.
@@ -28,36 +27,9 @@ const SANITIZE: [&str; 4] = [
     "-O1",
 ];
 
-/// tests/c/SOURCE.c built with the sanitizers, under a name of its own;
-/// once per test binary (the tests below run in parallel threads).
+/// tests/c/SOURCE.c built with the sanitizers, under a name of its own.
 fn sanitized(source: &str) -> PathBuf {
-    static BUILT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sanitizers");
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(format!("{source}-asan"));
-    if built.contains(&out) {
-        return out;
-    }
-    let partial = dir.join(format!("{source}-asan.{}.partial", std::process::id()));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{source}.c"));
-    let result = Command::new("gcc")
-        .args(["-g", "-Wall", "-Wextra", "-Werror", "-pthread"])
-        .args(SANITIZE)
-        .arg("-o")
-        .arg(&partial)
-        .arg(&src)
-        .output()
-        .expect("gcc not found: apt-get install -y gcc");
-    assert!(
-        result.status.success(),
-        "gcc {}: {}",
-        src.display(),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    std::fs::rename(&partial, &out).unwrap();
-    built.push(out.clone());
-    out
+    build_c(source, &format!("{source}-asan"), &SANITIZE)
 }
 
 fn libasan() -> String {
@@ -273,6 +245,10 @@ fn memcheck_finds_nothing() {
             "--leak-check=full",
             "--show-leak-kinds=definite",
             "--errors-for-leak-kinds=definite",
+            // valgrind runs one thread at a time; its default lock lets the
+            // socket-churning threads of `forkthreads` starve the forking
+            // one for minutes. A fair lock takes turns.
+            "--fair-sched=yes",
             // posix_spawn, exec chains and forks are checked too.
             "--trace-children=yes",
         ]);

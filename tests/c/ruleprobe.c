@@ -31,28 +31,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "options.h"
+
 static void die(const char *what) {
     perror(what);
     exit(2);
 }
 
 static void print_options(const char *label, int fd, const char *extra) {
-    static const struct { const char *key; int level, name; } options[] = {
-        {"keepalive", SOL_SOCKET, SO_KEEPALIVE},
-        {"idle", IPPROTO_TCP, TCP_KEEPIDLE},
-        {"intvl", IPPROTO_TCP, TCP_KEEPINTVL},
-        {"cnt", IPPROTO_TCP, TCP_KEEPCNT},
-        {"user_timeout", IPPROTO_TCP, TCP_USER_TIMEOUT},
-    };
     printf("%s %s", label, extra);
-    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
-        int value;
-        socklen_t len = sizeof value;
-        if (getsockopt(fd, options[i].level, options[i].name, &value, &len) == 0)
-            printf(" %s=%d", options[i].key, value);
-        else
-            printf(" %s=err%d", options[i].key, errno);
-    }
+    print_option_words(fd);
     printf("\n");
     fflush(stdout);
 }

@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "options.h"
+
 static int get_int(int fd, int level, int name, int *out) {
     socklen_t len = sizeof *out;
     return getsockopt(fd, level, name, out, &len);
@@ -26,21 +28,8 @@ static int get_int(int fd, int level, int name, int *out) {
 
 /* One line: what the kernel says about fd's keepalive options. */
 static void print_options(const char *label, int fd) {
-    static const struct { const char *key; int level, name; } options[] = {
-        {"keepalive", SOL_SOCKET, SO_KEEPALIVE},
-        {"idle", IPPROTO_TCP, TCP_KEEPIDLE},
-        {"intvl", IPPROTO_TCP, TCP_KEEPINTVL},
-        {"cnt", IPPROTO_TCP, TCP_KEEPCNT},
-        {"user_timeout", IPPROTO_TCP, TCP_USER_TIMEOUT},
-    };
     printf("%s fd=%d", label, fd);
-    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
-        int value;
-        if (get_int(fd, options[i].level, options[i].name, &value) == 0)
-            printf(" %s=%d", options[i].key, value);
-        else
-            printf(" %s=err%d", options[i].key, errno);
-    }
+    print_option_words(fd);
     printf("\n");
     fflush(stdout);
 }

@@ -58,24 +58,32 @@ pub fn library() -> &'static Path {
     })
 }
 
-/// Compiles `tests/c/NAME.c` (plus extra gcc arguments) into an executable,
-/// once per test binary; returns its path.
+/// Compiles `tests/c/NAME.c` into an executable of the same name, once per
+/// test binary; returns its path.
 pub fn c_program(name: &str) -> PathBuf {
     c_program_with(name, &[])
 }
 
+/// The same, with extra gcc arguments (for example `-shared -fPIC`).
 pub fn c_program_with(name: &str, extra_args: &[&str]) -> PathBuf {
+    build_c(name, name, extra_args)
+}
+
+/// Compiles `tests/c/SOURCE.c` into `OUT_NAME`, with `extra_args` after the
+/// defaults (so a later `-O1` wins over `-O2`); once per output name and
+/// test binary, so one source can be built several ways.
+pub fn build_c(source: &str, out_name: &str, extra_args: &[&str]) -> PathBuf {
     static BUILT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let out_dir = tmp_dir().join("c");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join(name);
+    let out = out_dir.join(out_name);
     if built.contains(&out) {
         return out;
     }
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{source}.c"));
     // Build under a unique name, then rename: test binaries run in parallel.
-    let partial = out_dir.join(format!("{name}.{}.partial", std::process::id()));
+    let partial = out_dir.join(format!("{out_name}.{}.partial", std::process::id()));
     let result = Command::new("gcc")
         .args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
         .arg(&partial)
@@ -163,7 +171,8 @@ pub fn field<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key}= in {fields:?}"))
 }
 
-/// Polls `check` until it returns Some or `timeout` passes.
+/// Polls `check` every 10 ms until it returns Some or `timeout` passes (the
+/// netns tests measure exit times with it).
 pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
@@ -173,7 +182,7 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
         if start.elapsed() > timeout {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

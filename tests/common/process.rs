@@ -81,14 +81,14 @@ impl Process {
 
     /// Waits until stdout contains `text`; returns when it was seen.
     pub fn wait_stdout(&self, text: &str, timeout: Duration) -> Option<Instant> {
-        poll(timeout, || self.stdout().contains(text).then(Instant::now))
+        super::wait_for(timeout, || self.stdout().contains(text).then(Instant::now))
     }
 
     /// Waits for the program to exit; returns its status and when it was
     /// seen to exit (polled every 10 ms), or None if it is still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<(ExitStatus, Instant)> {
         let child = &mut self.child;
-        poll(timeout, || {
+        super::wait_for(timeout, || {
             child
                 .try_wait()
                 .expect("try_wait")
@@ -119,18 +119,4 @@ fn collect(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
         }
     });
     text
-}
-
-/// Like `wait_for`, but every 10 ms: the tests measure exit times with it.
-fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if start.elapsed() > timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
