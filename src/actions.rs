@@ -328,7 +328,9 @@ fn leave_alone_foreign(runtime: &Runtime, fd: i32, state: FdState) {
 /// Before `listen()` on a pending socket: when no rule looks at inbound
 /// addresses, every connection it accepts would be decided alike, so the
 /// listener is decided now and its connections inherit (accept is free).
-pub fn before_listen(set: SetsockoptFn, fd: i32) {
+/// Returns whether it decided.
+pub fn before_listen(set: SetsockoptFn, fd: i32) -> bool {
+    let mut decided = false;
     shielded(|| {
         if fd_table::get(fd) != FdState::Pending {
             return;
@@ -344,8 +346,25 @@ pub fn before_listen(set: SetsockoptFn, fd: i32) {
                 port: None,
             };
             apply(runtime, set, fd, "listen", &reason);
+            decided = true;
         }
     });
+    decided
+}
+
+/// After a `listen()` that failed on a socket `before_listen` decided: if
+/// that decision was to leave it alone, nothing was set, so it may still
+/// be decided later (say, at a `connect()` on the same socket).
+pub fn after_failed_listen(fd: i32) {
+    if fd_table::get(fd) == FdState::LeftAlone {
+        fd_table::set(fd, FdState::Pending);
+    }
+}
+
+/// After a successful `dup()`, `dup2()` or `dup3()`: the new number names
+/// the same socket (or file), so it gets the same state.
+pub fn after_dup(fd: i32, new_fd: i32) {
+    fd_table::set(new_fd, fd_table::get(fd));
 }
 
 /// After a successful `accept()`/`accept4()` on `listener` returned `fd`.

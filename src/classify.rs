@@ -70,8 +70,9 @@ mod tests {
         assert!(is_keepalive_option(IPPROTO_TCP, TCP_USER_TIMEOUT));
         assert!(!is_keepalive_option(IPPROTO_TCP, TCP_NODELAY));
         assert!(!is_keepalive_option(SOL_SOCKET, SO_REUSEADDR));
-        // SO_KEEPALIVE's number (9) at the TCP level is TCP_KEEPCNT's neighbour,
-        // not SO_KEEPALIVE: levels must not be confused.
+        // SO_KEEPALIVE's number (9) means TCP_DEFER_ACCEPT at the TCP level and
+        // IP_PKTOPTIONS at the IP level: levels must not be confused.
+        assert!(!is_keepalive_option(IPPROTO_TCP, SO_KEEPALIVE));
         assert!(!is_keepalive_option(IPPROTO_IP, SO_KEEPALIVE));
     }
 }

@@ -17,9 +17,12 @@ fn real_setsockopt() -> SetsockoptFn {
 
 hook! {
     unsafe fn socket(domain: c_int, socket_type: c_int, protocol: c_int) -> c_int => keepalive_socket {
+        // Resolved before the real call: redhook's panic fallback calls the
+        // real function again, which must never mean a second socket.
+        let set = real_setsockopt();
         let fd = real!(socket)(domain, socket_type, protocol);
         if fd >= 0 {
-            actions::after_socket(real_setsockopt(), fd, domain, socket_type, protocol);
+            actions::after_socket(set, fd, domain, socket_type, protocol);
         }
         fd
     }
@@ -27,13 +30,16 @@ hook! {
 
 hook! {
     unsafe fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int => keepalive_connect {
-        actions::before_connect(real_setsockopt(), fd);
+        let set = real_setsockopt();
+        actions::before_connect(set, fd);
         let rc = real!(connect)(fd, address, length);
         // Rules decide from the destination only once the kernel has read it:
-        // a pointer it refused (EFAULT) is never dereferenced by us.
-        if rc == 0 || sockopt::errno() == libc::EINPROGRESS {
-            // SAFETY: the kernel just copied `length` bytes from `address`.
-            actions::after_connect(real_setsockopt(), fd, || unsafe { endpoint::read(address, length) });
+        // a pointer it refused (EFAULT) is never dereferenced by us. EINTR
+        // too: the handshake goes on, and the program may only poll for it.
+        let errno = sockopt::errno();
+        if rc == 0 || errno == libc::EINPROGRESS || errno == libc::EINTR {
+            // SAFETY: the kernel has copied `length` bytes from `address`.
+            actions::after_connect(set, fd, || unsafe { endpoint::read(address, length) });
         }
         rc
     }
@@ -44,15 +50,16 @@ hook! {
 /// get the kernel's EFAULT, not our SIGSEGV); rules that need the peer ask
 /// getpeername().
 #[inline(never)]
-fn accepted(listener: c_int, fd: c_int) {
-    actions::after_accept(real_setsockopt(), listener, fd);
+fn accepted(set: SetsockoptFn, listener: c_int, fd: c_int) {
+    actions::after_accept(set, listener, fd);
 }
 
 hook! {
     unsafe fn accept(listener: c_int, address: *mut sockaddr, length: *mut socklen_t) -> c_int => keepalive_accept {
+        let set = real_setsockopt();
         let fd = real!(accept)(listener, address, length);
         if fd >= 0 {
-            accepted(listener, fd);
+            accepted(set, listener, fd);
         }
         fd
     }
@@ -60,9 +67,10 @@ hook! {
 
 hook! {
     unsafe fn accept4(listener: c_int, address: *mut sockaddr, length: *mut socklen_t, flags: c_int) -> c_int => keepalive_accept4 {
+        let set = real_setsockopt();
         let fd = real!(accept4)(listener, address, length, flags);
         if fd >= 0 {
-            accepted(listener, fd);
+            accepted(set, listener, fd);
         }
         fd
     }
@@ -71,8 +79,12 @@ hook! {
 hook! {
     unsafe fn listen(fd: c_int, backlog: c_int) -> c_int => keepalive_listen {
         // Before: connections the kernel accepts inherit the listener's options.
-        actions::before_listen(real_setsockopt(), fd);
-        real!(listen)(fd, backlog)
+        let decided = actions::before_listen(real_setsockopt(), fd);
+        let rc = real!(listen)(fd, backlog);
+        if rc != 0 && decided {
+            actions::after_failed_listen(fd);
+        }
+        rc
     }
 }
 
@@ -81,6 +93,38 @@ hook! {
         let rc = real!(setsockopt)(fd, level, name, value, length);
         if rc == 0 {
             actions::after_program_setsockopt(fd, level, name);
+        }
+        rc
+    }
+}
+
+// A duplicate is the same socket under another number: it carries what we
+// know (above all, that the program chose its own keepalive options).
+hook! {
+    unsafe fn dup(fd: c_int) -> c_int => keepalive_dup {
+        let new_fd = real!(dup)(fd);
+        if new_fd >= 0 {
+            actions::after_dup(fd, new_fd);
+        }
+        new_fd
+    }
+}
+
+hook! {
+    unsafe fn dup2(fd: c_int, new_fd: c_int) -> c_int => keepalive_dup2 {
+        let rc = real!(dup2)(fd, new_fd);
+        if rc >= 0 {
+            actions::after_dup(fd, rc);
+        }
+        rc
+    }
+}
+
+hook! {
+    unsafe fn dup3(fd: c_int, new_fd: c_int, flags: c_int) -> c_int => keepalive_dup3 {
+        let rc = real!(dup3)(fd, new_fd, flags);
+        if rc >= 0 {
+            actions::after_dup(fd, rc);
         }
         rc
     }

@@ -39,6 +39,21 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// The library doing nothing at all.
+    fn switched_off() -> Runtime {
+        let off = config::Settings {
+            enabled: false,
+            ..config::Settings::default()
+        };
+        Runtime {
+            policy: Policy::new(&off, Selection::default(), || KernelDefaults::LINUX),
+            debug: false,
+            stderr: None,
+        }
+    }
+}
+
 static RUNTIME: OnceCell<Runtime> = OnceCell::new();
 /// The thread id of the thread loading the configuration (0: nobody yet).
 static LOADER: AtomicI32 = AtomicI32::new(0);
@@ -62,7 +77,11 @@ fn load_once() -> Option<&'static Runtime> {
     loop {
         match LOADER.compare_exchange(expected, me, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
-                let _ = RUNTIME.set(load());
+                // A bug of ours while loading must not leave the other threads
+                // waiting on every call: then the library is simply off.
+                let runtime =
+                    std::panic::catch_unwind(load).unwrap_or_else(|_| Runtime::switched_off());
+                let _ = RUNTIME.set(runtime);
                 return RUNTIME.get();
             }
             Err(loader) if loader == me => return None,
@@ -115,18 +134,7 @@ fn load() -> Runtime {
     if secure {
         // setuid/setgid/capabilities: an unprivileged user's environment must
         // not steer it, so the library does nothing at all.
-        return Runtime {
-            policy: Policy::new(
-                &config::Settings {
-                    enabled: false,
-                    ..config::Settings::default()
-                },
-                Selection::default(),
-                || KernelDefaults::LINUX,
-            ),
-            debug: false,
-            stderr: None,
-        };
+        return Runtime::switched_off();
     }
     let loaded = config::load(secure_getenv_bytes);
     let stderr = diagnostics::capture_stderr();
