@@ -69,61 +69,42 @@ impl Default for Settings {
     }
 }
 
-/// The environment as envy sees it: one optional string per variable name
-/// (envy lower-cases names before matching fields). Values are validated
-/// afterwards, one variable at a time, so one bad value never hides the rest.
+/// The environment as envy sees it: one optional string per variable, in
+/// the order of `VARIABLE_NAMES` (envy lower-cases names; we compare without
+/// case). Values are validated afterwards, one variable at a time, so one
+/// bad value never hides the rest.
 #[derive(Debug, Default)]
 struct RawEnvironment {
-    keepalive: Option<String>,
-    dd_use_keepalive: Option<String>,
-    keepidle: Option<String>,
-    tcp_keepidle: Option<String>,
-    dd_tcp_keepalive_time: Option<String>,
-    keepintvl: Option<String>,
-    tcp_keepintvl: Option<String>,
-    dd_tcp_keepalive_intvl: Option<String>,
-    keepcnt: Option<String>,
-    tcp_keepcnt: Option<String>,
-    dd_tcp_keepalive_probes: Option<String>,
-    keepalive_user_timeout: Option<String>,
-    tcp_user_timeout: Option<String>,
-    keepalive_direction: Option<String>,
-    keepalive_rules: Option<String>,
-    keepalive_debug: Option<String>,
-    libkeepalive_debug: Option<String>,
-    dd_debug: Option<String>,
+    values: [Option<String>; VARIABLE_NAMES.len()],
 }
 
 impl RawEnvironment {
-    /// The field for a variable name as envy gives it (lower case).
+    /// The slot for a variable name as envy gives it (lower case).
     fn field(&mut self, name: &str) -> Option<&mut Option<String>> {
-        Some(match name {
-            "keepalive" => &mut self.keepalive,
-            "dd_use_keepalive" => &mut self.dd_use_keepalive,
-            "keepidle" => &mut self.keepidle,
-            "tcp_keepidle" => &mut self.tcp_keepidle,
-            "dd_tcp_keepalive_time" => &mut self.dd_tcp_keepalive_time,
-            "keepintvl" => &mut self.keepintvl,
-            "tcp_keepintvl" => &mut self.tcp_keepintvl,
-            "dd_tcp_keepalive_intvl" => &mut self.dd_tcp_keepalive_intvl,
-            "keepcnt" => &mut self.keepcnt,
-            "tcp_keepcnt" => &mut self.tcp_keepcnt,
-            "dd_tcp_keepalive_probes" => &mut self.dd_tcp_keepalive_probes,
-            "keepalive_user_timeout" => &mut self.keepalive_user_timeout,
-            "tcp_user_timeout" => &mut self.tcp_user_timeout,
-            "keepalive_direction" => &mut self.keepalive_direction,
-            "keepalive_rules" => &mut self.keepalive_rules,
-            "keepalive_debug" => &mut self.keepalive_debug,
-            "libkeepalive_debug" => &mut self.libkeepalive_debug,
-            "dd_debug" => &mut self.dd_debug,
-            _ => return None,
-        })
+        let index = VARIABLE_NAMES
+            .iter()
+            .position(|known| known.eq_ignore_ascii_case(name))?;
+        Some(&mut self.values[index])
+    }
+
+    /// The value of one of our variables, by its name.
+    fn get(&self, name: &str) -> Option<&str> {
+        let index = VARIABLE_NAMES.iter().position(|known| *known == name)?;
+        self.values[index].as_deref()
+    }
+
+    /// The spellings among `names` that are set, in that order.
+    fn present(&self, names: &[&'static str]) -> Vec<Spelling<'_>> {
+        names
+            .iter()
+            .filter_map(|&name| self.get(name).map(|value| Spelling { name, value }))
+            .collect()
     }
 }
 
-/// What `#[derive(Deserialize)]` would do, as one loop instead of a copy of
-/// the same code per field (18 fields: several KB of the library): each
-/// variable envy hands over goes to its field; an unknown one is skipped and
+/// What `#[derive(Deserialize)]` would do for a struct of one field per
+/// variable, as one loop instead of a copy of the same code per field
+/// (several KB of the library): each variable envy hands over goes to its slot; an unknown one is skipped and
 /// a repeated one is an error, as with the derive.
 impl<'de> Deserialize<'de> for RawEnvironment {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -272,13 +253,6 @@ struct Spelling<'a> {
     value: &'a str,
 }
 
-fn present<'a>(candidates: &[(&'static str, &'a Option<String>)]) -> Vec<Spelling<'a>> {
-    candidates
-        .iter()
-        .filter_map(|&(name, value)| value.as_deref().map(|value| Spelling { name, value }))
-        .collect()
-}
-
 /// Resolves one setting from all its spellings: each is parsed on its own
 /// (a bad one gets its own diagnostic and is ignored), and valid spellings
 /// that disagree are a conflict, which ignores the setting.
@@ -393,13 +367,13 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
     };
     let enabled = {
         let mut enabled = resolve(
-            &present(&[("KEEPALIVE", &raw.keepalive)]),
+            &raw.present(&Setting::Enabled.variables()[..1]),
             "on or off",
             &parse_on_off,
             diagnostics,
         );
         let dontdie = resolve(
-            &present(&[("DD_USE_KEEPALIVE", &raw.dd_use_keepalive)]),
+            &raw.present(&Setting::Enabled.variables()[1..]),
             "1 or 0",
             &parse_zero_one,
             diagnostics,
@@ -410,8 +384,8 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
                 diagnostics.push(text(format_args!(
                     "libkeepalive: KEEPALIVE={} conflicts with DD_USE_KEEPALIVE={} \
                      (two names for one setting); ignoring both",
-                    quote_value(raw.keepalive.as_deref().unwrap_or_default()),
-                    quote_value(raw.dd_use_keepalive.as_deref().unwrap_or_default())
+                    quote_value(raw.get("KEEPALIVE").unwrap_or_default()),
+                    quote_value(raw.get("DD_USE_KEEPALIVE").unwrap_or_default())
                 )));
                 enabled = None;
             }
@@ -422,42 +396,27 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
     };
     let (idle_valid, idle_parse) = seconds(MAX_KEEPIDLE_SECS);
     let idle_secs = resolve(
-        &present(&[
-            ("KEEPIDLE", &raw.keepidle),
-            ("TCP_KEEPIDLE", &raw.tcp_keepidle),
-            ("DD_TCP_KEEPALIVE_TIME", &raw.dd_tcp_keepalive_time),
-        ]),
+        &raw.present(Setting::Idle.variables()),
         &idle_valid,
         &idle_parse,
         diagnostics,
     );
     let (intvl_valid, intvl_parse) = seconds(MAX_KEEPINTVL_SECS);
     let interval_secs = resolve(
-        &present(&[
-            ("KEEPINTVL", &raw.keepintvl),
-            ("TCP_KEEPINTVL", &raw.tcp_keepintvl),
-            ("DD_TCP_KEEPALIVE_INTVL", &raw.dd_tcp_keepalive_intvl),
-        ]),
+        &raw.present(Setting::Interval.variables()),
         &intvl_valid,
         &intvl_parse,
         diagnostics,
     );
     let count_quantity = Quantity::Count { max: MAX_KEEPCNT };
     let count = resolve(
-        &present(&[
-            ("KEEPCNT", &raw.keepcnt),
-            ("TCP_KEEPCNT", &raw.tcp_keepcnt),
-            ("DD_TCP_KEEPALIVE_PROBES", &raw.dd_tcp_keepalive_probes),
-        ]),
+        &raw.present(Setting::Count.variables()),
         &count_quantity.describe(),
         &|text| parse_quantity(text, count_quantity),
         diagnostics,
     );
     let user_timeout = resolve(
-        &present(&[
-            ("KEEPALIVE_USER_TIMEOUT", &raw.keepalive_user_timeout),
-            ("TCP_USER_TIMEOUT", &raw.tcp_user_timeout),
-        ]),
+        &raw.present(Setting::UserTimeout.variables()),
         &Quantity::Millis {
             max: MAX_USER_TIMEOUT_MS,
         }
@@ -466,14 +425,14 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
         diagnostics,
     );
     let directions = resolve(
-        &present(&[("KEEPALIVE_DIRECTION", &raw.keepalive_direction)]),
+        &raw.present(Setting::Direction.variables()),
         "out, in or both",
         &rules::parse_directions,
         diagnostics,
     )
     .unwrap_or_default();
     // A bad rule drops only itself, so the rules report their own lines.
-    let rules = match &raw.keepalive_rules {
+    let rules = match raw.get("KEEPALIVE_RULES") {
         Some(text) => {
             let (rules, bad) = rules::parse_rules("KEEPALIVE_RULES", text);
             diagnostics.extend(bad);
@@ -482,11 +441,7 @@ fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, S
         None => Vec::new(),
     };
     let debug = resolve(
-        &present(&[
-            ("KEEPALIVE_DEBUG", &raw.keepalive_debug),
-            ("LIBKEEPALIVE_DEBUG", &raw.libkeepalive_debug),
-            ("DD_DEBUG", &raw.dd_debug),
-        ]),
+        &raw.present(Setting::Debug.variables()),
         "0 or 1",
         &parse_zero_one,
         diagnostics,
@@ -773,7 +728,7 @@ mod tests {
 
     #[test]
     fn every_name_reaches_envy() {
-        // Guards the two lists (VARIABLE_NAMES and RawEnvironment's fields).
+        // Guards the two lists (VARIABLE_NAMES and the alias groups of Setting).
         for name in VARIABLE_NAMES {
             let loaded = load_from(&[(name, "not-a-valid-value!")]);
             assert_eq!(loaded.diagnostics.len(), 1, "{name} was not read");
@@ -834,7 +789,7 @@ impl Setting {
     ];
 
     /// Every variable that spells this setting, in the order `load` reads
-    /// them. Guarded against `validate` by the tests below.
+    /// them: the one list of aliases, which `validate` reads too.
     pub fn variables(self) -> &'static [&'static str] {
         match self {
             Setting::Enabled => &["KEEPALIVE", "DD_USE_KEEPALIVE"],
