@@ -8,13 +8,6 @@ use common::*;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-const TIMERS: [(&str, &str); 4] = [
-    ("KEEPIDLE", "60"),
-    ("KEEPINTVL", "10"),
-    ("KEEPCNT", "6"),
-    ("KEEPALIVE_USER_TIMEOUT", "1500"),
-];
-const CONFIGURED: &str = "keepalive=1 idle=60 intvl=10 cnt=6 user_timeout=1500";
 
 fn probe(args: &[&str], preload: bool, env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = command(c_program("sockprobe"), preload, env);
@@ -49,8 +42,8 @@ fn every_tcp_socket_gets_the_configured_values() {
             for protocol in ["0", "6"] {
                 let socket_type = format!("stream{flags}");
                 let args = ["socket", domain, &socket_type, protocol];
-                let out = probe(&args, true, &TIMERS);
-                assert_eq!(options_of(&out, "socket"), CONFIGURED, "{args:?}");
+                let out = probe(&args, true, &ALL_TIMERS);
+                assert_eq!(options_of(&out, "socket"), ALL_CONFIGURED, "{args:?}");
                 assert!(stderr(&out).is_empty(), "{}", stderr(&out));
             }
         }
@@ -60,7 +53,7 @@ fn every_tcp_socket_gets_the_configured_values() {
 #[test]
 fn without_the_library_sockets_have_kernel_defaults() {
     // The control that makes the test above able to fail.
-    let out = probe(&["socket", "inet", "stream", "0"], false, &TIMERS);
+    let out = probe(&["socket", "inet", "stream", "0"], false, &ALL_TIMERS);
     assert!(options_of(&out, "socket").starts_with("keepalive=0 "));
 }
 
@@ -84,8 +77,8 @@ fn other_sockets_are_never_touched() {
         &["socket", "netlink", "raw", "0"],
     ];
     for args in kinds {
-        let with = probe(args, true, &TIMERS);
-        let without = probe(args, false, &TIMERS);
+        let with = probe(args, true, &ALL_TIMERS);
+        let without = probe(args, false, &ALL_TIMERS);
         assert_eq!(
             stdout(&with).replace("loaded=1", "loaded=0"),
             stdout(&without),
@@ -98,49 +91,49 @@ fn other_sockets_are_never_touched() {
 #[test]
 fn sockets_not_made_by_our_socket_are_configured_at_connect_and_accept() {
     for how in ["raw-syscall", "recycled-raw", "foreign-listener"] {
-        let out = probe(&["connect", how], true, &TIMERS);
+        let out = probe(&["connect", how], true, &ALL_TIMERS);
         assert!(stdout(&out).contains("connect rc=0 errno=4242"), "{how}");
-        assert_eq!(options_of(&out, "client"), CONFIGURED, "{how}");
-        assert_eq!(options_of(&out, "accepted"), CONFIGURED, "{how}");
+        assert_eq!(options_of(&out, "client"), ALL_CONFIGURED, "{how}");
+        assert_eq!(options_of(&out, "accepted"), ALL_CONFIGURED, "{how}");
     }
 }
 
 #[test]
 fn accepted_connections_inherit_from_our_listener() {
     for how in ["libc", "accept4"] {
-        let out = probe(&["connect", how], true, &TIMERS);
-        assert_eq!(options_of(&out, "client"), CONFIGURED, "{how}");
-        assert_eq!(options_of(&out, "accepted"), CONFIGURED, "{how}");
+        let out = probe(&["connect", how], true, &ALL_TIMERS);
+        assert_eq!(options_of(&out, "client"), ALL_CONFIGURED, "{how}");
+        assert_eq!(options_of(&out, "accepted"), ALL_CONFIGURED, "{how}");
     }
 }
 
 #[test]
 fn the_programs_own_choice_wins() {
-    let out = probe(&["connect", "program-off"], true, &TIMERS);
+    let out = probe(&["connect", "program-off"], true, &ALL_TIMERS);
     assert_eq!(
         options_of(&out, "client"),
         "keepalive=0 idle=60 intvl=10 cnt=6 user_timeout=1500"
     );
-    let out = probe(&["connect", "program-idle"], true, &TIMERS);
+    let out = probe(&["connect", "program-idle"], true, &ALL_TIMERS);
     assert_eq!(
         options_of(&out, "client"),
         "keepalive=1 idle=77 intvl=10 cnt=6 user_timeout=1500"
     );
-    let out = probe(&["connect", "program-user-timeout"], true, &TIMERS);
+    let out = probe(&["connect", "program-user-timeout"], true, &ALL_TIMERS);
     assert_eq!(
         options_of(&out, "client"),
         "keepalive=1 idle=60 intvl=10 cnt=6 user_timeout=4321"
     );
     // A listener whose keepalive the program switched off: its connections
     // inherit the program's choice, and we do not override it at accept().
-    let out = probe(&["connect", "listener-off"], true, &TIMERS);
+    let out = probe(&["connect", "listener-off"], true, &ALL_TIMERS);
     assert!(options_of(&out, "accepted").starts_with("keepalive=0 "));
 }
 
 #[test]
 fn errno_and_return_values_are_unchanged() {
-    let with = probe(&["errno"], true, &TIMERS);
-    let without = probe(&["errno"], false, &TIMERS);
+    let with = probe(&["errno"], true, &ALL_TIMERS);
+    let without = probe(&["errno"], false, &ALL_TIMERS);
     assert_eq!(stdout(&with), stdout(&without));
     let text = stdout(&with);
     for expected in [
@@ -180,7 +173,7 @@ fn aliases_of_the_other_libraries() {
         ("TCP_USER_TIMEOUT", "1500"),
     ];
     let out = probe(&["socket", "inet", "stream", "0"], true, &msantos);
-    assert_eq!(options_of(&out, "socket"), CONFIGURED);
+    assert_eq!(options_of(&out, "socket"), ALL_CONFIGURED);
     let dontdie = [
         ("DD_TCP_KEEPALIVE_TIME", "1m"),
         ("DD_TCP_KEEPALIVE_INTVL", "10"),
@@ -188,7 +181,7 @@ fn aliases_of_the_other_libraries() {
         ("KEEPALIVE_USER_TIMEOUT", "1500ms"),
     ];
     let out = probe(&["socket", "inet", "stream", "0"], true, &dontdie);
-    assert_eq!(options_of(&out, "socket"), CONFIGURED);
+    assert_eq!(options_of(&out, "socket"), ALL_CONFIGURED);
 }
 
 #[test]
@@ -282,7 +275,7 @@ fn conflicting_aliases_are_one_error() {
 #[test]
 fn unrelated_non_utf8_variables_do_not_matter_but_ours_are_reported() {
     use std::os::unix::ffi::OsStrExt;
-    let mut cmd = command(c_program("sockprobe"), true, &TIMERS);
+    let mut cmd = command(c_program("sockprobe"), true, &ALL_TIMERS);
     cmd.args(["socket", "inet", "stream", "0"]);
     cmd.env(
         "SOME_OTHER_VARIABLE",
@@ -290,7 +283,7 @@ fn unrelated_non_utf8_variables_do_not_matter_but_ours_are_reported() {
     );
     let out = run(cmd, DEADLINE);
     assert!(stderr(&out).is_empty());
-    assert_eq!(options_of(&out, "socket"), CONFIGURED);
+    assert_eq!(options_of(&out, "socket"), ALL_CONFIGURED);
 
     let mut cmd = command(c_program("sockprobe"), true, &[]);
     cmd.args(["socket", "inet", "stream", "0"]);

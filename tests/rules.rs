@@ -20,16 +20,9 @@ use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const PROMPT: Duration = Duration::from_secs(10);
-const TIMERS: [(&str, &str); 4] = [
-    ("KEEPIDLE", "60"),
-    ("KEEPINTVL", "10"),
-    ("KEEPCNT", "6"),
-    ("KEEPALIVE_USER_TIMEOUT", "1500"),
-];
-const CONFIGURED: &str = "keepalive=1 idle=60 intvl=10 cnt=6 user_timeout=1500";
 
 fn with_timers<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    TIMERS.iter().chain(extra).copied().collect()
+    ALL_TIMERS.iter().chain(extra).copied().collect()
 }
 
 /// `ruleprobe pair ARGS...`: the option words of its "client" and
@@ -77,7 +70,7 @@ fn pair(args: &[&str], preload: bool, env: &[(&str, &str)]) -> PairRun {
 
 /// The options a socket has when nobody touched it (kernel defaults).
 fn untouched() -> String {
-    pair(&["127.0.0.1", "127.0.0.1"], false, &TIMERS).client
+    pair(&["127.0.0.1", "127.0.0.1"], false, &ALL_TIMERS).client
 }
 
 #[test]
@@ -89,7 +82,7 @@ fn direction_out_or_in_configures_only_that_side() {
         true,
         &with_timers(&[("KEEPALIVE_DIRECTION", "out")]),
     );
-    assert_eq!(out.client, CONFIGURED);
+    assert_eq!(out.client, ALL_CONFIGURED);
     assert_eq!(out.accepted, untouched);
     let inbound = pair(
         &["127.0.0.1", "127.0.0.1"],
@@ -97,7 +90,7 @@ fn direction_out_or_in_configures_only_that_side() {
         &with_timers(&[("KEEPALIVE_DIRECTION", "in")]),
     );
     assert_eq!(inbound.client, untouched);
-    assert_eq!(inbound.accepted, CONFIGURED);
+    assert_eq!(inbound.accepted, ALL_CONFIGURED);
     let both = pair(
         &["127.0.0.1", "127.0.0.1"],
         true,
@@ -105,7 +98,7 @@ fn direction_out_or_in_configures_only_that_side() {
     );
     assert_eq!(
         (both.client.as_str(), both.accepted.as_str()),
-        (CONFIGURED, CONFIGURED)
+        (ALL_CONFIGURED, ALL_CONFIGURED)
     );
     for run in [out, inbound, both] {
         assert!(run.stderr.is_empty(), "{}", run.stderr);
@@ -118,13 +111,13 @@ fn an_excluded_destination_is_exactly_as_without_the_library() {
     let env = with_timers(&[("KEEPALIVE_RULES", "dir=out,net=127.0.0.2/32:off")]);
     let excluded = pair(&["0.0.0.0", "127.0.0.2"], true, &env);
     assert_eq!(excluded.client, untouched);
-    assert_eq!(excluded.accepted, CONFIGURED, "inbound is not excluded");
+    assert_eq!(excluded.accepted, ALL_CONFIGURED, "inbound is not excluded");
     let other = pair(&["0.0.0.0", "127.0.0.3"], true, &env);
-    assert_eq!(other.client, CONFIGURED);
+    assert_eq!(other.client, ALL_CONFIGURED);
     // Without the exclusion the same destination is configured: the
     // control that makes the first assertion able to fail.
-    let control = pair(&["0.0.0.0", "127.0.0.2"], true, &TIMERS);
-    assert_eq!(control.client, CONFIGURED);
+    let control = pair(&["0.0.0.0", "127.0.0.2"], true, &ALL_TIMERS);
+    assert_eq!(control.client, ALL_CONFIGURED);
 }
 
 #[test]
@@ -135,7 +128,7 @@ fn ipv4_mapped_destinations_match_ipv4_rules() {
     let mapped = pair(&["::", "::ffff:127.0.0.2"], true, &env);
     assert_eq!(mapped.client, untouched);
     let other = pair(&["::", "::ffff:127.0.0.3"], true, &env);
-    assert_eq!(other.client, CONFIGURED);
+    assert_eq!(other.client, ALL_CONFIGURED);
     // A rule written as a mapped network is the same IPv4 rule.
     let env = with_timers(&[("KEEPALIVE_RULES", "dir=out,net=::ffff:127.0.0.0/104:off")]);
     assert_eq!(
@@ -147,7 +140,7 @@ fn ipv4_mapped_destinations_match_ipv4_rules() {
     assert_eq!(pair(&["::", "::1"], true, &env).client, untouched);
     assert_eq!(
         pair(&["::", "::ffff:127.0.0.1"], true, &env).client,
-        CONFIGURED
+        ALL_CONFIGURED
     );
 }
 
@@ -190,14 +183,14 @@ fn inbound_is_decided_from_the_peer_in_every_way_of_accepting() {
         let v4 = pair(&["::", "127.0.0.1", accept], true, &env);
         assert_eq!(v4.peer.split(':').next(), Some(""), "{}", v4.peer);
         assert_eq!(v4.accepted, untouched, "{accept}");
-        assert_eq!(v4.client, CONFIGURED, "{accept}");
+        assert_eq!(v4.client, ALL_CONFIGURED, "{accept}");
         let v6 = pair(&["::", "::1", accept], true, &env);
-        assert_eq!(v6.accepted, CONFIGURED, "{accept}");
+        assert_eq!(v6.accepted, ALL_CONFIGURED, "{accept}");
         let env = with_timers(&[("KEEPALIVE_RULES", "dir=in,net=::1:idle=33")]);
         let v6 = pair(&["::", "::1", accept], true, &env);
         assert!(v6.accepted.starts_with("keepalive=1 idle=33 "), "{accept}");
         let v4 = pair(&["::", "127.0.0.1", accept], true, &env);
-        assert_eq!(v4.accepted, CONFIGURED, "{accept}");
+        assert_eq!(v4.accepted, ALL_CONFIGURED, "{accept}");
     }
 }
 
@@ -211,10 +204,10 @@ fn inbound_port_rules_use_the_port_accepted_on() {
         "{}",
         run.accepted
     );
-    assert_eq!(run.client, CONFIGURED);
+    assert_eq!(run.client, ALL_CONFIGURED);
     let env = with_timers(&[("KEEPALIVE_RULES", "dir=in,port=1-1023:idle=44")]);
     let run = pair(&["127.0.0.1", "127.0.0.1"], true, &env);
-    assert_eq!(run.accepted, CONFIGURED);
+    assert_eq!(run.accepted, ALL_CONFIGURED);
 }
 
 #[test]
@@ -224,12 +217,12 @@ fn sockets_not_made_by_our_socket_are_decided_too() {
     let raw = pair(&["0.0.0.0", "127.0.0.2", "client=raw"], true, &env);
     assert_eq!(raw.client, untouched);
     let raw = pair(&["0.0.0.0", "127.0.0.3", "client=raw"], true, &env);
-    assert_eq!(raw.client, CONFIGURED);
+    assert_eq!(raw.client, ALL_CONFIGURED);
     let env = with_timers(&[("KEEPALIVE_RULES", "dir=in,net=::1:off")]);
     let foreign = pair(&["::", "::1", "listener=raw"], true, &env);
     assert_eq!(foreign.accepted, untouched);
     let foreign = pair(&["::", "127.0.0.1", "listener=raw"], true, &env);
-    assert_eq!(foreign.accepted, CONFIGURED);
+    assert_eq!(foreign.accepted, ALL_CONFIGURED);
 }
 
 #[test]
@@ -274,7 +267,7 @@ fn a_bad_rule_is_one_line_and_disables_only_itself() {
     assert!(run.stderr.contains("KEEPALIVE_DIRECTION=\"outbound\""));
     assert_eq!(
         (run.client.as_str(), run.accepted.as_str()),
-        (CONFIGURED, CONFIGURED)
+        (ALL_CONFIGURED, ALL_CONFIGURED)
     );
 }
 
@@ -374,7 +367,7 @@ fn expect(setsockopt: i64, getpeername: i64, getsockname: i64) -> BTreeMap<Strin
 #[test]
 fn rules_cost_the_options_and_only_the_address_lookups_needed() {
     strace_needed();
-    // SO_KEEPALIVE and the four settings of TIMERS on each configured socket.
+    // SO_KEEPALIVE and the four settings of ALL_TIMERS on each configured socket.
     let per_socket = 5;
     // Outbound only: the client at connect(), the listener never, its
     // connections never (decided at listen(): left alone).

@@ -35,6 +35,16 @@ pub const OUR_VARIABLES: [&str; 19] = [
     "DD_DEBUG",
 ];
 
+/// Every timer set, and what getsockopt then reports on a configured socket
+/// (the probes' option words, see tests/c/options.h).
+pub const ALL_TIMERS: [(&str, &str); 4] = [
+    ("KEEPIDLE", "60"),
+    ("KEEPINTVL", "10"),
+    ("KEEPCNT", "6"),
+    ("KEEPALIVE_USER_TIMEOUT", "1500"),
+];
+pub const ALL_CONFIGURED: &str = "keepalive=1 idle=60 intvl=10 cnt=6 user_timeout=1500";
+
 fn tmp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
