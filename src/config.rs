@@ -93,11 +93,16 @@ impl RawEnvironment {
         self.values[index].as_deref()
     }
 
-    /// The spellings among `names` that are set, in that order.
+    /// The spellings among `names` that are set, in that order, each with
+    /// the meaning its library gives it (`msantos_meaning`).
     fn present(&self, names: &[&'static str]) -> Vec<Spelling<'_>> {
         names
             .iter()
-            .filter_map(|&name| self.get(name).map(|value| Spelling { name, value }))
+            .filter_map(|&name| {
+                let text = self.get(name)?;
+                let value = msantos_meaning(name, text)?;
+                Some(Spelling { name, text, value })
+            })
             .collect()
     }
 }
@@ -247,10 +252,27 @@ pub fn quote_value_up_to(value: &str, shown_chars: usize) -> String {
     quoted
 }
 
-/// One variable that was set, by name, with its text.
+/// One variable that was set, by name, with its text as written (for
+/// messages) and the value it stands for (what is parsed).
 struct Spelling<'a> {
     name: &'static str,
+    text: &'a str,
     value: &'a str,
+}
+
+/// What msantos/libkeepalive gives its own variables, which its users have
+/// in their units: `0` for a timer means the system default (so: not set),
+/// `TCP_USER_TIMEOUT=-1` means derived from the timers (our `auto`), and
+/// `LIBKEEPALIVE_DEBUG` set to anything turns debugging on. Only through
+/// its names: the HOWTO's and ours keep their strict ranges. `None`: the
+/// variable counts as not set.
+fn msantos_meaning<'a>(name: &str, text: &'a str) -> Option<&'a str> {
+    match (name, text) {
+        ("TCP_KEEPIDLE" | "TCP_KEEPINTVL" | "TCP_KEEPCNT", "0") => None,
+        ("TCP_USER_TIMEOUT", "-1") => Some("auto"),
+        ("LIBKEEPALIVE_DEBUG", _) => Some("1"),
+        _ => Some(text),
+    }
 }
 
 /// Resolves one setting from all its spellings: each is parsed on its own
@@ -268,7 +290,7 @@ fn resolve<T: Copy + PartialEq>(
             diagnostics.push(text(format_args!(
                 "libkeepalive: {}={} is not valid: expected {}; ignoring it",
                 spelling.name,
-                quote_value(spelling.value),
+                quote_value(spelling.text),
                 valid
             )));
             continue;
@@ -280,9 +302,9 @@ fn resolve<T: Copy + PartialEq>(
                     "libkeepalive: {}={} conflicts with {}={} (two names for one setting); \
                      ignoring both",
                     first.name,
-                    quote_value(first.value),
+                    quote_value(first.text),
                     spelling.name,
-                    quote_value(spelling.value)
+                    quote_value(spelling.text)
                 )));
                 return None;
             }
@@ -587,6 +609,48 @@ mod tests {
     }
 
     #[test]
+    fn msantos_values_keep_their_meaning_through_its_names_only() {
+        let loaded = load_from(&[
+            ("TCP_KEEPIDLE", "0"),
+            ("TCP_KEEPINTVL", "0"),
+            ("TCP_KEEPCNT", "0"),
+            ("TCP_USER_TIMEOUT", "-1"),
+            ("LIBKEEPALIVE_DEBUG", "yes"),
+        ]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let s = loaded.settings;
+        assert_eq!((s.idle_secs, s.interval_secs, s.count), (None, None, None));
+        assert_eq!(s.user_timeout, Some(UserTimeout::Auto));
+        assert!(s.debug);
+        assert!(load_from(&[("LIBKEEPALIVE_DEBUG", "0")]).settings.debug);
+        assert!(load_from(&[("LIBKEEPALIVE_DEBUG", "")]).settings.debug);
+        // A system-default 0 is no conflict with a value set elsewhere.
+        let both = load_from(&[("TCP_KEEPIDLE", "0"), ("KEEPIDLE", "60")]);
+        assert!(both.diagnostics.is_empty());
+        assert_eq!(both.settings.idle_secs, Some(60));
+        // The HOWTO's and our own names keep their strict ranges.
+        for (name, value) in [
+            ("KEEPIDLE", "0"),
+            ("KEEPINTVL", "0"),
+            ("KEEPCNT", "0"),
+            ("DD_TCP_KEEPALIVE_TIME", "0"),
+            ("KEEPALIVE_USER_TIMEOUT", "-1"),
+            ("KEEPALIVE_DEBUG", "yes"),
+            ("DD_DEBUG", "yes"),
+        ] {
+            let loaded = load_from(&[(name, value)]);
+            assert_eq!(loaded.diagnostics.len(), 1, "{name}={value}");
+            assert!(loaded.diagnostics[0].contains(&format!("{name}=\"{value}\"")));
+        }
+        // A conflict quotes the text as written, not its meaning.
+        let conflict = load_from(&[
+            ("KEEPALIVE_USER_TIMEOUT", "5000"),
+            ("TCP_USER_TIMEOUT", "-1"),
+        ]);
+        assert!(conflict.diagnostics[0].contains("TCP_USER_TIMEOUT=\"-1\""));
+    }
+
+    #[test]
     fn aliases_of_the_other_libraries_work() {
         let s = load_from(&[
             ("TCP_KEEPIDLE", "7"),
@@ -730,6 +794,11 @@ mod tests {
     fn every_name_reaches_envy() {
         // Guards the two lists (VARIABLE_NAMES and the alias groups of Setting).
         for name in VARIABLE_NAMES {
+            if name == "LIBKEEPALIVE_DEBUG" {
+                // Any value is valid there (msantos's meaning): read, it is on.
+                assert!(load_from(&[(name, "not-a-valid-value!")]).settings.debug);
+                continue;
+            }
             let loaded = load_from(&[(name, "not-a-valid-value!")]);
             assert_eq!(loaded.diagnostics.len(), 1, "{name} was not read");
             assert!(loaded.diagnostics[0].contains(name));
@@ -1017,7 +1086,11 @@ mod proptests {
         ) {
             let loaded = load(|asked| (asked == name).then(|| bytes.clone()));
             prop_assert!(in_range(&loaded.settings));
-            if loaded.diagnostics.is_empty() {
+            let any_value = name == "LIBKEEPALIVE_DEBUG" && String::from_utf8(bytes.clone()).is_ok();
+            let msantos_auto = name == "TCP_USER_TIMEOUT" && bytes == b"-1";
+            if any_value || msantos_auto {
+                prop_assert!(loaded.diagnostics.is_empty());
+            } else if loaded.diagnostics.is_empty() {
                 // Accepted: a single word of ASCII letters and digits.
                 prop_assert!(!bytes.is_empty());
                 prop_assert!(bytes.iter().all(u8::is_ascii_alphanumeric), "{:?}", bytes);

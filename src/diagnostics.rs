@@ -1,41 +1,93 @@
 //! Writing our few lines (bad configuration, debug) to the program's stderr
 //! without harming the program: no allocation, errno preserved, no SIGPIPE,
-//! and never into a descriptor that is no longer the stderr we started with.
+//! and only ever into a private duplicate of the stderr the process started
+//! with, never into whatever fd 2 names later (a program may `dup2` a
+//! network connection onto fd 2 at any moment, from any thread).
+//!
+//! The duplicate is taken at load, and only when there is something to say:
+//! a diagnostic (then closed again right after) or debug lines (then kept,
+//! close-on-exec, at a high number). If the program closes or replaces
+//! that number itself, our hooks see it and we stop writing.
 
 use std::fmt;
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 const STDERR: i32 = libc::STDERR_FILENO;
 
-/// Which open file fd 2 was when the library started. A program that closes
-/// fd 2 and gets a socket on that number must never see our text in its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StderrIdentity {
-    device: u64,
-    inode: u64,
-}
+/// Where our duplicate goes: far from the low numbers programs count on,
+/// below any usual limit (1024).
+const PRIVATE_LOWEST: i32 = 512;
 
-fn fstat_stderr() -> Option<libc::stat> {
+/// Our duplicate of the original stderr; -1 when we have none.
+static PRIVATE: AtomicI32 = AtomicI32::new(-1);
+
+/// Whether fd 2 is a place for messages: a terminal, file, pipe or a local
+/// (AF_UNIX, as journald's) socket. Under inetd fd 2 is the network
+/// connection itself: then we never write anything.
+fn stderr_is_for_messages() -> bool {
     let mut st = MaybeUninit::<libc::stat>::uninit();
     // SAFETY: fstat writes a whole struct stat on success.
-    (unsafe { libc::fstat(STDERR, st.as_mut_ptr()) } == 0).then(|| unsafe { st.assume_init() })
+    if unsafe { libc::fstat(STDERR, st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: initialised by the successful fstat.
+    let st = unsafe { st.assume_init() };
+    st.st_mode & libc::S_IFMT != libc::S_IFSOCK
+        || crate::sockopt::get_int(STDERR, libc::SOL_SOCKET, libc::SO_DOMAIN) == Some(libc::AF_UNIX)
 }
 
-/// Identifies fd 2, if it is a place for messages: a terminal, file, pipe or
-/// a local (AF_UNIX, as journald's) socket. Under inetd fd 2 is the network
-/// connection itself: then we never write anything.
-pub fn capture_stderr() -> Option<StderrIdentity> {
+/// Takes our private duplicate of fd 2, if it is a place for messages.
+/// Raw system calls: our own `fcntl` hook has nothing to learn from it.
+pub fn open_private() {
     let _errno = crate::sockopt::ErrnoGuard::save();
-    let st = fstat_stderr()?;
-    if st.st_mode & libc::S_IFMT == libc::S_IFSOCK
-        && crate::sockopt::get_int(STDERR, libc::SOL_SOCKET, libc::SO_DOMAIN) != Some(libc::AF_UNIX)
-    {
-        return None;
+    if PRIVATE.load(Ordering::Acquire) >= 0 || !stderr_is_for_messages() {
+        return;
     }
-    Some(StderrIdentity {
-        device: st.st_dev,
-        inode: st.st_ino,
-    })
+    let mut limit = MaybeUninit::<libc::rlimit>::uninit();
+    // SAFETY: getrlimit writes the struct on success.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, limit.as_mut_ptr()) } == 0 {
+        // SAFETY: initialised above.
+        unsafe { limit.assume_init() }.rlim_cur
+    } else {
+        0
+    };
+    let lowest = if soft > PRIVATE_LOWEST as libc::rlim_t + 1 {
+        PRIVATE_LOWEST
+    } else {
+        3
+    };
+    // SAFETY: F_DUPFD_CLOEXEC takes an int and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_fcntl, STDERR, libc::F_DUPFD_CLOEXEC, lowest) };
+    if fd >= 0 {
+        PRIVATE.store(fd as i32, Ordering::Release);
+    }
+}
+
+/// Closes our duplicate (start-up diagnostics written, no debug).
+pub fn close_private() {
+    let fd = PRIVATE.swap(-1, Ordering::AcqRel);
+    if fd >= 0 {
+        let _errno = crate::sockopt::ErrnoGuard::save();
+        // SAFETY: our own descriptor.
+        unsafe { libc::syscall(libc::SYS_close, fd) };
+    }
+}
+
+/// The program is about to close or replace `fd`: if that is our
+/// duplicate, it is no longer ours to write to.
+pub fn forget_if_private(fd: i32) {
+    if fd >= 0 && PRIVATE.load(Ordering::Relaxed) == fd {
+        let _ = PRIVATE.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
+/// The same for a range of numbers (`close_range`, `closefrom`).
+pub fn forget_private_in(first: u32, last: u32) {
+    let fd = PRIVATE.load(Ordering::Relaxed);
+    if fd >= 0 && (first..=last).contains(&(fd as u32)) {
+        forget_if_private(fd);
+    }
 }
 
 /// A line built on the stack; text beyond its capacity is cut off.
@@ -74,26 +126,41 @@ impl fmt::Write for LineBuffer {
     }
 }
 
-/// Writes `line` and a newline to fd 2 if fd 2 is still `identity`.
-/// Async-signal-safe; errno and the signal mask are as before.
-pub fn write_line(identity: Option<StderrIdentity>, line: &[u8]) {
-    let Some(identity) = identity else { return };
-    let _errno = crate::sockopt::ErrnoGuard::save();
-    match fstat_stderr() {
-        Some(st) if st.st_dev == identity.device && st.st_ino == identity.inode => {}
-        _ => return,
+/// Writes `line` and a newline to our duplicate of stderr, if we hold one,
+/// whole (a diagnostic always ends with what is valid). Async-signal-safe;
+/// errno and the signal mask are as before.
+pub fn write_line(line: &[u8]) {
+    let fd = PRIVATE.load(Ordering::Acquire);
+    if fd < 0 {
+        return;
     }
-    let mut buffer = [0u8; 600];
-    let len = line.len().min(buffer.len() - 1);
-    buffer[..len].copy_from_slice(&line[..len]);
-    buffer[len] = b'\n';
-    without_sigpipe(|| write_all(&buffer[..=len]));
+    let _errno = crate::sockopt::ErrnoGuard::save();
+    without_sigpipe(|| {
+        // One writev, so that threads' lines never interleave mid-line.
+        let parts = [
+            libc::iovec {
+                iov_base: line.as_ptr() as *mut libc::c_void,
+                iov_len: line.len(),
+            },
+            libc::iovec {
+                iov_base: b"\n".as_ptr() as *mut libc::c_void,
+                iov_len: 1,
+            },
+        ];
+        // SAFETY: both parts point to live bytes of the given lengths.
+        let written = unsafe { libc::writev(fd, parts.as_ptr(), 2) };
+        let written = usize::try_from(written).unwrap_or(0);
+        if written <= line.len() {
+            write_all(fd, &line[written..]);
+            write_all(fd, b"\n");
+        }
+    });
 }
 
-fn write_all(mut bytes: &[u8]) {
+fn write_all(fd: i32, mut bytes: &[u8]) {
     while !bytes.is_empty() {
         // SAFETY: bytes is a valid slice.
-        let written = unsafe { libc::write(STDERR, bytes.as_ptr().cast(), bytes.len()) };
+        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
         if written > 0 {
             bytes = &bytes[written as usize..];
         } else if written < 0 && crate::sockopt::errno() == libc::EINTR {

@@ -14,9 +14,12 @@ pub mod classify;
 pub mod config;
 pub mod diagnostics;
 pub mod endpoint;
+pub mod fd_state;
 pub mod fd_table;
 pub mod plan;
 pub mod policy;
+#[cfg(not(test))]
+mod real;
 pub mod rules;
 pub mod runtime;
 pub mod sockopt;

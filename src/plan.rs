@@ -3,25 +3,74 @@
 
 use crate::config::{Settings, UserTimeout, MAX_USER_TIMEOUT_MS};
 
+/// A set of the five keepalive options, one bit each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OptionSet(u8);
+
+impl OptionSet {
+    pub const EMPTY: OptionSet = OptionSet(0);
+    pub const KEEPALIVE: OptionSet = OptionSet(1);
+    pub const IDLE: OptionSet = OptionSet(2);
+    pub const INTERVAL: OptionSet = OptionSet(4);
+    pub const COUNT: OptionSet = OptionSet(8);
+    pub const USER_TIMEOUT: OptionSet = OptionSet(16);
+
+    /// The keepalive option `(level, name)`, or `None` for any other option
+    /// (SO_KEEPALIVE's number means another option at the TCP level).
+    pub fn of(level: i32, name: i32) -> Option<OptionSet> {
+        match (level, name) {
+            (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => Some(OptionSet::KEEPALIVE),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => Some(OptionSet::IDLE),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => Some(OptionSet::INTERVAL),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => Some(OptionSet::COUNT),
+            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => Some(OptionSet::USER_TIMEOUT),
+            _ => None,
+        }
+    }
+
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    pub fn from_bits(bits: u8) -> OptionSet {
+        OptionSet(bits & 0b1_1111)
+    }
+
+    pub fn union(self, other: OptionSet) -> OptionSet {
+        OptionSet(self.0 | other.0)
+    }
+
+    pub fn contains(self, other: OptionSet) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+}
+
 /// One `setsockopt(fd, level, name, &value, sizeof(int))` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SockOpt {
     pub level: i32,
     pub name: i32,
     pub value: i32,
+    /// Which of the five options this is.
+    pub bit: OptionSet,
+}
+
+/// An option's name as in C, for debug lines: `TCP_USER_TIMEOUT`, or
+/// `level 6, option 99` for one that is not ours.
+pub fn option_label(level: i32, name: i32) -> Option<&'static str> {
+    Some(match OptionSet::of(level, name)? {
+        OptionSet::KEEPALIVE => "SO_KEEPALIVE",
+        OptionSet::IDLE => "TCP_KEEPIDLE",
+        OptionSet::INTERVAL => "TCP_KEEPINTVL",
+        OptionSet::COUNT => "TCP_KEEPCNT",
+        _ => "TCP_USER_TIMEOUT",
+    })
 }
 
 impl SockOpt {
     /// The option's name as in C, for debug lines.
     pub fn label(&self) -> &'static str {
-        match (self.level, self.name) {
-            (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => "SO_KEEPALIVE",
-            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => "TCP_KEEPIDLE",
-            (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => "TCP_KEEPINTVL",
-            (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => "TCP_KEEPCNT",
-            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => "TCP_USER_TIMEOUT",
-            _ => "?",
-        }
+        option_label(self.level, self.name).unwrap_or("?")
     }
 }
 
@@ -63,6 +112,7 @@ impl Plan {
             level,
             name,
             value: value as i32,
+            bit: OptionSet::of(level, name).unwrap_or_default(),
         };
         self.len += 1;
     }
@@ -75,6 +125,7 @@ impl Plan {
                 level: 0,
                 name: 0,
                 value: 0,
+                bit: OptionSet::EMPTY,
             }; MAX_OPTIONS],
             len: 0,
         };

@@ -15,8 +15,10 @@
 //!
 //! `net` is the other end (the destination of an outbound connection, the
 //! peer of an inbound one); `port` is the service port (the one connected to,
-//! or the one accepted on). IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, as
-//! Java uses) are IPv4 everywhere: in connections and in rules. Connections
+//! or the one accepted on). An IPv4 peer and its IPv4-mapped IPv6 form
+//! (`::ffff:a.b.c.d`, as Java uses) are one peer: IPv4 networks match both,
+//! and so does any IPv6 network that holds `::ffff:a.b.c.d` (`::/0`,
+//! `::ffff:0:0/96`); a real IPv6 peer is never in an IPv4 network. Connections
 //! that no rule matches get the global settings, so an exclusion is one rule
 //! and "only these" ends with `*:off`.
 
@@ -27,8 +29,9 @@ use std::fmt;
 /// a long list); the rest are ignored with one line.
 pub const MAX_RULES: usize = 64;
 
-/// How a rule's text is shown in a diagnostic: long enough for real rules.
-const SHOWN_RULE_CHARS: usize = 100;
+/// How much of a rule's text a diagnostic quotes: enough to recognise it,
+/// short enough that the line always ends with what is valid.
+const SHOWN_RULE_CHARS: usize = 60;
 
 /// The grammar, for diagnostics: what a valid rule looks like.
 pub const RULE_SYNTAX: &str = "expected MATCH:ACTION, MATCH being * or conditions \
@@ -101,6 +104,11 @@ impl Address {
             None => Address::V6(bits),
         }
     }
+}
+
+/// `::ffff:a.b.c.d`, the IPv6 form of an IPv4 address.
+fn mapped_bits(v4: u32) -> u128 {
+    0xffff << 32 | u128::from(v4)
 }
 
 /// The IPv4 address in `::ffff:a.b.c.d`, as `Ipv6Addr::to_ipv4_mapped`.
@@ -295,7 +303,13 @@ impl Network {
         match (self.base, address) {
             (Address::V4(base), Address::V4(a)) => (base ^ a) & mask32(self.prefix) == 0,
             (Address::V6(base), Address::V6(a)) => (base ^ a) & mask128(self.prefix) == 0,
-            _ => false,
+            // An IPv4 peer is also the IPv6 address ::ffff:a.b.c.d: an IPv6
+            // network matches it when it holds that address (::/0 does).
+            (Address::V6(base), Address::V4(a)) => {
+                (base ^ mapped_bits(a)) & mask128(self.prefix) == 0
+            }
+            // A real IPv6 peer is never inside an IPv4 network.
+            (Address::V4(_), Address::V6(_)) => false,
         }
     }
 }
@@ -321,7 +335,8 @@ fn parse_network(text: &str) -> Result<Network, String> {
         match prefix.parse::<u8>() {
             Ok(length) if valid && length <= max => Ok(length),
             _ => Err(config::text(format_args!(
-                "prefix length {prefix:?} is not 0..{max}"
+                "prefix length {} is not 0..{max}",
+                config::quote_value(prefix)
             ))),
         }
     };
@@ -352,7 +367,8 @@ fn parse_network(text: &str) -> Result<Network, String> {
         });
     }
     Err(config::text(format_args!(
-        "{address:?} is not an IPv4 or IPv6 address"
+        "{} is not an IPv4 or IPv6 address",
+        config::quote_value(address)
     )))
 }
 
@@ -367,7 +383,8 @@ fn parse_ports(text: &str) -> Result<(u16, u16), String> {
     match (port(low), port(high)) {
         (Some(low), Some(high)) if low <= high => Ok((low, high)),
         _ => Err(config::text(format_args!(
-            "port {text:?} is not N or N-M with 1 <= N <= M <= 65535"
+            "port {} is not N or N-M with 1 <= N <= M <= 65535",
+            config::quote_value(text)
         ))),
     }
 }
@@ -590,7 +607,10 @@ fn parse_match(text: &str, rule: &mut Rule) -> Result<(), String> {
             return Err(if condition == "*" {
                 "* stands alone".to_string()
             } else {
-                config::text(format_args!("condition {condition:?} is not KEY=VALUE"))
+                config::text(format_args!(
+                    "condition {} is not KEY=VALUE",
+                    config::quote_value(condition)
+                ))
             });
         };
         let value = value.trim();
@@ -599,13 +619,23 @@ fn parse_match(text: &str, rule: &mut Rule) -> Result<(), String> {
                 let direction = match value {
                     "out" => Direction::Out,
                     "in" => Direction::In,
-                    _ => return Err(config::text(format_args!("dir={value:?} is not in or out"))),
+                    _ => {
+                        return Err(config::text(format_args!(
+                            "dir={} is not in or out",
+                            config::quote_value(value)
+                        )))
+                    }
                 };
                 once(&mut rule.direction, "dir", direction)?;
             }
             "net" => once(&mut rule.network, "net", parse_network(value)?)?,
             "port" => once(&mut rule.ports, "port", parse_ports(value)?)?,
-            other => return Err(config::text(format_args!("unknown condition {other:?}"))),
+            other => {
+                return Err(config::text(format_args!(
+                    "unknown condition {}",
+                    config::quote_value(other)
+                )))
+            }
         }
     }
     Ok(())
@@ -621,7 +651,8 @@ fn parse_action(text: &str) -> Result<Action, String> {
     for item in text.split(',').map(str::trim) {
         let Some((key, value)) = item.split_once('=') else {
             return Err(config::text(format_args!(
-                "action {item:?} is not off, on or TIMER=VALUE"
+                "action {} is not off, on or TIMER=VALUE",
+                config::quote_value(item)
             )));
         };
         let (key, value) = (key.trim(), value.trim());
@@ -638,11 +669,17 @@ fn parse_action(text: &str) -> Result<Action, String> {
             "user_timeout" => Quantity::Millis {
                 max: config::MAX_USER_TIMEOUT_MS,
             },
-            _ => return Err(config::text(format_args!("unknown action {key:?}"))),
+            _ => {
+                return Err(config::text(format_args!(
+                    "unknown action {}",
+                    config::quote_value(key)
+                )))
+            }
         };
         let bad = || {
             config::text(format_args!(
-                "{key}={value:?}: expected {}",
+                "{key}={}: expected {}",
+                config::quote_value(value),
                 quantity.describe()
             ))
         };
@@ -689,6 +726,34 @@ fn parse_rule(text: &str, number: usize) -> Result<Rule, String> {
     Ok(rule)
 }
 
+/// What a bad rule's author probably meant, for the two common mistakes:
+/// rules joined by a comma instead of `;` (`net=10.0.0.0/8:off, *:on`), and
+/// conditions joined by a space instead of a comma (`dir=out port=22:off`).
+fn likely_mistake(rule: &str) -> Option<&'static str> {
+    let (matcher, _) = rule.rsplit_once(':')?;
+    let ends_an_action = |text: &str| {
+        let action = text.trim();
+        ["off", "on"].contains(&action)
+            || ["idle=", "intvl=", "cnt=", "user_timeout="]
+                .iter()
+                .any(|timer| action.starts_with(timer))
+    };
+    // `...:off, next...`: an action followed by a comma inside the match.
+    let comma_after_action = matcher.split(',').any(|piece| {
+        piece
+            .rsplit_once(':')
+            .is_some_and(|(_, action)| ends_an_action(action))
+    });
+    if comma_after_action {
+        return Some("did you mean ';' between rules? ");
+    }
+    let space_between_conditions = matcher.split(',').any(|condition| {
+        let mut words = condition.split_whitespace();
+        words.next().is_some() && words.any(|word| word.contains('='))
+    });
+    space_between_conditions.then_some("did you mean ',' between conditions? ")
+}
+
 /// Parses `KEEPALIVE_RULES` (named `variable` in messages). Empty rules
 /// (`;;`, a trailing `;`) are skipped; each bad rule gets one line and is
 /// dropped, the others keep their order and their numbers.
@@ -709,8 +774,9 @@ pub fn parse_rules(variable: &str, text: &str) -> (Vec<Rule>, Vec<String>) {
             Ok(rule) => rules.push(rule),
             Err(reason) => diagnostics.push(config::text(format_args!(
                 "libkeepalive: {variable}: rule {number} {} is not valid: {reason}; \
-                 {RULE_SYNTAX}; ignoring this rule",
-                config::quote_value_up_to(piece, SHOWN_RULE_CHARS)
+                 {}ignoring this rule; {RULE_SYNTAX}",
+                config::quote_value_up_to(piece, SHOWN_RULE_CHARS),
+                likely_mistake(piece).unwrap_or("")
             ))),
         }
     }
@@ -1050,7 +1116,7 @@ mod tests {
     }
 
     #[test]
-    fn mapped_addresses_match_ipv4_rules_and_only_those() {
+    fn an_ipv4_peer_is_also_its_mapped_ipv6_address() {
         let selection = Selection {
             directions: Directions::Both,
             rules: parse_ok("net=127.0.0.2/32:off; net=::/0:idle=9"),
@@ -1060,14 +1126,80 @@ mod tests {
             selection.decide(&out(v6("::ffff:127.0.0.2"), 80)),
             Decision::Matched(0)
         );
-        assert_eq!(
-            selection.decide(&out(v6("::ffff:127.0.0.3"), 80)),
-            Decision::Unmatched
-        );
+        // ::/0 holds every IPv6 address, ::ffff:127.0.0.3 among them.
+        for peer in [v6("::ffff:127.0.0.3"), v4("127.0.0.3")] {
+            assert_eq!(selection.decide(&out(peer, 80)), Decision::Matched(1));
+        }
+        // The same answer for every network that holds the mapped form or not.
+        for (network, holds_10_1_2_3) in [
+            ("::/0", true),
+            ("::/64", true),
+            ("::ffff:0:0/96", true),
+            ("::ffff:10.0.0.0/104", true),
+            ("::ffff:11.0.0.0/104", false),
+            ("2001:db8::/32", false),
+            ("::/96", false),
+            ("10.0.0.0/8", true),
+            ("0.0.0.0/0", true),
+        ] {
+            let net = parse_network(network).unwrap();
+            assert_eq!(net.contains(v4("10.1.2.3")), holds_10_1_2_3, "{network}");
+            assert_eq!(
+                net.contains(v6("::ffff:10.1.2.3")),
+                holds_10_1_2_3,
+                "{network}"
+            );
+        }
         assert_eq!(
             selection.decide(&out(v6("2001:db8::1"), 80)),
             Decision::Matched(1)
         );
+    }
+
+    #[test]
+    fn every_bad_rule_line_ends_with_the_grammar_however_long_the_rule() {
+        let long_net = format!("net={}:off", "1".repeat(5000));
+        let long_condition = format!("{}=1:off", "x".repeat(5000));
+        let long_timer = format!("*:idle={}", "9".repeat(5000));
+        for text in [long_net, long_condition, long_timer] {
+            let (_, diagnostics) = parse_rules("KEEPALIVE_RULES", &text);
+            assert_eq!(diagnostics.len(), 1);
+            let line = &diagnostics[0];
+            assert!(line.ends_with(RULE_SYNTAX), "{line}");
+            assert!(line.len() < 600, "{} bytes: {line}", line.len());
+            assert!(line.contains("(5"), "the length is shown: {line}");
+        }
+    }
+
+    #[test]
+    fn the_two_common_mistakes_get_a_hint() {
+        for (text, hint) in [
+            (
+                "net=10.0.0.0/8:off, *:on",
+                "did you mean ';' between rules?",
+            ),
+            (
+                "port=22:idle=60,port=80:off",
+                "did you mean ';' between rules?",
+            ),
+            (
+                "dir=out port=22:off",
+                "did you mean ',' between conditions?",
+            ),
+            (
+                "net=10.0.0.0/8 port=22:idle=5",
+                "did you mean ',' between conditions?",
+            ),
+        ] {
+            let (_, diagnostics) = parse_rules("KEEPALIVE_RULES", text);
+            assert_eq!(diagnostics.len(), 1, "{text}");
+            assert!(diagnostics[0].contains(hint), "{text}: {}", diagnostics[0]);
+            assert_eq!(diagnostics[0].matches("expected MATCH:ACTION").count(), 1);
+        }
+        for text in ["net=10.0.0.300:off", "dir=sideways:off", "*:idle=0"] {
+            let (_, diagnostics) = parse_rules("KEEPALIVE_RULES", text);
+            assert!(!diagnostics[0].contains("did you mean"), "{text}");
+        }
     }
 
     #[test]
@@ -1084,6 +1216,7 @@ mod tests {
         assert!(!net6.contains(v6("2001:db8::2")));
         let all6 = parse_network("::/0").unwrap();
         assert!(all6.contains(v6("ffff::")));
+        assert!(all6.contains(v4("192.0.2.1")));
     }
 
     #[test]
@@ -1189,7 +1322,7 @@ mod tests {
             );
             assert!(line.contains(reason), "{text}: {line}");
             assert!(line.contains("expected MATCH:ACTION"), "{line}");
-            assert!(line.ends_with("ignoring this rule"), "{line}");
+            assert!(line.ends_with(RULE_SYNTAX), "{line}");
             assert!(!line.contains('\n'));
             assert!(line.len() < 500, "{}", line.len());
             let numbers: Vec<_> = rules.iter().map(|r| r.number).collect();

@@ -4,7 +4,7 @@
 //! single atomic load: no lock, no allocation.
 
 use crate::config;
-use crate::diagnostics::{self, StderrIdentity};
+use crate::diagnostics;
 use crate::plan::{KernelDefaults, Plan};
 use crate::policy::Policy;
 use crate::rules::Selection;
@@ -19,7 +19,6 @@ pub struct Runtime {
     /// The options for each connection (`policy.global` without rules).
     pub policy: Policy,
     pub debug: bool,
-    pub stderr: Option<StderrIdentity>,
 }
 
 impl Runtime {
@@ -34,7 +33,7 @@ impl Runtime {
             let mut line = diagnostics::LineBuffer::new();
             let _ = line.write_str("libkeepalive: ");
             build(&mut line);
-            diagnostics::write_line(self.stderr, line.as_bytes());
+            diagnostics::write_line(line.as_bytes());
         }
     }
 }
@@ -49,7 +48,6 @@ impl Runtime {
         Runtime {
             policy: Policy::new(&off, Selection::default(), || KernelDefaults::LINUX),
             debug: false,
-            stderr: None,
         }
     }
 }
@@ -137,14 +135,19 @@ fn load() -> Runtime {
         return Runtime::switched_off();
     }
     let loaded = config::load(secure_getenv_bytes);
-    let stderr = diagnostics::capture_stderr();
+    let debug = loaded.settings.debug;
+    if debug || !loaded.diagnostics.is_empty() {
+        diagnostics::open_private();
+    }
     for line in &loaded.diagnostics {
-        diagnostics::write_line(stderr, line.as_bytes());
+        diagnostics::write_line(line.as_bytes());
+    }
+    if !debug {
+        diagnostics::close_private();
     }
     let runtime = Runtime {
         policy: Policy::new(&loaded.settings, loaded.selection, read_kernel_defaults),
-        debug: loaded.settings.debug,
-        stderr,
+        debug,
     };
     runtime.debug(|line| {
         // SAFETY: getpid has no preconditions.

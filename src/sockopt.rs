@@ -65,3 +65,17 @@ pub fn get_int(fd: i32, level: i32, name: i32) -> Option<i32> {
         unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut c_int).cast(), &mut len) };
     (rc == 0).then_some(value)
 }
+
+/// The int at `value`, as the kernel read it for an option of `length`
+/// bytes: `None` when shorter than an int or null.
+///
+/// # Safety
+/// `value` must be null or point to `length` readable bytes (call it after
+/// the kernel accepted them).
+pub unsafe fn read_int_value(value: *const c_void, length: socklen_t) -> Option<i32> {
+    if value.is_null() || (length as usize) < size_of::<c_int>() {
+        return None;
+    }
+    // SAFETY: the caller promises `length` >= 4 readable bytes.
+    Some(unsafe { value.cast::<c_int>().read_unaligned() })
+}

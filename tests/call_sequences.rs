@@ -61,11 +61,27 @@ fn a_dup_keeps_the_programs_own_choice() {
     }
 }
 
+/// listen() itself fails (EADDRINUSE, not an earlier bind): the socket then
+/// behaves exactly like one that never called listen(), in every mode,
+/// including those that decide inbound at listen().
 #[test]
 fn a_failed_listen_does_not_decide_the_socket() {
+    let (without, text) = client_options("failed-listen", false, &[]);
+    assert!(text.contains("listen rc=-1 errno=98"), "{text}");
     for env in MODES {
         let (with, text) = client_options("failed-listen", true, env);
         assert!(text.contains("listen rc=-1 errno=98"), "{env:?}: {text}");
         assert!(with.starts_with("keepalive=1 idle=61 "), "{env:?}: {with}");
     }
+    // Inbound decided at listen(), then undone: the outbound connection is
+    // left alone, values included.
+    let (with, _) = client_options(
+        "failed-listen",
+        true,
+        &[("KEEPIDLE", "61"), ("KEEPALIVE_DIRECTION", "in")],
+    );
+    assert_eq!(with, without);
+    let rules = [("KEEPALIVE_RULES", "dir=in:idle=300; dir=out:idle=61")];
+    let (with, _) = client_options("failed-listen", true, &rules);
+    assert!(with.starts_with("keepalive=1 idle=61 "), "{with}");
 }

@@ -29,6 +29,14 @@ enum Kind {
     Count(&'static str, u64),
     /// Milliseconds for `user_timeout`, 0..=max.
     Millis(u64),
+    /// A timer under msantos/libkeepalive's name: as `Seconds` or `Count`,
+    /// and 0 means the system default (nothing set, no complaint).
+    MsantosTimer(&'static str, u64),
+    /// msantos's `TCP_USER_TIMEOUT`: as `Millis`, and -1 means derived
+    /// from the timers (our `auto`).
+    MsantosMillis(u64),
+    /// msantos's `LIBKEEPALIVE_DEBUG`: any value turns debugging on.
+    MsantosDebug,
     /// A switch spelled (on, off).
     Switch(&'static str, &'static str),
     /// The debug switch, 1 or 0.
@@ -44,20 +52,20 @@ const VARIABLES: [(&str, Kind); 18] = [
     ("KEEPALIVE", Kind::Switch("on", "off")),
     ("DD_USE_KEEPALIVE", Kind::Switch("1", "0")),
     ("KEEPIDLE", Kind::Seconds("idle", 32767)),
-    ("TCP_KEEPIDLE", Kind::Seconds("idle", 32767)),
+    ("TCP_KEEPIDLE", Kind::MsantosTimer("idle", 32767)),
     ("DD_TCP_KEEPALIVE_TIME", Kind::Seconds("idle", 32767)),
     ("KEEPINTVL", Kind::Seconds("intvl", 32767)),
-    ("TCP_KEEPINTVL", Kind::Seconds("intvl", 32767)),
+    ("TCP_KEEPINTVL", Kind::MsantosTimer("intvl", 32767)),
     ("DD_TCP_KEEPALIVE_INTVL", Kind::Seconds("intvl", 32767)),
     ("KEEPCNT", Kind::Count("cnt", 127)),
-    ("TCP_KEEPCNT", Kind::Count("cnt", 127)),
+    ("TCP_KEEPCNT", Kind::MsantosTimer("cnt", 127)),
     ("DD_TCP_KEEPALIVE_PROBES", Kind::Count("cnt", 127)),
     ("KEEPALIVE_USER_TIMEOUT", Kind::Millis(2147483647)),
-    ("TCP_USER_TIMEOUT", Kind::Millis(2147483647)),
+    ("TCP_USER_TIMEOUT", Kind::MsantosMillis(2147483647)),
     ("KEEPALIVE_DIRECTION", Kind::Direction),
     ("KEEPALIVE_RULES", Kind::Rules),
     ("KEEPALIVE_DEBUG", Kind::Debug),
-    ("LIBKEEPALIVE_DEBUG", Kind::Debug),
+    ("LIBKEEPALIVE_DEBUG", Kind::MsantosDebug),
     ("DD_DEBUG", Kind::Debug),
 ];
 
@@ -71,9 +79,12 @@ fn longest_exec_value(name: &str) -> Vec<u8> {
 /// The list, with the maximum and one past it for this kind.
 fn hostile_values(name: &str, kind: Kind) -> Vec<Vec<u8>> {
     let (max, past) = match kind {
-        Kind::Seconds(_, max) | Kind::Count(_, max) | Kind::Millis(max) => {
-            (max.to_string(), (max + 1).to_string())
-        }
+        Kind::Seconds(_, max)
+        | Kind::Count(_, max)
+        | Kind::Millis(max)
+        | Kind::MsantosTimer(_, max)
+        | Kind::MsantosMillis(max) => (max.to_string(), (max + 1).to_string()),
+        Kind::MsantosDebug => ("1".to_string(), "2".to_string()),
         Kind::Switch(on, _) => (on.to_string(), format!("{on}{on}")),
         Kind::Debug => ("1".to_string(), "2".to_string()),
         Kind::Direction => ("both".to_string(), "bothboth".to_string()),
@@ -134,6 +145,13 @@ fn oracle(kind: Kind, value: &[u8]) -> Expected {
             Some(n) if n <= max => Expected::Valid(true, vec![("user_timeout", n.to_string())]),
             _ => Expected::Invalid,
         },
+        Kind::MsantosTimer(_, _) if text == "0" => Expected::Valid(true, vec![]),
+        Kind::MsantosTimer(key, max) => oracle(Kind::Seconds(key, max), value),
+        Kind::MsantosMillis(_) if text == "-1" => {
+            Expected::Valid(true, vec![("user_timeout", derived_user_timeout_ms())])
+        }
+        Kind::MsantosMillis(max) => oracle(Kind::Millis(max), value),
+        Kind::MsantosDebug => Expected::Valid(true, vec![]),
         Kind::Switch(on, off) => {
             if text == on {
                 Expected::Valid(true, vec![])
@@ -157,6 +175,20 @@ fn oracle(kind: Kind, value: &[u8]) -> Expected {
             _ => Expected::Invalid,
         },
     }
+}
+
+/// `auto` with no timer set: the kernel defaults' idle + intvl x cnt.
+fn derived_user_timeout_ms() -> String {
+    let sysctl = |name: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let seconds = sysctl("tcp_keepalive_time")
+        + sysctl("tcp_keepalive_intvl") * sysctl("tcp_keepalive_probes");
+    (seconds * 1000).to_string()
 }
 
 fn sockprobe_connect(preload: bool, name: &str, value: &[u8]) -> Output {
@@ -244,7 +276,8 @@ fn check_variable(name: &'static str, kind: Kind) -> Vec<String> {
             if err.lines().count() != 1 || !names(&err, name) || err.len() > 600 {
                 failures.push(format!("{label}: want one line naming {name}, got {err:?}"));
             }
-        } else if matches!(kind, Kind::Debug) && value == b"1" {
+        } else if matches!(kind, Kind::MsantosDebug) || matches!(kind, Kind::Debug) && value == b"1"
+        {
             // Debug on: debug lines only, no complaint.
             if err.contains("not valid") || !err.contains("TCP sockets get") {
                 failures.push(format!("{label}: debug output {err:?}"));
@@ -297,7 +330,14 @@ fn the_oracle_accepts_the_maximum_and_rejects_one_past_it() {
         let expected = match kind {
             // The maximum, and 0 (which is the off value or a valid timeout),
             // or for rules the empty value (no rules).
-            Kind::Millis(_) | Kind::Debug | Kind::Rules => 2,
+            Kind::Millis(_) | Kind::Debug | Kind::Rules | Kind::MsantosTimer(..) => 2,
+            // The maximum, 0, and -1.
+            Kind::MsantosMillis(_) => 3,
+            // Every value that is text.
+            Kind::MsantosDebug => values
+                .iter()
+                .filter(|v| std::str::from_utf8(v).is_ok())
+                .count(),
             Kind::Switch(_, "0") => 2,
             _ => 1,
         };
@@ -309,15 +349,21 @@ fn the_oracle_accepts_the_maximum_and_rejects_one_past_it() {
 fn all_variables_bad_at_once_give_one_line_each() {
     let mut cmd = command(c_program("sockprobe"), true, &[]);
     cmd.args(["connect", "libc"]);
-    for (name, _) in VARIABLES {
+    // LIBKEEPALIVE_DEBUG takes any value (msantos's meaning): not bad.
+    let bad = || {
+        VARIABLES
+            .iter()
+            .filter(|(_, kind)| !matches!(kind, Kind::MsantosDebug))
+    };
+    for (name, _) in bad() {
         cmd.env(name, "0x10");
     }
     let with = run(cmd, DEADLINE);
     let without = sockprobe_connect(false, "KEEPIDLE", b"0x10");
     assert_eq!(stdout(&with), expected_stdout(&stdout(&without), true, &[]));
     let err = stderr(&with);
-    assert_eq!(err.lines().count(), VARIABLES.len(), "{err}");
-    for (name, _) in VARIABLES {
+    assert_eq!(err.lines().count(), bad().count(), "{err}");
+    for &(name, _) in bad() {
         let lines: Vec<&str> = err.lines().filter(|line| names(line, name)).collect();
         assert_eq!(lines.len(), 1, "{name}: {err}");
         assert!(lines[0].contains("\"0x10\""), "{}", lines[0]);
@@ -329,7 +375,10 @@ fn a_megabyte_value_set_before_the_library_loads() {
     // More than execve can carry, so lifeprobe sets it with setenv and then
     // dlopens the library, whose constructor reads it.
     let lib = library().to_str().unwrap();
-    for (name, _) in VARIABLES {
+    for (name, kind) in VARIABLES {
+        if matches!(kind, Kind::MsantosDebug) {
+            continue; // any value is valid there
+        }
         let mut cmd = command(c_program("lifeprobe"), false, &[]);
         cmd.args(["bigenv", lib, name, "1048576"]);
         let out = run(cmd, DEADLINE);

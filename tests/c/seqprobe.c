@@ -88,15 +88,21 @@ static int cmd_dup_choice(void) {
 }
 
 static int cmd_failed_listen(void) {
-    struct sockaddr_in server, taken;
+    struct sockaddr_in server, taken = {.sin_family = AF_INET};
     listener(&server, 8);
-    int first = listener(&taken, 8), one = 1;
-    (void)first;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    taken.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    int first = socket(AF_INET, SOCK_STREAM, 0), fd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(first, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    /* Bound to the same address with SO_REUSEADDR: bind works, listen not. */
-    int rc = bind(fd, (struct sockaddr *)&taken, sizeof taken);
-    int lrc = rc == 0 ? listen(fd, 8) : -1;
+    socklen_t len = sizeof taken;
+    check(bind(first, (struct sockaddr *)&taken, sizeof taken) == 0, "bind first");
+    check(getsockname(first, (struct sockaddr *)&taken, &len) == 0, "getsockname");
+    /* Both bound to one address with SO_REUSEADDR, neither listening: bind
+     * works; once the first listens, listen() itself fails on the second. */
+    check(bind(fd, (struct sockaddr *)&taken, sizeof taken) == 0, "bind second");
+    check(listen(first, 8) == 0, "listen first");
+    int lrc = listen(fd, 8);
     printf("listen rc=%d errno=%d\n", lrc, lrc ? errno : 0);
     check(connect(fd, (struct sockaddr *)&server, sizeof server) == 0, "connect");
     report("client", fd);

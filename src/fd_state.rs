@@ -1,0 +1,251 @@
+//! What we know about one descriptor, packed in 32 bits so that the table
+//! (`fd_table`) can hold it in one atomic word. Pure code.
+//!
+//! - `kind`: where the socket stands (see `Kind`);
+//! - `choices`: the keepalive options the program set itself, and whether
+//!   its last `SO_KEEPALIVE` was 0. Those options are never set by us, and
+//!   a program that switched keepalive off gets no option at all;
+//! - `generation`: bumped whenever the number starts naming something else
+//!   (close, a new socket, a duplicate), so that a decision made for one
+//!   socket is never applied to the next one on the same number.
+
+use crate::plan::{OptionSet, Plan, SockOpt};
+
+/// Where a descriptor stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Never seen (inherited, made by a raw system call, a file), or closed.
+    Unknown = 0,
+    /// Not a TCP socket, or one we cannot follow: never touched.
+    LeftAlone = 1,
+    /// A TCP socket of ours not decided yet (rules are in force): decided
+    /// at `connect()`, `listen()` or each `accept()`.
+    Pending = 2,
+    /// A TCP socket whose options are settled: configured by us, left off
+    /// by a decision, or chosen by its owner. Connections accepted from it
+    /// inherit its options from the kernel.
+    Decided = 3,
+    /// A TCP listener we did not create (systemd, inetd) with keepalive
+    /// off: its connections are decided one by one at `accept()`.
+    ForeignListener = 4,
+}
+
+/// The options the program chose itself on one socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Choices {
+    /// Options the program set (successfully) with its own `setsockopt`.
+    pub set: OptionSet,
+    /// Its last `SO_KEEPALIVE` was 0: keepalive stays off.
+    pub keepalive_off: bool,
+}
+
+impl Choices {
+    /// The options of `plan` that are still ours to set.
+    pub fn leave_to_us<'a>(&self, plan: &'a Plan) -> impl Iterator<Item = &'a SockOpt> + 'a {
+        let (chosen, off) = (self.set, self.keepalive_off);
+        plan.options()
+            .iter()
+            .filter(move |option| !off && !chosen.contains(option.bit))
+    }
+
+    /// Records the program's successful `setsockopt` of `option`;
+    /// `value` is `None` when it could not be read as an int.
+    pub fn record(&mut self, option: OptionSet, value: Option<i32>) {
+        self.set = self.set.union(option);
+        if option == OptionSet::KEEPALIVE {
+            self.keepalive_off = value == Some(0);
+        }
+    }
+
+    /// Choices made on a listener and on a connection accepted from it.
+    pub fn union(self, other: Choices) -> Choices {
+        Choices {
+            set: self.set.union(other.set),
+            keepalive_off: self.keepalive_off || other.keepalive_off,
+        }
+    }
+}
+
+/// One descriptor's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub kind: Kind,
+    pub choices: Choices,
+    pub generation: u16,
+}
+
+const KIND_MASK: u32 = 0b111;
+const CHOICES_SHIFT: u32 = 3;
+const OFF_BIT: u32 = 1 << 8;
+const GENERATION_SHIFT: u32 = 16;
+
+impl Record {
+    /// The record of a number never seen.
+    pub const UNKNOWN: Record = Record {
+        kind: Kind::Unknown,
+        choices: Choices {
+            set: OptionSet::EMPTY,
+            keepalive_off: false,
+        },
+        generation: 0,
+    };
+
+    pub fn encode(self) -> u32 {
+        self.kind as u32
+            | u32::from(self.choices.set.bits()) << CHOICES_SHIFT
+            | if self.choices.keepalive_off {
+                OFF_BIT
+            } else {
+                0
+            }
+            | u32::from(self.generation) << GENERATION_SHIFT
+    }
+
+    pub fn decode(word: u32) -> Record {
+        let kind = match word & KIND_MASK {
+            1 => Kind::LeftAlone,
+            2 => Kind::Pending,
+            3 => Kind::Decided,
+            4 => Kind::ForeignListener,
+            _ => Kind::Unknown,
+        };
+        Record {
+            kind,
+            choices: Choices {
+                set: OptionSet::from_bits((word >> CHOICES_SHIFT) as u8),
+                keepalive_off: word & OFF_BIT != 0,
+            },
+            generation: (word >> GENERATION_SHIFT) as u16,
+        }
+    }
+
+    /// What the number holds next: a new socket or a duplicate of `kind`,
+    /// with `choices`; a new generation, so older decisions miss it.
+    pub fn next(self, kind: Kind, choices: Choices) -> Record {
+        Record {
+            kind,
+            choices,
+            generation: self.generation.wrapping_add(1),
+        }
+    }
+
+    /// The same socket in another kind (a decision), same generation.
+    pub fn with_kind(self, kind: Kind) -> Record {
+        Record { kind, ..self }
+    }
+
+    /// After a close: nothing known, a new generation.
+    pub fn closed(self) -> Record {
+        self.next(Kind::Unknown, Choices::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::plan::KernelDefaults;
+
+    fn every_option_plan() -> Plan {
+        let settings = Settings {
+            idle_secs: Some(60),
+            interval_secs: Some(10),
+            count: Some(6),
+            user_timeout: Some(crate::config::UserTimeout::Millis(1500)),
+            ..Settings::default()
+        };
+        Plan::new(&settings, || KernelDefaults::LINUX)
+    }
+
+    fn labels<'a>(options: impl Iterator<Item = &'a SockOpt>) -> Vec<&'static str> {
+        options.map(|option| option.label()).collect()
+    }
+
+    #[test]
+    fn records_round_trip_through_their_word() {
+        let kinds = [
+            Kind::Unknown,
+            Kind::LeftAlone,
+            Kind::Pending,
+            Kind::Decided,
+            Kind::ForeignListener,
+        ];
+        for kind in kinds {
+            for bits in 0..32u8 {
+                for keepalive_off in [false, true] {
+                    for generation in [0, 1, 0x1234, u16::MAX] {
+                        let record = Record {
+                            kind,
+                            choices: Choices {
+                                set: OptionSet::from_bits(bits),
+                                keepalive_off,
+                            },
+                            generation,
+                        };
+                        assert_eq!(Record::decode(record.encode()), record);
+                    }
+                }
+            }
+        }
+        assert_eq!(Record::decode(0), Record::UNKNOWN);
+    }
+
+    #[test]
+    fn the_program_s_options_are_never_ours_to_set() {
+        let plan = every_option_plan();
+        let mut choices = Choices::default();
+        assert_eq!(labels(choices.leave_to_us(&plan)).len(), 5);
+        choices.record(OptionSet::USER_TIMEOUT, Some(0));
+        choices.record(OptionSet::IDLE, Some(30));
+        assert_eq!(
+            labels(choices.leave_to_us(&plan)),
+            ["SO_KEEPALIVE", "TCP_KEEPINTVL", "TCP_KEEPCNT"]
+        );
+        choices.record(OptionSet::KEEPALIVE, Some(1));
+        assert_eq!(
+            labels(choices.leave_to_us(&plan)),
+            ["TCP_KEEPINTVL", "TCP_KEEPCNT"]
+        );
+        // Keepalive switched off by the program: nothing at all.
+        choices.record(OptionSet::KEEPALIVE, Some(0));
+        assert_eq!(labels(choices.leave_to_us(&plan)).len(), 0);
+        // ... and on again: the others are ours once more.
+        choices.record(OptionSet::KEEPALIVE, Some(7));
+        assert_eq!(labels(choices.leave_to_us(&plan)).len(), 2);
+    }
+
+    #[test]
+    fn a_listener_s_choices_carry_to_its_connections() {
+        let mut listener = Choices::default();
+        listener.record(OptionSet::KEEPALIVE, Some(0));
+        let connection = Choices::default();
+        assert!(listener.union(connection).keepalive_off);
+        let mut listener = Choices::default();
+        listener.record(OptionSet::USER_TIMEOUT, Some(0));
+        let plan = every_option_plan();
+        assert_eq!(
+            labels(listener.union(connection).leave_to_us(&plan)),
+            [
+                "SO_KEEPALIVE",
+                "TCP_KEEPIDLE",
+                "TCP_KEEPINTVL",
+                "TCP_KEEPCNT"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_new_use_of_a_number_is_a_new_generation() {
+        let first = Record::UNKNOWN.next(Kind::Pending, Choices::default());
+        let decided = first.with_kind(Kind::Decided);
+        assert_eq!(decided.generation, first.generation);
+        let closed = decided.closed();
+        assert_ne!(closed.generation, first.generation);
+        assert_eq!(closed.kind, Kind::Unknown);
+        let wrapped = Record {
+            generation: u16::MAX,
+            ..Record::UNKNOWN
+        };
+        assert_eq!(wrapped.closed().generation, 0);
+    }
+}
