@@ -7,7 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null || { echo "demo: $1 not found: apt-get install -y $2" >&2; exit 1; }; }
-need cargo "rustup (https://rustup.rs)"
+# Debian 12 has no rustup package and its rustc (1.63) is older than the
+# 1.80 this crate needs: rustup's installer is the way.
+need_cargo() {
+    command -v cargo >/dev/null && return
+    echo "demo: cargo not found: install Rust 1.80 or later with rustup:" >&2
+    echo "    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh" >&2
+    echo "then open a new shell (or: . \"\$HOME/.cargo/env\")." >&2
+    exit 1
+}
+need_cargo
 need nc netcat-openbsd
 need ss iproute2
 

@@ -4,8 +4,18 @@
 # packages and fails; then checks formatting and lints, builds the release
 # library and command, and runs every test. Nothing is skipped: a test whose
 # tool is missing fails with the command that installs it.
+#
+# What it installs and changes, as root: the Debian packages listed in
+# REQUIRED (apt-get), cargo-deb (cargo install, once, into ~/.cargo/bin),
+# check-jsonschema and kubernetes-validate (pip, once). The package test
+# installs and purges this project's .deb (apt), which removes Debian's
+# libkeepalive0 and puts it back afterwards if it was installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Debian's PATH for users lacks the sbin directories where nft, sysctl and
+# ip live; the tests look there too.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 # command  Debian package
 REQUIRED="
@@ -30,6 +40,9 @@ man man-db
 perl perl
 java openjdk-17-jdk-headless
 node nodejs
+lintian lintian
+dpkg-shlibdeps dpkg-dev
+pip3 python3-pip
 "
 
 missing_packages() {
@@ -63,9 +76,31 @@ if [ -n "${missing// /}" ]; then
         exit 1
     fi
 fi
+# Build and validation tools from crates.io and PyPI, installed once and
+# reused: cargo install and pip only run when the command is missing.
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-deb (once): cargo install --locked cargo-deb"
+    cargo install --locked --quiet cargo-deb
+fi
+for tool in check-jsonschema kubernetes-validate; do
+    if ! command -v "$tool" >/dev/null; then
+        if [ "$(id -u)" = 0 ]; then
+            echo "test.sh: installing $tool (once): pip3 install $tool"
+            # Debian 12 marks its Python as externally managed.
+            pip3 install --quiet "$tool" 2>/dev/null ||
+                pip3 install --quiet --break-system-packages "$tool"
+        else
+            echo "test.sh: $tool not found; install it with: pip3 install --user $tool" >&2
+            exit 1
+        fi
+    fi
+done
+
 if [ "$(id -u)" != 0 ]; then
-    echo "test.sh: note: the network-namespace, setuid and socket-activation tests need root;" >&2
-    echo "         as $(id -un) they will fail saying so. Run: sudo -E scripts/test.sh" >&2
+    # sudo's secure_path drops ~/.cargo/bin, and with it cargo: pass PATH on.
+    echo "test.sh: note: the network-namespace, setuid, socket-activation and package tests" >&2
+    echo "         need root; as $(id -un) they will fail saying so. Run:" >&2
+    echo "             sudo -E env \"PATH=\$PATH\" scripts/test.sh" >&2
 fi
 
 cargo fmt --check

@@ -29,6 +29,8 @@ mod elf;
 mod environment;
 #[path = "keepalive/locate.rs"]
 mod locate;
+#[path = "keepalive/output.rs"]
+mod output;
 #[path = "keepalive/reach.rs"]
 mod reach;
 
@@ -88,21 +90,16 @@ fn main() -> ExitCode {
     let invocation = match args::parse(std::env::args_os().skip(1)) {
         Ok(invocation) => invocation,
         Err(message) => {
-            eprintln!("keepalive: {message}; see keepalive --help");
+            output::warn(&format!("keepalive: {message}; see keepalive --help"));
             return ExitCode::from(FAILED);
         }
     };
     let Invocation { options, action } = invocation;
     let overrides = Overrides::from_options(&options);
     match action {
-        Action::Help => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Action::Version => {
-            println!("keepalive {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
+        Action::Help => output::print(USAGE).map_or_else(|status| status, |()| ExitCode::SUCCESS),
+        Action::Version => output::print(&format!("keepalive {}\n", env!("CARGO_PKG_VERSION")))
+            .map_or_else(|status| status, |()| ExitCode::SUCCESS),
         Action::Check { program } => run_check(&overrides, program.as_deref()),
         Action::Run { program, args } => run_program(&overrides, &program, &args),
     }
@@ -112,7 +109,7 @@ fn main() -> ExitCode {
 /// variable a line names. Returns true if there were none.
 fn report_diagnostics(diagnostics: &[String], overrides: &Overrides) -> bool {
     for line in diagnostics {
-        eprintln!("{line}");
+        output::warn(line);
     }
     for (variable, _, option) in &overrides.set {
         // "KEEPIDLE=\"0\" is not valid", or "KEEPALIVE_RULES: rule 2 ...".
@@ -122,7 +119,7 @@ fn report_diagnostics(diagnostics: &[String], overrides: &Overrides) -> bool {
             .iter()
             .any(|line| line.contains(&quoted) || line.contains(&named))
         {
-            eprintln!("keepalive: {variable} is the value of {option}");
+            output::warn(&format!("keepalive: {variable} is the value of {option}"));
         }
     }
     diagnostics.is_empty()
@@ -134,24 +131,37 @@ fn warn_if_unreachable(program: &OsStr) {
     if let Some(warning) =
         locate::executable(program, path.as_deref()).and_then(|e| reach::warning(&e))
     {
-        eprintln!("{warning}");
+        output::warn(&warning);
     }
 }
 
 fn run_check(overrides: &Overrides, program: Option<&OsStr>) -> ExitCode {
     let loaded = environment::load(overrides, environment::inherited);
     let library = locate::find_library();
-    match &library {
-        Ok(path) => println!("{:<13} {}", "library", path.display()),
-        Err(reason) => println!("{:<13} not found: {reason}", "library"),
-    }
+    let mut report = match &library {
+        Ok(path) => format!("{:<13} {}\n", "library", path.display()),
+        Err(reason) => format!("{:<13} not found: {reason}\n", "library"),
+    };
     for line in check::report(
         &loaded,
         overrides,
         &environment::inherited,
         &check::read_sysctl,
     ) {
-        println!("{line}");
+        report.push_str(&line);
+        report.push('\n');
+    }
+    if let Ok(path) = &library {
+        // Hardened units (NoExecPaths=/, e.g. Debian's redis-server) make
+        // ld.so refuse the preload with only a line in the journal.
+        report.push_str(&format!(
+            "{:<13} a unit with NoExecPaths= also needs ExecPaths={}\n",
+            "systemd",
+            path.display()
+        ));
+    }
+    if let Err(status) = output::print(&report) {
+        return status;
     }
     let valid = report_diagnostics(&loaded.diagnostics, overrides);
     if let Some(program) = program {
@@ -167,16 +177,16 @@ fn run_check(overrides: &Overrides, program: Option<&OsStr>) -> ExitCode {
 fn run_program(overrides: &Overrides, program: &OsStr, args: &[OsString]) -> ExitCode {
     let loaded = environment::load(overrides, environment::inherited);
     if !report_diagnostics(&loaded.diagnostics, overrides) {
-        eprintln!(
+        output::warn(&format!(
             "keepalive: not starting {}: fix the setting above",
             program.to_string_lossy()
-        );
+        ));
         return ExitCode::from(FAILED);
     }
     let library = match locate::find_library() {
         Ok(library) => library,
         Err(reason) => {
-            eprintln!("keepalive: {reason}");
+            output::warn(&format!("keepalive: {reason}"));
             return ExitCode::from(FAILED);
         }
     };
@@ -197,10 +207,10 @@ fn run_program(overrides: &Overrides, program: &OsStr, args: &[OsString]) -> Exi
     // exec only returns on failure; on success PROGRAM has our process id,
     // and its signals and exit status are its own.
     let error = command.exec();
-    eprintln!(
+    output::warn(&format!(
         "keepalive: cannot run {}: {error}",
         program.to_string_lossy()
-    );
+    ));
     ExitCode::from(if error.kind() == std::io::ErrorKind::NotFound {
         NOT_FOUND
     } else {

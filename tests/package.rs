@@ -1,0 +1,351 @@
+//! The Debian package, end to end (as root): scripts/package.sh builds it,
+//! lintian finds no error, apt installs it, the library works by bare name
+//! (`LD_PRELOAD=libkeepalive.so`) in our probe (getsockopt) and in a real
+//! program (OpenBSD nc, seen with ss), /usr/bin/keepalive runs and checks,
+//! and apt purge leaves no file behind. The host is put back as it was:
+//! Debian's libkeepalive0, which the package replaces, is reinstalled if it
+//! was there. Also (any user): the glibc floor the README states is the one
+//! the built library's symbol versions ask for.
+
+mod common;
+
+use common::process::Process;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const PACKAGE: &str = "keepalive";
+/// Debian's library of the same name, which the package conflicts with.
+const DEBIAN_PEER: &str = "libkeepalive0";
+const DEADLINE: Duration = Duration::from_secs(300);
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The release build directory common::library() uses, so that the
+/// package reuses that build instead of making another.
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("release-build")
+}
+
+fn sh(program: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(std::process::Stdio::null());
+    run(cmd, DEADLINE)
+}
+
+fn check(program: &str, args: &[&str]) -> String {
+    let output = sh(program, args);
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+fn installed(package: &str) -> bool {
+    let output = sh("dpkg-query", &["-W", "-f=${Status}", package]);
+    stdout(&output) == "install ok installed"
+}
+
+/// apt waits for a lock another apt holds instead of failing at once.
+fn apt(args: &[&str]) -> String {
+    let mut all = vec!["-o", "DPkg::Lock::Timeout=120", "-y", "-q"];
+    all.extend_from_slice(args);
+    check("apt-get", &all)
+}
+
+/// Purges the package and puts Debian's libkeepalive0 back if it was
+/// installed, even when the test fails half-way.
+struct RestoreHost {
+    peer_was_installed: bool,
+}
+
+impl Drop for RestoreHost {
+    fn drop(&mut self) {
+        if installed(PACKAGE) {
+            let _ = sh(
+                "apt-get",
+                &["-o", "DPkg::Lock::Timeout=120", "-y", "purge", PACKAGE],
+            );
+        }
+        if self.peer_was_installed && !installed(DEBIAN_PEER) {
+            let _ = sh(
+                "apt-get",
+                &[
+                    "-o",
+                    "DPkg::Lock::Timeout=120",
+                    "-y",
+                    "install",
+                    DEBIAN_PEER,
+                ],
+            );
+        }
+    }
+}
+
+fn multiarch() -> String {
+    check("gcc", &["-print-multiarch"]).trim().to_string()
+}
+
+/// Builds the package with scripts/package.sh; returns the .deb.
+fn build_package() -> PathBuf {
+    let mut cmd = Command::new(repo().join("scripts/package.sh"));
+    cmd.env("CARGO_TARGET_DIR", target_dir());
+    let output = run(cmd, DEADLINE);
+    assert!(
+        output.status.success(),
+        "scripts/package.sh: {}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let arch = check("dpkg", &["--print-architecture"]);
+    let deb = target_dir().join("debian").join(format!(
+        "{PACKAGE}_{}-1_{}.deb",
+        env!("CARGO_PKG_VERSION"),
+        arch.trim()
+    ));
+    assert!(deb.is_file(), "{} not built", deb.display());
+    deb
+}
+
+/// The socket options our probe reads back from a fresh TCP socket.
+fn probe_options(env: &[(&str, &str)]) -> (String, String) {
+    let mut cmd = command(c_program("sockprobe"), false, env);
+    cmd.args(["socket", "inet", "stream", "0"]);
+    let output = run(cmd, Duration::from_secs(30));
+    let line = stdout(&output)
+        .lines()
+        .find(|l| l.starts_with("socket "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter(|w| !w.starts_with("fd="))
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    (line, stderr(&output))
+}
+
+/// A real program, OpenBSD nc, as a client run by `client`, connected to an
+/// nc listener without the library; returns the client side's ss line.
+fn nc_client_line(client: &mut dyn FnMut(u16) -> Command) -> String {
+    let port = free_port();
+    let mut listener = Command::new("nc");
+    listener.args(["-l", "127.0.0.1", &port.to_string()]);
+    let _listener = Process::spawn(listener, "nc -l");
+    let listening = wait_for(Duration::from_secs(10), || {
+        let out = sh("ss", &["-tlnH"]);
+        stdout(&out)
+            .contains(&format!("127.0.0.1:{port} "))
+            .then_some(())
+    });
+    assert!(listening.is_some(), "nc -l never listened on {port}");
+    let _client = Process::spawn(client(port), "nc client");
+    let suffix = format!(":{port}");
+    // The client's line: its peer (4th column) is the listener's port.
+    let line = wait_for(Duration::from_secs(10), || {
+        ss_lines(port).into_iter().find(|l| {
+            l.split_whitespace()
+                .nth(3)
+                .is_some_and(|peer| peer.ends_with(&suffix))
+        })
+    });
+    line.unwrap_or_else(|| panic!("no connection to port {port} in ss"))
+}
+
+fn nc_with(
+    env: &'static [(&'static str, &'static str)],
+    via_command: bool,
+) -> impl FnMut(u16) -> Command {
+    move |port| {
+        let port = port.to_string();
+        let mut cmd = if via_command {
+            let mut cmd = command("/usr/bin/keepalive", false, env);
+            cmd.args(["--", "nc", "-d", "127.0.0.1", &port]);
+            cmd
+        } else {
+            let mut cmd = command("nc", false, env);
+            cmd.args(["-d", "127.0.0.1", &port]);
+            cmd
+        };
+        cmd.env("KEEPALIVE_LIB", "");
+        cmd
+    }
+}
+
+#[test]
+fn package_builds_installs_works_by_bare_name_and_purges_clean() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the package test installs a package: run it as root, e.g. \
+         sudo -E env \"PATH=$PATH\" scripts/test.sh"
+    );
+    for (tool, package) in [
+        ("lintian", "lintian"),
+        ("nc", "netcat-openbsd"),
+        ("gcc", "gcc"),
+    ] {
+        assert!(
+            sh("sh", &["-c", &format!("command -v {tool}")])
+                .status
+                .success(),
+            "{tool} not found: apt-get install -y {package}"
+        );
+    }
+    assert!(
+        !installed(PACKAGE),
+        "the {PACKAGE} package is installed on this machine; this test installs and purges it, \
+         so remove it first: apt-get purge {PACKAGE}"
+    );
+    let _restore = RestoreHost {
+        peer_was_installed: installed(DEBIAN_PEER),
+    };
+    let library = format!("/usr/lib/{}/libkeepalive.so", multiarch());
+
+    let deb = build_package();
+    let deb = deb.to_str().unwrap();
+
+    // lintian: no errors (warnings are listed in the failure message).
+    let lint = sh("lintian", &["--fail-on", "error", deb]);
+    assert!(
+        lint.status.success(),
+        "lintian:\n{}{}",
+        stdout(&lint),
+        stderr(&lint)
+    );
+
+    // Control before installing: the bare name finds nothing of ours (maybe
+    // Debian's libkeepalive0, which knows no KEEPALIVE_USER_TIMEOUT).
+    let ours_only = [
+        ("LD_PRELOAD", "libkeepalive.so"),
+        ("KEEPALIVE_USER_TIMEOUT", "4321"),
+    ];
+    let (before, _) = probe_options(&ours_only);
+    assert!(!before.contains("user_timeout=4321"), "{before}");
+
+    apt(&["install", deb]);
+    assert!(installed(PACKAGE));
+    assert!(
+        !installed(DEBIAN_PEER),
+        "{DEBIAN_PEER} still installed beside {PACKAGE}"
+    );
+    let files: Vec<String> = check("dpkg", &["-L", PACKAGE])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for expected in [
+        library.as_str(),
+        "/usr/lib/libkeepalive.so",
+        "/usr/bin/keepalive",
+        "/usr/share/man/man1/keepalive.1.gz",
+        "/usr/share/man/man8/libkeepalive.8.gz",
+        "/usr/share/doc/keepalive/keepalive.conf",
+        "/usr/share/doc/keepalive/copyright",
+    ] {
+        assert!(
+            files.iter().any(|f| f == expected),
+            "{expected} not in the package: {files:?}"
+        );
+    }
+    // The drop-in names the packaged library, for LD_PRELOAD and ExecPaths.
+    let dropin = std::fs::read_to_string("/usr/share/doc/keepalive/keepalive.conf").unwrap();
+    assert!(
+        dropin.contains(&format!("Environment=LD_PRELOAD={library}\n")),
+        "{dropin}"
+    );
+    assert!(
+        dropin.contains(&format!("#ExecPaths={library}\n")),
+        "{dropin}"
+    );
+    check("man", &["-w", "keepalive"]);
+    check("man", &["-w", "8", "libkeepalive"]);
+
+    // By bare name, in our probe: what getsockopt reads back.
+    let (options, err) = probe_options(&[
+        ("LD_PRELOAD", "libkeepalive.so"),
+        ("KEEPIDLE", "37"),
+        ("KEEPINTVL", "7"),
+        ("KEEPCNT", "3"),
+        ("KEEPALIVE_USER_TIMEOUT", "4321"),
+    ]);
+    assert_eq!(
+        options, "keepalive=1 idle=37 intvl=7 cnt=3 user_timeout=4321",
+        "{err}"
+    );
+    assert!(err.is_empty(), "{err}");
+
+    // By bare name, in a real program: the kernel's timer seen with ss.
+    let line = nc_client_line(&mut nc_with(
+        &[("LD_PRELOAD", "libkeepalive.so"), ("KEEPIDLE", "37")],
+        false,
+    ));
+    let secs = keepalive_timer_secs(&line).unwrap_or_else(|| panic!("no keepalive timer: {line}"));
+    assert!(secs > 30.0 && secs <= 37.0, "{line}");
+
+    // The installed command finds the packaged library by itself.
+    let report = check("/usr/bin/keepalive", &["--check"]);
+    assert!(
+        report.starts_with(&format!("library       {library}\n")),
+        "{report}"
+    );
+    let line = nc_client_line(&mut nc_with(&[("KEEPIDLE", "41")], true));
+    let secs = keepalive_timer_secs(&line).unwrap_or_else(|| panic!("no keepalive timer: {line}"));
+    assert!(secs > 34.0 && secs <= 41.0, "{line}");
+
+    apt(&["purge", PACKAGE]);
+    assert!(!installed(PACKAGE));
+    for file in &files {
+        let path = Path::new(file);
+        // Directories the system shares (/usr, /usr/lib, ...) stay.
+        if path.is_dir() && !file.contains("keepalive") {
+            continue;
+        }
+        assert!(
+            !path.exists() && path.symlink_metadata().is_err(),
+            "{file} left after purge"
+        );
+    }
+    // And the bare name finds nothing again.
+    let (after, _) = probe_options(&ours_only);
+    assert!(!after.contains("user_timeout=4321"), "{after}");
+}
+
+/// The highest GLIBC_x.y symbol version the release library needs, from
+/// objdump -T: the oldest glibc it loads into.
+fn glibc_floor(library: &Path) -> (u32, u32) {
+    let output = Command::new("objdump")
+        .arg("-T")
+        .arg(library)
+        .output()
+        .expect("objdump: apt-get install -y binutils");
+    let text = stdout(&output);
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .filter_map(|word| word.strip_prefix("GLIBC_"))
+        .filter_map(|version| {
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next()??))
+        })
+        .max()
+        .expect("no GLIBC_ versions in objdump -T")
+}
+
+#[test]
+fn readme_states_the_glibc_floor_of_the_built_library() {
+    let (major, minor) = glibc_floor(library());
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let stated = format!("GLIBC_{major}.{minor}");
+    assert!(
+        readme.contains(&format!("glibc {major}.{minor} or later")) && readme.contains(&stated),
+        "the library now needs {stated}: update README.md's requirements"
+    );
+}
