@@ -30,12 +30,16 @@ man man-db
 perl perl
 java openjdk-17-jdk-headless
 node nodejs
+go golang-go
+unshare util-linux
+/usr/include/liburing.h liburing-dev
 "
 
 missing_packages() {
     echo "$REQUIRED" | while read -r cmd package; do
         [ -n "$cmd" ] || continue
-        command -v "$cmd" >/dev/null 2>&1 || echo "$package"
+        # A command, or (absolute path) a file such as a header.
+        command -v "$cmd" >/dev/null 2>&1 || [ -f "$cmd" ] || echo "$package"
     done | sort -u | tr '\n' ' '
     # The sanitizer tests preload gcc's AddressSanitizer runtime.
     if command -v gcc >/dev/null 2>&1 && [ ! -e "$(gcc -print-file-name=libasan.so)" ]; then

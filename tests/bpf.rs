@@ -647,3 +647,65 @@ fn a_dead_peer_is_detected_on_time_by_a_static_client() {
         );
     });
 }
+
+#[test]
+fn check_names_the_mode_a_program_needs() {
+    let mode_of = |program: &Path| {
+        let mut cmd = keepalive();
+        cmd.arg("--check").arg(program);
+        let out = common::run(cmd, PROMPT);
+        let text = common::stdout(&out);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("mode "))
+            .map(str::to_string);
+        (line.unwrap_or_default(), common::stderr(&out))
+    };
+    let (line, warning) = mode_of(&probe());
+    assert!(line.contains("--bpf (statically linked"), "{line}");
+    assert!(warning.contains("keepalive --bpf reaches it"), "{warning}");
+    let (line, warning) = mode_of(&go_probe());
+    assert!(line.contains("--bpf (a Go program"), "{line}");
+    assert!(warning.contains("keepalive --bpf reaches it"), "{warning}");
+    let dynamic = build_c("bpfquery", "bpfquery", &[]);
+    assert!(mode_of(&dynamic).0.contains("preload (a dynamic program"));
+    let uring = build_c("uringprobe", "uringprobe-dynamic", &["-luring"]);
+    assert!(mode_of(&uring).0.contains("it links liburing"));
+}
+
+#[test]
+fn without_privileges_or_cgroup2_the_error_says_what_to_do() {
+    root();
+    // Not root: nobody, without capabilities.
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ]);
+    cmd.arg(env!("CARGO_BIN_EXE_keepalive"))
+        .args(["--bpf", "true"]);
+    let out = common::run(cmd, PROMPT);
+    assert_eq!(out.status.code(), Some(125));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN"),
+        "{err}"
+    );
+    // No cgroup2 mounted: a private mount namespace without it.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"]);
+    cmd.arg(format!(
+        "grep ' - cgroup2 ' /proc/self/mountinfo | cut -d' ' -f5 | xargs -r -n1 umount -l && \
+         exec {} --bpf true",
+        env!("CARGO_BIN_EXE_keepalive")
+    ));
+    let out = common::run(cmd, PROMPT);
+    assert_eq!(out.status.code(), Some(125), "{}", common::stderr(&out));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("mount -t cgroup2 none /sys/fs/cgroup/unified"),
+        "{err}"
+    );
+}

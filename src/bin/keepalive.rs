@@ -31,6 +31,8 @@ mod elf;
 mod environment;
 #[path = "keepalive/locate.rs"]
 mod locate;
+#[path = "keepalive/mode.rs"]
+mod mode;
 #[path = "keepalive/reach.rs"]
 mod reach;
 
@@ -223,6 +225,9 @@ fn run_check(overrides: &Overrides, program: Option<&OsStr>) -> ExitCode {
         &check::read_sysctl,
     ) {
         println!("{line}");
+    }
+    if let Some(line) = program.and_then(mode::for_program) {
+        println!("{:<13} {line}", "mode");
     }
     let valid = report_diagnostics(&loaded.diagnostics, overrides);
     if let Some(program) = program {
