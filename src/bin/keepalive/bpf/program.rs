@@ -112,9 +112,11 @@ pub fn sock_ops(config: BorrowedFd<'_>, marks: BorrowedFd<'_>) -> Vec<Insn> {
 }
 
 /// r9 = the options the owner set on this socket (or, for an accepted one,
-/// on its listener). With none marked, keepalive already on means somebody
-/// chose it where we could not see (before the attachment, or inherited):
-/// that connection is left alone, as the library leaves such sockets.
+/// on its listener). Unless the owner's own SO_KEEPALIVE call is marked,
+/// keepalive already on means somebody chose it where we could not see:
+/// before the attachment, on an inherited listener, or one of our own
+/// attachments on a cgroup further down (which run first). That connection
+/// is left alone, as the library leaves such sockets: the innermost wins.
 fn owner_marks(a: &mut Asm, marks: BorrowedFd<'_>, done: super::asm::Label) {
     use Reg::*;
     let (unmarked, judged) = (a.label(), a.label());
@@ -128,7 +130,9 @@ fn owner_marks(a: &mut Asm, marks: BorrowedFd<'_>, done: super::asm::Label) {
     a.jump_imm(Cond::Eq, R0, 0, unmarked);
     a.load(Size::W, R9, R0, 0);
     a.bind(unmarked);
-    a.jump32_imm(Cond::Ne, R9, 0, judged);
+    a.mov(R2, R9);
+    a.alu_imm(Alu::And, R2, 1); // bit 0: SO_KEEPALIVE (OPTIONS[0])
+    a.jump32_imm(Cond::Ne, R2, 0, judged);
     // bpf_getsockopt(SO_KEEPALIVE) exists since Linux 6.1; if it fails we
     // cannot tell, and go on.
     a.store_imm(Size::W, Fp, OPTION_VALUE, 0);
