@@ -135,6 +135,53 @@ fn peer(address: &str) -> u16 {
     port
 }
 
+/// `keepalive --bpf` running in the background. Dropped (also when a test
+/// fails) it is ended as a user would end it, with SIGTERM, which it passes
+/// on to PROGRAM before removing its cgroup; Process's own SIGKILL would
+/// leave the cgroup behind.
+struct Running(Process);
+
+impl Running {
+    fn spawn(cmd: Command, label: &str) -> Running {
+        Running(Process::spawn(cmd, label))
+    }
+
+    /// Ends it and checks that its cgroup is gone.
+    fn stop(mut self) {
+        self.end();
+        let cgroup = own_cgroup().join(format!("keepalive.{}", self.0.id()));
+        assert!(!cgroup.exists(), "{} left behind", cgroup.display());
+    }
+
+    fn end(&mut self) {
+        // SAFETY: kill(2) on our own child, not yet reaped (Process reaps
+        // it only on drop).
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        if self.0.wait_exit(PROMPT).is_none() {
+            eprintln!("{} did not end on SIGTERM", self.0.label);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.0
+    }
+}
+
 /// What a probe saw from inside, and the keepalive timer `ss` shows on its
 /// connection from outside (None: no keepalive timer).
 struct Seen {
@@ -145,7 +192,7 @@ struct Seen {
 /// Runs `cmd` (a probe, possibly under keepalive) until it prints its
 /// "connected ..." line, then reads `ss` for the connection on `port`.
 fn observe(cmd: Command, port: u16) -> Seen {
-    let process = Process::spawn(cmd, "probe");
+    let process = Running::spawn(cmd, "probe");
     process.wait_stdout("connected", PROMPT).unwrap_or_else(|| {
         panic!(
             "{}: no connection; stdout {:?}, stderr {:?}",
@@ -161,6 +208,7 @@ fn observe(cmd: Command, port: u16) -> Seen {
         .unwrap()
         .to_string();
     let timer = ss_lines(port).iter().find_map(|l| keepalive_timer_secs(l));
+    process.stop();
     Seen {
         options: line.trim_start_matches("connected ").to_string(),
         timer,
@@ -234,7 +282,7 @@ fn a_static_server_gets_them_on_accepted_connections() {
     cmd.args(["--bpf", "--idle", "50", "--count", "4"])
         .arg(probe());
     cmd.args(["accept", "127.0.0.1", &port, HOLD]);
-    let server = Process::spawn(cmd, "server");
+    let server = Running::spawn(cmd, "server");
     server
         .wait_stdout("listening", PROMPT)
         .expect("server listens");
@@ -256,6 +304,7 @@ fn a_static_server_gets_them_on_accepted_connections() {
         "keepalive=1 idle=50 intvl=75 cnt=4 user_timeout=0",
         "accepted by a static server",
     );
+    server.stop();
 }
 
 #[test]
@@ -418,7 +467,7 @@ fn the_program_wins_option_by_option() {
     let mut cmd = keepalive();
     cmd.arg("--bpf").args(base).arg(probe());
     cmd.args(["accept", "127.0.0.1", &port, HOLD, "intvl=3", "keepalive=1"]);
-    let server = Process::spawn(cmd, "server");
+    let server = Running::spawn(cmd, "server");
     server
         .wait_stdout("listening", PROMPT)
         .expect("server listens");
@@ -432,6 +481,7 @@ fn the_program_wins_option_by_option() {
         line, "connected keepalive=1 idle=60 intvl=3 cnt=6 user_timeout=1500",
         "listener's own interval and keepalive kept, the rest ours"
     );
+    server.stop();
 }
 
 #[test]
@@ -616,7 +666,7 @@ fn a_dead_peer_is_detected_on_time_by_a_static_client() {
         };
         cmd.args(["connect", SERVER_ADDR, "5000", "wait"]);
         pair.client.enter(&mut cmd);
-        let mut client = Process::spawn(cmd, "static client");
+        let mut client = Running::spawn(cmd, "static client");
         client.wait_stdout("connected", PROMPT).expect("connected");
         pair.server.vanish();
         let vanished = Instant::now();

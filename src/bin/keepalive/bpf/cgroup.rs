@@ -108,9 +108,30 @@ impl Child {
     }
 }
 
+/// How long removal is retried while the cgroup is busy: a process that
+/// just ended (or an orphan of PROGRAM's that is ending) leaves its cgroup a
+/// moment later. A daemon PROGRAM left running keeps it busy for good.
+const RELEASE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Child {
+    fn remove(&self) -> io::Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            match std::fs::remove_dir(&self.path) {
+                Err(error)
+                    if error.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < RELEASE =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
-        if let Err(error) = std::fs::remove_dir(&self.path) {
+        if let Err(error) = self.remove() {
             eprintln!(
                 "keepalive: cannot remove cgroup {}: {error}; processes PROGRAM left \
                  are still in it (remove it with rmdir once they end)",
