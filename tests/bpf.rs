@@ -279,9 +279,10 @@ fn a_static_server_gets_them_on_accepted_connections() {
     root();
     let port = common::free_port().to_string();
     let mut cmd = keepalive();
-    cmd.args(["--bpf", "--idle", "50", "--count", "4"])
-        .arg(probe());
-    cmd.args(["accept", "127.0.0.1", &port, HOLD]);
+    // An inbound port rule: the local port accepted on.
+    let rule = format!("dir=in,port={port}:idle=50");
+    cmd.args(["--bpf", "--idle", "20", "--count", "4", "--rule", &rule]);
+    cmd.arg(probe()).args(["accept", "127.0.0.1", &port, HOLD]);
     let server = Running::spawn(cmd, "server");
     server
         .wait_stdout("listening", PROMPT)

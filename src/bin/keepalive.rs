@@ -138,6 +138,11 @@ fn bpf_settings(overrides: &Overrides) -> Result<Vec<u8>, ExitCode> {
         eprintln!("keepalive: fix the setting above");
         return Err(ExitCode::from(FAILED));
     }
+    if loaded.settings.debug {
+        eprintln!(
+            "keepalive: note: debug lines come from the library; the kernel-side mode prints none"
+        );
+    }
     bpf::config_value(&loaded).map_err(|message| {
         eprintln!("keepalive: {message}");
         ExitCode::from(FAILED)
