@@ -760,3 +760,46 @@ fn without_privileges_or_cgroup2_the_error_says_what_to_do() {
         "{err}"
     );
 }
+
+#[test]
+fn calls_made_before_the_attachment_are_unseen() {
+    root();
+    let cgroup = TestCgroup::top("before");
+    // A server that set its listener's options before the attachment:
+    // `accept` prints "listening" after listen(), then we attach.
+    let server = |words: &[&str]| {
+        let port = common::free_port().to_string();
+        let mut cmd = Command::new(probe());
+        cmd.args(["accept", "127.0.0.1", &port, HOLD]).args(words);
+        cgroup.enter(&mut cmd);
+        let server = Running::spawn(cmd, "server");
+        server
+            .wait_stdout("listening", PROMPT)
+            .expect("server listens");
+        (server, port.parse::<u16>().unwrap())
+    };
+    let accepted = |server: &Running, port: u16| {
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        server
+            .wait_stdout("connected", PROMPT)
+            .expect("server accepts");
+        let text = server.stdout();
+        let line = text.lines().last().unwrap();
+        line.trim_start_matches("connected ").to_string()
+    };
+    let (with_keepalive, port_a) = server(&["keepalive=1", "idle=77"]);
+    let (idle_only, port_b) = server(&["idle=77"]);
+    cgroup.attach(&["--idle", "25"]);
+    // Keepalive already on, with no recorded call: somebody chose it where
+    // we could not see, and the connection is left alone.
+    assert_eq!(
+        accepted(&with_keepalive, port_a),
+        "keepalive=1 idle=77 intvl=75 cnt=9 user_timeout=0"
+    );
+    // A timer set before the attachment, keepalive off: indistinguishable
+    // from a default, so ours replaces it.
+    assert_eq!(
+        accepted(&idle_only, port_b),
+        "keepalive=1 idle=25 intvl=75 cnt=9 user_timeout=0"
+    );
+}
