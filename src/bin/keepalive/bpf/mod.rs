@@ -90,9 +90,9 @@ fn bpf_error(what: &str, error: io::Error) -> String {
     }
 }
 
-/// Our two programs and the maps they share, loaded but not attached.
+/// Our two programs, loaded but not attached. The maps need no descriptor
+/// of ours: each loaded program holds the maps it uses.
 pub struct Programs {
-    config: OwnedFd,
     ops: OwnedFd,
     setsockopt: OwnedFd,
 }
@@ -149,11 +149,7 @@ pub fn load(value: &[u8]) -> Result<Programs, String> {
         SETSOCKOPT_NAME,
         program::setsockopt(marks.as_fd()),
     )?;
-    Ok(Programs {
-        config,
-        ops,
-        setsockopt,
-    })
+    Ok(Programs { ops, setsockopt })
 }
 
 /// Attaches both programs: the marking one first, so that no connection is
@@ -163,7 +159,6 @@ pub fn attach_programs(cgroup: &File, programs: &Programs) -> Result<(), String>
         .map_err(|e| bpf_error("attach the setsockopt program", e))?;
     syscalls::prog_attach(cgroup, &programs.ops, CGROUP_SOCK_OPS)
         .map_err(|e| bpf_error("attach the sock_ops program", e))?;
-    let _ = &programs.config; // kept alive by the programs from now on
     Ok(())
 }
 
