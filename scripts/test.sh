@@ -43,12 +43,16 @@ node nodejs
 lintian lintian
 dpkg-shlibdeps dpkg-dev
 pip3 python3-pip
+go golang-go
+unshare util-linux
+/usr/include/liburing.h liburing-dev
 "
 
 missing_packages() {
     echo "$REQUIRED" | while read -r cmd package; do
         [ -n "$cmd" ] || continue
-        command -v "$cmd" >/dev/null 2>&1 || echo "$package"
+        # A command, or (absolute path) a file such as a header.
+        command -v "$cmd" >/dev/null 2>&1 || [ -f "$cmd" ] || echo "$package"
     done | sort -u | tr '\n' ' '
     # The sanitizer tests preload gcc's AddressSanitizer runtime.
     if command -v gcc >/dev/null 2>&1 && [ ! -e "$(gcc -print-file-name=libasan.so)" ]; then

@@ -21,6 +21,8 @@ mod rules;
 
 #[path = "keepalive/args.rs"]
 mod args;
+#[path = "keepalive/bpf/mod.rs"]
+mod bpf;
 #[path = "keepalive/check.rs"]
 mod check;
 #[path = "keepalive/elf.rs"]
@@ -29,6 +31,8 @@ mod elf;
 mod environment;
 #[path = "keepalive/locate.rs"]
 mod locate;
+#[path = "keepalive/mode.rs"]
+mod mode;
 #[path = "keepalive/output.rs"]
 mod output;
 #[path = "keepalive/reach.rs"]
@@ -39,6 +43,7 @@ use environment::Overrides;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 /// env(1)'s conventions: 125 when keepalive itself fails, 126 when PROGRAM
@@ -50,6 +55,9 @@ const NOT_FOUND: u8 = 127;
 const USAGE: &str = "\
 Usage: keepalive [OPTIONS] [--] PROGRAM [ARGS...]
        keepalive [OPTIONS] --check [PROGRAM]
+       keepalive --bpf [OPTIONS] [--] PROGRAM [ARGS...]
+       keepalive --attach CGROUP_DIR [OPTIONS]
+       keepalive --detach CGROUP_DIR
 
 Runs PROGRAM with libkeepalive.so preloaded, so that its TCP sockets use
 keepalive. Options override the environment variables of the same setting.
@@ -74,6 +82,14 @@ Options:
   --off                preload the library but touch no socket (KEEPALIVE=off)
   --check              print the settings PROGRAM would get and where each comes
                        from; exit 1 if any is bad. PROGRAM is only inspected.
+  --bpf                kernel-side mode (root): run PROGRAM in a new child
+                       cgroup v2 with an eBPF program that sets the options on
+                       every TCP connection, whatever PROGRAM is built with
+                       (static, Go, io_uring); the cgroup is removed afterwards
+  --attach CGROUP_DIR  kernel-side mode for an existing cgroup v2 (a service's,
+                       a container's), kept after keepalive exits; again on the
+                       same cgroup: update its settings
+  --detach CGROUP_DIR  remove it
   -h, --help           print this help
   -V, --version        print the version
 
@@ -102,6 +118,68 @@ fn main() -> ExitCode {
             .map_or_else(|status| status, |()| ExitCode::SUCCESS),
         Action::Check { program } => run_check(&overrides, program.as_deref()),
         Action::Run { program, args } => run_program(&overrides, &program, &args),
+        Action::Bpf { program, args } => match bpf_settings(&overrides) {
+            Ok(value) => bpf::run(&value, &program, &args),
+            Err(code) => code,
+        },
+        Action::Attach { cgroup } => attach_cgroup(&overrides, Path::new(&cgroup)),
+        Action::Detach { cgroup } => detach_cgroup(Path::new(&cgroup)),
+    }
+}
+
+/// The kernel-side mode's settings, validated exactly as the library's:
+/// a bad value exits 125 with the library's own line.
+fn bpf_settings(overrides: &Overrides) -> Result<Vec<u8>, ExitCode> {
+    let loaded = environment::load(overrides, environment::inherited);
+    if !report_diagnostics(&loaded.diagnostics, overrides) {
+        eprintln!("keepalive: fix the setting above");
+        return Err(ExitCode::from(FAILED));
+    }
+    if loaded.settings.debug {
+        eprintln!(
+            "keepalive: note: debug lines come from the library; the kernel-side mode prints none"
+        );
+    }
+    bpf::config_value(&loaded).map_err(|message| {
+        eprintln!("keepalive: {message}");
+        ExitCode::from(FAILED)
+    })
+}
+
+fn attach_cgroup(overrides: &Overrides, cgroup: &Path) -> ExitCode {
+    let value = match bpf_settings(overrides) {
+        Ok(value) => value,
+        Err(code) => return code,
+    };
+    match bpf::attach(cgroup, &value) {
+        Ok(done) => {
+            eprintln!("keepalive: {done} on {}", cgroup.display());
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("keepalive: {message}");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+fn detach_cgroup(cgroup: &Path) -> ExitCode {
+    match bpf::detach(cgroup) {
+        Ok(true) => {
+            eprintln!("keepalive: detached from {}", cgroup.display());
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            eprintln!(
+                "keepalive: nothing of ours attached to {}",
+                cgroup.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("keepalive: {message}");
+            ExitCode::from(FAILED)
+        }
     }
 }
 
@@ -159,6 +237,9 @@ fn run_check(overrides: &Overrides, program: Option<&OsStr>) -> ExitCode {
             "systemd",
             path.display()
         ));
+    }
+    if let Some(line) = program.and_then(mode::for_program) {
+        report.push_str(&format!("{:<13} {line}\n", "mode"));
     }
     if let Err(status) = output::print(&report) {
         return status;

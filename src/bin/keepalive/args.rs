@@ -30,6 +30,19 @@ pub enum Action {
         program: OsString,
         args: Vec<OsString>,
     },
+    /// `--bpf`: run PROGRAM under the kernel-side mode (a child cgroup).
+    Bpf {
+        program: OsString,
+        args: Vec<OsString>,
+    },
+    /// `--attach DIR`: attach the kernel-side mode to a cgroup v2 (or update it).
+    Attach {
+        cgroup: OsString,
+    },
+    /// `--detach DIR`: remove it.
+    Detach {
+        cgroup: OsString,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +68,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
     let mut options: Vec<OptionValue> = Vec::new();
     let mut check = false;
     let mut program = None;
+    let mut bpf = false;
+    let mut cgroup_action: Option<(bool, OsString)> = None;
     while let Some(arg) = args.next() {
         let bytes = arg.as_encoded_bytes();
         if bytes == b"--" {
@@ -94,8 +109,23 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
             }
             continue;
         }
+        // The kernel-side mode: --attach/--detach name a cgroup directory.
+        if name == "--attach" || name == "--detach" {
+            let directory = match inline_value {
+                Some(value) => OsString::from_vec(value),
+                None => args
+                    .next()
+                    .ok_or_else(|| format!("{name} needs a cgroup directory"))?,
+            };
+            cgroup_action = Some((name == "--attach", directory));
+            continue;
+        }
         if inline_value.is_some() {
             return Err(format!("{name} takes no value"));
+        }
+        if name == "--bpf" {
+            bpf = true;
+            continue;
         }
         match name.as_str() {
             "--debug" => options.push(OptionValue {
@@ -124,6 +154,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
             _ => return Err(format!("unknown option {name}")),
         }
     }
+    if let Some((attach, cgroup)) = cgroup_action {
+        if let Some(program) = program {
+            let option = if attach { "--attach" } else { "--detach" };
+            return Err(format!(
+                "{option} takes no PROGRAM ({} given); use --bpf to run one",
+                program.to_string_lossy()
+            ));
+        }
+        let action = if attach {
+            Action::Attach { cgroup }
+        } else {
+            Action::Detach { cgroup }
+        };
+        return Ok(Invocation { options, action });
+    }
     let action = match (check, program) {
         (true, program) => Action::Check { program },
         (false, Some(program)) => Action::Run {
@@ -131,6 +176,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
             args: args.collect(),
         },
         (false, None) => return Err("no PROGRAM to run".to_string()),
+    };
+    let action = match action {
+        Action::Run { program, args } if bpf => Action::Bpf { program, args },
+        other => other,
     };
     Ok(Invocation { options, action })
 }
@@ -273,5 +322,43 @@ mod tests {
         );
         assert_eq!(parse_words(&["--debug"]).unwrap_err(), "no PROGRAM to run");
         assert_eq!(parse_words(&[]).unwrap_err(), "no PROGRAM to run");
+    }
+
+    #[test]
+    fn kernel_side_mode() {
+        let got = parse_words(&["--bpf", "--idle", "5", "curl", "--bpf"]).unwrap();
+        assert_eq!(got.options[0].setting, Setting::Idle);
+        assert_eq!(
+            got.action,
+            Action::Bpf {
+                program: "curl".into(),
+                args: vec!["--bpf".into()]
+            }
+        );
+        let got = parse_words(&["--attach", "/sys/fs/cgroup/a", "--count=3"]).unwrap();
+        assert_eq!(got.options[0].setting, Setting::Count);
+        assert_eq!(
+            got.action,
+            Action::Attach {
+                cgroup: "/sys/fs/cgroup/a".into()
+            }
+        );
+        assert_eq!(
+            parse_words(&["--detach=/c"]).unwrap().action,
+            Action::Detach {
+                cgroup: "/c".into()
+            }
+        );
+        assert_eq!(
+            parse_words(&["--attach"]).unwrap_err(),
+            "--attach needs a cgroup directory"
+        );
+        assert!(parse_words(&["--attach", "/c", "prog"])
+            .unwrap_err()
+            .starts_with("--attach takes no PROGRAM"));
+        assert_eq!(
+            parse_words(&["--bpf=1", "x"]).unwrap_err(),
+            "--bpf takes no value"
+        );
     }
 }

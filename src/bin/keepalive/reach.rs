@@ -21,7 +21,8 @@ pub fn warning(executable: &Path) -> Option<String> {
         Kind::Dynamic => secure_execution(&file.metadata().ok()?)?,
     };
     Some(format!(
-        "keepalive: warning: {shown} {why}; running it without keepalive"
+        "keepalive: warning: {shown} {why}; running it without keepalive \
+         (keepalive --bpf reaches it, as root)"
     ))
 }
 

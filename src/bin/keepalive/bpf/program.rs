@@ -1,0 +1,360 @@
+//! The two kernel-side programs, as annotated eBPF assembly.
+//!
+//! `sock_ops` runs in `connect()` (`TCP_CONNECT_CB`, before the SYN: also
+//! for non-blocking, TFO and io_uring connects) and before `accept()` returns
+//! a connection (`PASSIVE_ESTABLISHED_CB`). It decides the connection as the
+//! library would (direction, then the first matching rule, else the global
+//! plan) and calls `bpf_setsockopt` for each option of that plan that the
+//! socket's owner did not set itself.
+//!
+//! `setsockopt` runs before the kernel handles every `setsockopt()` of a
+//! process in the cgroup. For the five keepalive options it only marks, in
+//! the socket's own storage, that the owner set it; the call itself goes on
+//! unchanged. The storage is cloned into accepted sockets, so a listener's
+//! marks are its connections' marks.
+
+use super::asm::{Alu, Asm, Cond, Helper, Insn, Reg, Size};
+use super::maps::{self, OPTIONS};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `struct bpf_sock_ops` offsets (linux/bpf.h).
+const OPS_OP: i16 = 0;
+const OPS_FAMILY: i16 = 20;
+const OPS_REMOTE_IP4: i16 = 24;
+const OPS_REMOTE_IP6: i16 = 32;
+const OPS_REMOTE_PORT: i16 = 64;
+const OPS_LOCAL_PORT: i16 = 68;
+const OPS_SK: i16 = 184;
+/// `enum` values of `bpf_sock_ops.op`.
+const TCP_CONNECT_CB: u32 = 3;
+const PASSIVE_ESTABLISHED_CB: u32 = 5;
+
+/// `struct bpf_sockopt` offsets.
+const SOCKOPT_SK: i16 = 0;
+const SOCKOPT_LEVEL: i16 = 24;
+const SOCKOPT_OPTNAME: i16 = 28;
+const SOCKOPT_OPTLEN: i16 = 32;
+/// Beyond this the program sees only a page of optval, and must say "use
+/// the caller's own buffer" (optlen 0) or older kernels fail the call.
+const PAGE_SIZE: u32 = 4096;
+
+const SK_STORAGE_GET_F_CREATE: i32 = 1;
+
+/// The stack of `sock_ops`: the map key, one option value, and the peer.
+const KEY: i16 = -4;
+const OPTION_VALUE: i16 = -8;
+/// The peer's address as four 32-bit words in network byte order, IPv4
+/// as `::ffff:a.b.c.d`.
+const PEER: i16 = -24;
+/// The service port: the remote one outbound, the local one inbound.
+const PORT: i16 = -28;
+/// `maps::NET_V4` if the peer is IPv4 or IPv4-mapped, else 0.
+const PEER_KIND: i16 = -32;
+
+/// `::ffff:` as the third address word, as it lies in memory.
+fn mapped_word() -> u32 {
+    u32::from_ne_bytes([0, 0, 0xff, 0xff])
+}
+
+/// The sock_ops program. `config`: the settings map (`maps.rs`); `marks`:
+/// the socket storage the setsockopt program fills.
+pub fn sock_ops(config: BorrowedFd<'_>, marks: BorrowedFd<'_>) -> Vec<Insn> {
+    use Reg::*;
+    let mut a = Asm::default();
+    let (outbound, inbound, lookup, done) = (a.label(), a.label(), a.label(), a.label());
+    // r6: the context; r7: the direction bit; r8: the settings, then the
+    // chosen plan; r9: the options the owner set (bits as in OPTIONS).
+    a.mov(R6, R1);
+    a.load(Size::W, R2, R6, OPS_OP);
+    a.jump32_imm(Cond::Eq, R2, TCP_CONNECT_CB, outbound);
+    a.jump32_imm(Cond::Eq, R2, PASSIVE_ESTABLISHED_CB, inbound);
+    a.goto(done);
+
+    a.bind(outbound);
+    a.mov_imm(R7, maps::OUT as i32);
+    // remote_port holds the network-order port in its upper 16 bits.
+    a.load(Size::W, R2, R6, OPS_REMOTE_PORT);
+    a.alu_imm(Alu::Rsh, R2, 16);
+    a.be16_to_host(R2);
+    a.store(Size::W, Fp, PORT, R2);
+    a.goto(lookup);
+
+    a.bind(inbound);
+    a.mov_imm(R7, maps::IN as i32);
+    a.load(Size::W, R2, R6, OPS_LOCAL_PORT); // host order
+    a.store(Size::W, Fp, PORT, R2);
+
+    // r8 = the settings (entry 0 of the array map).
+    a.bind(lookup);
+    a.store_imm(Size::W, Fp, KEY, 0);
+    a.load_map(R1, config.as_raw_fd());
+    a.mov(R2, Fp);
+    a.alu_imm(Alu::Add, R2, KEY.into());
+    a.call(Helper::MapLookupElem);
+    a.jump_imm(Cond::Eq, R0, 0, done);
+    a.mov(R8, R0);
+    // KEEPALIVE_DIRECTION leaves this direction alone?
+    a.load(Size::W, R2, R8, maps::DIRECTIONS);
+    a.alu(Alu::And, R2, R7);
+    a.jump32_imm(Cond::Eq, R2, 0, done);
+
+    owner_marks(&mut a, marks, done);
+    peer_address(&mut a, done);
+    let apply = a.label();
+    first_matching_rule(&mut a, apply);
+    a.bind(apply);
+    set_unmarked_options(&mut a);
+
+    a.bind(done);
+    a.mov_imm(R0, 1);
+    a.exit();
+    a.finish()
+}
+
+/// r9 = the options the owner set on this socket (or, for an accepted one,
+/// on its listener). Unless the owner's own SO_KEEPALIVE call is marked,
+/// keepalive already on means somebody chose it where we could not see:
+/// before the attachment, on an inherited listener, or one of our own
+/// attachments on a cgroup further down (which run first). That connection
+/// is left alone, as the library leaves such sockets: the innermost wins.
+fn owner_marks(a: &mut Asm, marks: BorrowedFd<'_>, done: super::asm::Label) {
+    use Reg::*;
+    let (unmarked, judged) = (a.label(), a.label());
+    a.mov_imm(R9, 0);
+    a.load(Size::Dw, R2, R6, OPS_SK);
+    a.jump_imm(Cond::Eq, R2, 0, unmarked);
+    a.load_map(R1, marks.as_raw_fd());
+    a.mov_imm(R3, 0);
+    a.mov_imm(R4, 0); // look only: never create storage here
+    a.call(Helper::SkStorageGet);
+    a.jump_imm(Cond::Eq, R0, 0, unmarked);
+    a.load(Size::W, R9, R0, 0);
+    a.bind(unmarked);
+    a.mov(R2, R9);
+    a.alu_imm(Alu::And, R2, 1); // bit 0: SO_KEEPALIVE (OPTIONS[0])
+    a.jump32_imm(Cond::Ne, R2, 0, judged);
+    // bpf_getsockopt(SO_KEEPALIVE) exists since Linux 6.1; if it fails we
+    // cannot tell, and go on.
+    a.store_imm(Size::W, Fp, OPTION_VALUE, 0);
+    a.mov(R1, R6);
+    a.mov_imm(R2, libc::SOL_SOCKET);
+    a.mov_imm(R3, libc::SO_KEEPALIVE);
+    a.mov(R4, Fp);
+    a.alu_imm(Alu::Add, R4, OPTION_VALUE.into());
+    a.mov_imm(R5, 4);
+    a.call(Helper::Getsockopt);
+    a.jump_imm(Cond::Ne, R0, 0, judged);
+    a.load(Size::W, R2, Fp, OPTION_VALUE);
+    a.jump32_imm(Cond::Ne, R2, 0, done);
+    a.bind(judged);
+}
+
+/// The peer's address into PEER and PEER_KIND; other families are left alone.
+fn peer_address(a: &mut Asm, done: super::asm::Label) {
+    use Reg::*;
+    let (v4, known) = (a.label(), a.label());
+    a.load(Size::W, R2, R6, OPS_FAMILY);
+    a.jump32_imm(Cond::Eq, R2, libc::AF_INET as u32, v4);
+    a.jump32_imm(Cond::Ne, R2, libc::AF_INET6 as u32, done);
+    for word in 0..4 {
+        a.load(Size::W, R3, R6, OPS_REMOTE_IP6 + 4 * word);
+        a.store(Size::W, Fp, PEER + 4 * word, R3);
+    }
+    // ::ffff:a.b.c.d is an IPv4 peer, as in the library.
+    a.store_imm(Size::W, Fp, PEER_KIND, 0);
+    a.load(Size::W, R3, Fp, PEER);
+    a.jump32_imm(Cond::Ne, R3, 0, known);
+    a.load(Size::W, R3, Fp, PEER + 4);
+    a.jump32_imm(Cond::Ne, R3, 0, known);
+    a.load(Size::W, R3, Fp, PEER + 8);
+    a.jump32_imm(Cond::Ne, R3, mapped_word(), known);
+    a.store_imm(Size::W, Fp, PEER_KIND, maps::NET_V4 as i32);
+    a.goto(known);
+
+    a.bind(v4);
+    a.store_imm(Size::W, Fp, PEER, 0);
+    a.store_imm(Size::W, Fp, PEER + 4, 0);
+    a.store_imm(Size::W, Fp, PEER + 8, mapped_word() as i32);
+    a.load(Size::W, R3, R6, OPS_REMOTE_IP4);
+    a.store(Size::W, Fp, PEER + 12, R3);
+    a.store_imm(Size::W, Fp, PEER_KIND, maps::NET_V4 as i32);
+    a.bind(known);
+}
+
+/// r8 = the plan of the first rule that matches, else the global plan; then
+/// goto `apply`. Unrolled over all MAX_RULES slots (no loop for the
+/// verifier to bound); the rule count in the map ends the walk early.
+fn first_matching_rule(a: &mut Asm, apply: super::asm::Label) {
+    use Reg::*;
+    let unmatched = a.label();
+    for index in 0..maps::MAX_RULES {
+        let base = maps::RULES + index as i16 * maps::RULE_SIZE;
+        let (next, ports, matched) = (a.label(), a.label(), a.label());
+        a.load(Size::W, R2, R8, maps::RULE_COUNT);
+        a.jump32_imm(Cond::Le, R2, index as u32, unmatched);
+        a.load(Size::W, R2, R8, base + maps::RULE_FLAGS);
+        // dir=
+        a.mov(R3, R2);
+        a.alu(Alu::And, R3, R7);
+        a.jump32_imm(Cond::Eq, R3, 0, next);
+        // net=: same kind (IPv4 or IPv6), then (peer ^ base) & mask == 0.
+        a.mov(R3, R2);
+        a.alu_imm(Alu::And, R3, maps::HAS_NET as i32);
+        a.jump32_imm(Cond::Eq, R3, 0, ports);
+        a.mov(R3, R2);
+        a.alu_imm(Alu::And, R3, maps::NET_V4 as i32);
+        a.load(Size::W, R4, Fp, PEER_KIND);
+        a.jump_reg(Cond::Ne, R3, R4, next);
+        for word in 0..4 {
+            a.load(Size::W, R3, Fp, PEER + 4 * word);
+            a.load(Size::W, R4, R8, base + maps::RULE_ADDRESS + 4 * word);
+            a.alu(Alu::Xor, R3, R4);
+            a.load(Size::W, R4, R8, base + maps::RULE_MASK + 4 * word);
+            a.alu(Alu::And, R3, R4);
+            a.jump32_imm(Cond::Ne, R3, 0, next);
+        }
+        // port=LOW-HIGH
+        a.bind(ports);
+        a.mov(R3, R2);
+        a.alu_imm(Alu::And, R3, maps::HAS_PORTS as i32);
+        a.jump32_imm(Cond::Eq, R3, 0, matched);
+        a.load(Size::W, R3, Fp, PORT);
+        a.load(Size::W, R4, R8, base + maps::RULE_PORT_LOW);
+        a.jump_reg(Cond::Lt, R3, R4, next);
+        a.load(Size::W, R4, R8, base + maps::RULE_PORT_HIGH);
+        a.jump_reg(Cond::Gt, R3, R4, next);
+        a.bind(matched);
+        a.alu_imm(Alu::Add, R8, (base + maps::RULE_PLAN).into());
+        a.goto(apply);
+        a.bind(next);
+    }
+    a.bind(unmatched);
+    a.alu_imm(Alu::Add, R8, maps::GLOBAL_PLAN.into());
+}
+
+/// bpf_setsockopt for each option of the plan at r8 that r9 does not mark.
+fn set_unmarked_options(a: &mut Asm) {
+    use Reg::*;
+    for (bit, &(level, name)) in OPTIONS.iter().enumerate() {
+        let skip = a.label();
+        a.load(Size::W, R2, R8, maps::PLAN_FLAGS);
+        a.alu_imm(Alu::And, R2, 1 << bit);
+        a.jump32_imm(Cond::Eq, R2, 0, skip);
+        a.mov(R2, R9);
+        a.alu_imm(Alu::And, R2, 1 << bit);
+        a.jump32_imm(Cond::Ne, R2, 0, skip); // the owner's value wins
+        a.load(Size::W, R2, R8, maps::PLAN_VALUES + 4 * bit as i16);
+        a.store(Size::W, Fp, OPTION_VALUE, R2);
+        a.mov(R1, R6);
+        a.mov_imm(R2, level);
+        a.mov_imm(R3, name);
+        a.mov(R4, Fp);
+        a.alu_imm(Alu::Add, R4, OPTION_VALUE.into());
+        a.mov_imm(R5, 4);
+        a.call(Helper::Setsockopt);
+        a.bind(skip);
+    }
+}
+
+/// The cgroup/setsockopt program: marks which keepalive options the owner
+/// set, and lets every call through unchanged (returns 1).
+pub fn setsockopt(marks: BorrowedFd<'_>) -> Vec<Insn> {
+    use Reg::*;
+    let mut a = Asm::default();
+    let (mark, done, allow) = (a.label(), a.label(), a.label());
+    a.mov(R6, R1);
+    a.load(Size::W, R2, R6, SOCKOPT_LEVEL);
+    a.load(Size::W, R3, R6, SOCKOPT_OPTNAME);
+    for (bit, &(level, name)) in OPTIONS.iter().enumerate() {
+        let other = a.label();
+        a.jump32_imm(Cond::Ne, R2, level as u32, other);
+        a.jump32_imm(Cond::Ne, R3, name as u32, other);
+        a.mov_imm(R7, 1 << bit);
+        a.goto(mark);
+        a.bind(other);
+    }
+    a.goto(done);
+
+    a.bind(mark);
+    a.load_map(R1, marks.as_raw_fd());
+    a.load(Size::Dw, R2, R6, SOCKOPT_SK);
+    a.mov_imm(R3, 0);
+    a.mov_imm(R4, SK_STORAGE_GET_F_CREATE);
+    a.call(Helper::SkStorageGet);
+    a.jump_imm(Cond::Eq, R0, 0, done);
+    a.load(Size::W, R2, R0, 0);
+    a.alu(Alu::Or, R2, R7);
+    a.store(Size::W, R0, 0, R2);
+
+    a.bind(done);
+    a.load(Size::W, R2, R6, SOCKOPT_OPTLEN);
+    a.jump32_imm(Cond::Le, R2, PAGE_SIZE, allow);
+    a.store_imm(Size::W, R6, SOCKOPT_OPTLEN, 0); // "use the caller's buffer"
+    a.bind(allow);
+    a.mov_imm(R0, 1);
+    a.exit();
+    a.finish()
+}
+
+/// The BTF the socket storage map needs: one type, `int`, for its key and
+/// its value (a bit set of options).
+pub fn storage_btf() -> Vec<u8> {
+    const BTF_MAGIC: u16 = 0xeb9f;
+    const KIND_INT: u32 = 1;
+    const INT_SIGNED: u32 = 1;
+    let strings = b"\0int\0";
+    let mut types = Vec::new();
+    for word in [
+        1,              // name_off: "int"
+        KIND_INT << 24, // info: kind, no members
+        4,              // size in bytes
+        INT_SIGNED << 24 | 32,
+    ] {
+        types.extend_from_slice(&u32::to_ne_bytes(word));
+    }
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&BTF_MAGIC.to_ne_bytes());
+    blob.push(1); // version
+    blob.push(0); // flags
+    for word in [
+        24u32,
+        0,
+        types.len() as u32,
+        types.len() as u32,
+        strings.len() as u32,
+    ] {
+        // hdr_len, type_off, type_len, str_off, str_len
+        blob.extend_from_slice(&word.to_ne_bytes());
+    }
+    blob.extend_from_slice(&types);
+    blob.extend_from_slice(strings);
+    blob
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::BorrowedFd;
+
+    fn fake_fd() -> BorrowedFd<'static> {
+        // SAFETY: the number is only copied into instructions, never used.
+        unsafe { BorrowedFd::borrow_raw(100) }
+    }
+
+    #[test]
+    fn programs_assemble_and_stay_small() {
+        let ops = sock_ops(fake_fd(), fake_fd());
+        // About 35 instructions per rule slot plus the frame.
+        assert!(ops.len() < 4096, "{}", ops.len());
+        assert_eq!(ops.last().unwrap().code, 0x95, "ends with exit");
+        let set = setsockopt(fake_fd());
+        assert!(set.len() < 64, "{}", set.len());
+    }
+
+    #[test]
+    fn btf_header_is_24_bytes_and_lengths_add_up() {
+        let blob = storage_btf();
+        assert_eq!(blob.len(), 24 + 16 + 5);
+        assert_eq!(&blob[..2], &0xeb9fu16.to_ne_bytes());
+    }
+}

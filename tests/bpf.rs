@@ -1,0 +1,805 @@
+//! The kernel-side mode (`keepalive --bpf/--attach/--detach`), end to end
+//! and as root: programs LD_PRELOAD cannot reach (a static C client and
+//! server, Go, an io_uring connect) get keepalive; rules, direction and "the
+//! program wins" behave as in the library. Every case is read from inside
+//! (the probe's own getsockopt) and from outside (`ss -tnoi`'s keepalive
+//! timer). Every cgroup and attachment a test makes is removed by a Drop
+//! guard, also when it fails.
+
+mod common;
+
+use common::netns::{preflight, Pair, Process, SERVER_ADDR};
+use common::{build_c, field, fields, keepalive_timer_secs, ss_lines, wait_for};
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Any single step (a connection, a line of output) takes less than this.
+const PROMPT: Duration = Duration::from_secs(10);
+/// How long a probe keeps its connection, for `ss` to look at it.
+const HOLD: &str = "hold=3000";
+/// What a static probe reports without us: keepalive off, kernel defaults.
+const UNTOUCHED: &str = "keepalive=0 idle=7200 intvl=75 cnt=9 user_timeout=0";
+
+fn keepalive() -> Command {
+    let mut cmd = common::command(env!("CARGO_BIN_EXE_keepalive"), false, &[]);
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn probe() -> PathBuf {
+    build_c("bpfprobe", "bpfprobe-static", &["-static"])
+}
+
+/// The cgroup2 mount and this process's cgroup in it.
+fn own_cgroup() -> PathBuf {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mount = mountinfo
+        .lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            (right.starts_with("cgroup2 ") && fields[3] == "/").then(|| PathBuf::from(fields[4]))
+        })
+        .expect("no cgroup2 mounted: mount -t cgroup2 none /sys/fs/cgroup/unified");
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    mount.join(path.trim_start_matches('/'))
+}
+
+/// A cgroup of our own, removed on drop: its processes killed, our
+/// attachment detached, then the directory removed.
+struct TestCgroup {
+    path: PathBuf,
+}
+
+impl TestCgroup {
+    fn new(parent: &Path, role: &str) -> TestCgroup {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = parent.join(format!("katest-{}-{n}-{role}", std::process::id()));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TestCgroup { path }
+    }
+
+    fn top(role: &str) -> TestCgroup {
+        TestCgroup::new(&own_cgroup(), role)
+    }
+
+    /// `cmd` starts inside this cgroup (it joins between fork and exec).
+    fn enter<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        let mut procs = fs::OpenOptions::new()
+            .write(true)
+            .open(self.path.join("cgroup.procs"))
+            .unwrap();
+        // SAFETY: one write(2) between fork and exec, no allocation.
+        unsafe { cmd.pre_exec(move || procs.write_all(b"0")) }
+    }
+
+    fn attach(&self, options: &[&str]) -> String {
+        let mut cmd = keepalive();
+        cmd.arg("--attach").arg(&self.path).args(options);
+        let out = common::run(cmd, PROMPT);
+        assert!(out.status.success(), "--attach: {}", common::stderr(&out));
+        common::stderr(&out)
+    }
+
+    fn detach(&self) -> String {
+        let mut cmd = keepalive();
+        cmd.arg("--detach").arg(&self.path);
+        let out = common::run(cmd, PROMPT);
+        assert!(out.status.success(), "--detach: {}", common::stderr(&out));
+        common::stderr(&out)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Not checked: a panic while unwinding would abort the run.
+        if let Ok(procs) = fs::read_to_string(self.path.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|p| p.parse::<i32>().ok()) {
+                // SAFETY: kill(2) on a process of our own test cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = keepalive()
+            .arg("--detach")
+            .arg(&self.path)
+            .stderr(Stdio::null())
+            .status();
+        // A killed process leaves its cgroup a moment after it dies.
+        let removed = wait_for(PROMPT, || fs::remove_dir(&self.path).ok());
+        if removed.is_none() && self.path.exists() {
+            eprintln!("could not remove cgroup {}", self.path.display());
+        }
+    }
+}
+
+/// A peer outside every test cgroup, on `address`: accepts connections and
+/// holds them until the test binary ends. Returns its port.
+fn peer(address: &str) -> u16 {
+    static HELD: Mutex<Vec<std::net::TcpStream>> = Mutex::new(Vec::new());
+    let listener = TcpListener::bind((address, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(stream);
+        }
+    });
+    port
+}
+
+/// `keepalive --bpf` running in the background. Dropped (also when a test
+/// fails) it is ended as a user would end it, with SIGTERM, which it passes
+/// on to PROGRAM before removing its cgroup; Process's own SIGKILL would
+/// leave the cgroup behind.
+struct Running(Process);
+
+impl Running {
+    fn spawn(cmd: Command, label: &str) -> Running {
+        Running(Process::spawn(cmd, label))
+    }
+
+    /// Ends it and checks that its cgroup is gone.
+    fn stop(mut self) {
+        self.end();
+        let cgroup = own_cgroup().join(format!("keepalive.{}", self.0.id()));
+        assert!(!cgroup.exists(), "{} left behind", cgroup.display());
+    }
+
+    fn end(&mut self) {
+        // SAFETY: kill(2) on our own child, not yet reaped (Process reaps
+        // it only on drop).
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        if self.0.wait_exit(PROMPT).is_none() {
+            eprintln!("{} did not end on SIGTERM", self.0.label);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.0
+    }
+}
+
+/// What a probe saw from inside, and the keepalive timer `ss` shows on its
+/// connection from outside (None: no keepalive timer).
+struct Seen {
+    options: String,
+    timer: Option<f64>,
+}
+
+/// Runs `cmd` (a probe, possibly under keepalive) until it prints its
+/// "connected ..." line, then reads `ss` for the connection on `port`.
+fn observe(cmd: Command, port: u16) -> Seen {
+    let process = Running::spawn(cmd, "probe");
+    process.wait_stdout("connected", PROMPT).unwrap_or_else(|| {
+        panic!(
+            "{}: no connection; stdout {:?}, stderr {:?}",
+            process.label,
+            process.stdout(),
+            process.stderr()
+        )
+    });
+    let line = process
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("connected"))
+        .unwrap()
+        .to_string();
+    let timer = ss_lines(port).iter().find_map(|l| keepalive_timer_secs(l));
+    process.stop();
+    Seen {
+        options: line.trim_start_matches("connected ").to_string(),
+        timer,
+    }
+}
+
+/// Asserts the options read inside, and that `ss` shows a keepalive timer
+/// of at most `idle` seconds (just started) if keepalive is on, none if off.
+fn assert_seen(seen: &Seen, expected: &str, label: &str) {
+    assert_eq!(seen.options, expected, "{label}: options from getsockopt");
+    let words = fields(expected);
+    if field(&words, "keepalive") == "1" {
+        let idle: f64 = field(&words, "idle").parse().unwrap();
+        let timer = seen
+            .timer
+            .unwrap_or_else(|| panic!("{label}: ss shows no keepalive timer"));
+        // ss rounds long timers to whole minutes ("119min").
+        let slack = if idle > 600.0 { 60.0 } else { 3.0 };
+        assert!(
+            timer <= idle && timer >= idle - slack,
+            "{label}: ss timer {timer} s, idle {idle} s"
+        );
+    } else {
+        assert_eq!(seen.timer, None, "{label}: ss shows a keepalive timer");
+    }
+}
+
+/// `keepalive --bpf OPTIONS PROBE connect ADDR PORT WORDS...` against a
+/// fresh peer on `address`.
+fn bpf_connect(options: &[&str], address: &str, words: &[&str]) -> Seen {
+    let port = peer(address);
+    let mut cmd = keepalive();
+    cmd.arg("--bpf").args(options).arg(probe());
+    cmd.args(["connect", address, &port.to_string(), HOLD])
+        .args(words);
+    observe(cmd, port)
+}
+
+fn root() {
+    preflight();
+}
+
+#[test]
+fn a_static_client_gets_the_settings_and_is_untouched_without_them() {
+    root();
+    let all = [
+        "--idle",
+        "60",
+        "--interval",
+        "10",
+        "--count",
+        "6",
+        "--user-timeout",
+        "1500",
+    ];
+    let seen = bpf_connect(&all, "127.0.0.1", &[]);
+    assert_seen(&seen, common::ALL_CONFIGURED, "static client under --bpf");
+    // The control: the same static probe without us, and with the library
+    // preloaded (ld.so never reads LD_PRELOAD for it).
+    let port = peer("127.0.0.1");
+    let mut cmd = common::command(probe(), true, &common::ALL_TIMERS);
+    cmd.args(["connect", "127.0.0.1", &port.to_string(), HOLD]);
+    assert_seen(&observe(cmd, port), UNTOUCHED, "static client, LD_PRELOAD");
+}
+
+#[test]
+fn a_static_server_gets_them_on_accepted_connections() {
+    root();
+    let port = common::free_port().to_string();
+    let mut cmd = keepalive();
+    // An inbound port rule: the local port accepted on.
+    let rule = format!("dir=in,port={port}:idle=50");
+    cmd.args(["--bpf", "--idle", "20", "--count", "4", "--rule", &rule]);
+    cmd.arg(probe()).args(["accept", "127.0.0.1", &port, HOLD]);
+    let server = Running::spawn(cmd, "server");
+    server
+        .wait_stdout("listening", PROMPT)
+        .expect("server listens");
+    let _client =
+        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+    server
+        .wait_stdout("connected", PROMPT)
+        .expect("server accepts");
+    let line = server.stdout().lines().last().unwrap().to_string();
+    let timer = ss_lines(port.parse().unwrap())
+        .iter()
+        .find_map(|l| keepalive_timer_secs(l));
+    let seen = Seen {
+        options: line.trim_start_matches("connected ").to_string(),
+        timer,
+    };
+    assert_seen(
+        &seen,
+        "keepalive=1 idle=50 intvl=75 cnt=4 user_timeout=0",
+        "accepted by a static server",
+    );
+    server.stop();
+}
+
+#[test]
+fn go_programs_get_ours_unless_go_sets_its_own() {
+    root();
+    let go = go_probe();
+    let run = |mode: &str| {
+        let port = peer("127.0.0.1");
+        let mut cmd = keepalive();
+        cmd.args(["--bpf", "--idle", "40", "--count", "5"]).arg(&go);
+        cmd.args([&format!("127.0.0.1:{port}"), mode, "3000"]);
+        observe(cmd, port)
+    };
+    // net.Dialer{KeepAlive: -1}: Go leaves keepalive alone, ours applies.
+    assert_seen(
+        &run("off"),
+        "keepalive=1 idle=40 intvl=75 cnt=5 user_timeout=0",
+        "Go, KeepAlive -1",
+    );
+    // Go's default sets SO_KEEPALIVE, idle and interval (15 s) after
+    // connect(): those win; the count it never sets stays ours.
+    assert_seen(
+        &run("default"),
+        "keepalive=1 idle=15 intvl=15 cnt=5 user_timeout=0",
+        "Go, default dialer",
+    );
+}
+
+/// tests/go/goprobe.go, built once with Debian's golang-go, offline.
+fn go_probe() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("go");
+            fs::create_dir_all(&dir).unwrap();
+            let out = dir.join("goprobe");
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/goprobe.go");
+            let result = Command::new("go")
+                .args(["build", "-o"])
+                .arg(&out)
+                .arg(&source)
+                .env("GOFLAGS", "-mod=mod")
+                .env("GOCACHE", dir.join("cache"))
+                .env("GOPATH", dir.join("path"))
+                .env("CGO_ENABLED", "0")
+                .output()
+                .expect("go not found: apt-get install -y golang-go");
+            assert!(
+                result.status.success(),
+                "go build: {}",
+                String::from_utf8_lossy(&result.stderr)
+            );
+            out
+        })
+        .clone()
+}
+
+#[test]
+fn an_io_uring_connect_is_configured() {
+    root();
+    let uring = build_c("uringprobe", "uringprobe", &["-static", "-luring"]);
+    let port = peer("127.0.0.1");
+    let mut cmd = keepalive();
+    cmd.args(["--bpf", "--idle", "45"]).arg(uring);
+    cmd.args(["127.0.0.1", &port.to_string(), "3000"]);
+    assert_seen(
+        &observe(cmd, port),
+        "keepalive=1 idle=45 intvl=75 cnt=9 user_timeout=0",
+        "io_uring connect",
+    );
+}
+
+#[test]
+fn rules_and_direction_decide_as_in_the_library() {
+    root();
+    let on = |idle: u32| format!("keepalive=1 idle={idle} intvl=75 cnt=9 user_timeout=0");
+    // An IPv4 rule matches an IPv6 socket's IPv4-mapped peer.
+    let rules = ["--idle", "30", "--rule", "net=127.0.0.0/8:idle=70"];
+    let seen = bpf_connect(&rules, "::ffff:127.0.0.1", &[]);
+    assert_seen(&seen, &on(70), "IPv4 rule, mapped peer");
+    // ...and an IPv6 network never matches an IPv4 peer, even ::/0.
+    let rules = ["--idle", "30", "--rule", "net=::/0:idle=70"];
+    assert_seen(
+        &bpf_connect(&rules, "127.0.0.1", &[]),
+        &on(30),
+        "::/0, IPv4 peer",
+    );
+    assert_seen(&bpf_connect(&rules, "::1", &[]), &on(70), "::/0, IPv6 peer");
+    // First match wins; off leaves the connection exactly as it was.
+    let rules = ["--rule", "net=::1:off", "--rule", "*:idle=90"];
+    assert_seen(&bpf_connect(&rules, "::1", &[]), UNTOUCHED, "off rule");
+    assert_seen(
+        &bpf_connect(&rules, "127.0.0.1", &[]),
+        &on(90),
+        "second rule",
+    );
+    // Ports: the peer's port, outbound.
+    let port = peer("127.0.0.1");
+    let rule = format!("port={port}:cnt=3");
+    let mut cmd = keepalive();
+    cmd.args(["--bpf", "--idle", "20", "--rule", &rule])
+        .arg(probe());
+    cmd.args(["connect", "127.0.0.1", &port.to_string(), HOLD]);
+    assert_seen(
+        &observe(cmd, port),
+        "keepalive=1 idle=20 intvl=75 cnt=3 user_timeout=0",
+        "port rule",
+    );
+    let rules = ["--rule", "port=1-2:off", "--rule", "dir=in:off"];
+    assert_seen(
+        &bpf_connect(&rules, "127.0.0.1", &[]),
+        &on(7200),
+        "no rule matches",
+    );
+    // --direction in: outbound connections are left alone.
+    let direction = ["--direction", "in", "--idle", "30"];
+    assert_seen(
+        &bpf_connect(&direction, "127.0.0.1", &[]),
+        UNTOUCHED,
+        "direction in",
+    );
+}
+
+#[test]
+fn the_program_wins_option_by_option() {
+    root();
+    let base = [
+        "--idle",
+        "60",
+        "--interval",
+        "10",
+        "--count",
+        "6",
+        "--user-timeout",
+        "1500",
+    ];
+    // Set before connect(): that option keeps the program's value.
+    let seen = bpf_connect(&base, "127.0.0.1", &["idle=99", "user_timeout=0"]);
+    assert_seen(
+        &seen,
+        "keepalive=1 idle=99 intvl=10 cnt=6 user_timeout=0",
+        "program set idle and user_timeout",
+    );
+    // An explicit SO_KEEPALIVE=0 keeps keepalive off.
+    let seen = bpf_connect(&base, "127.0.0.1", &["keepalive=0"]);
+    assert_seen(
+        &seen,
+        "keepalive=0 idle=60 intvl=10 cnt=6 user_timeout=1500",
+        "program turned keepalive off",
+    );
+    // Set after connect(): it simply wins (it comes last).
+    let seen = bpf_connect(&base, "127.0.0.1", &["after:cnt=2", "after:idle=5"]);
+    assert_seen(
+        &seen,
+        "keepalive=1 idle=5 intvl=10 cnt=2 user_timeout=1500",
+        "program set options after connect",
+    );
+    // Accepted connections: judged by what was set on the listener.
+    let port = common::free_port().to_string();
+    let mut cmd = keepalive();
+    cmd.arg("--bpf").args(base).arg(probe());
+    cmd.args(["accept", "127.0.0.1", &port, HOLD, "intvl=3", "keepalive=1"]);
+    let server = Running::spawn(cmd, "server");
+    server
+        .wait_stdout("listening", PROMPT)
+        .expect("server listens");
+    let _client =
+        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+    server
+        .wait_stdout("connected", PROMPT)
+        .expect("server accepts");
+    let line = server.stdout().lines().last().unwrap().to_string();
+    assert_eq!(
+        line, "connected keepalive=1 idle=60 intvl=3 cnt=6 user_timeout=1500",
+        "listener's own interval and keepalive kept, the rest ours"
+    );
+    server.stop();
+}
+
+#[test]
+fn attach_update_detach_nested_and_removal() {
+    root();
+    let parent = TestCgroup::top("attach");
+    let nested = TestCgroup::new(&parent.path, "nested");
+    let connect_in = |cgroup: &TestCgroup| {
+        let port = peer("127.0.0.1");
+        let mut cmd = Command::new(probe());
+        cmd.args(["connect", "127.0.0.1", &port.to_string(), HOLD]);
+        cgroup.enter(&mut cmd);
+        observe(cmd, port)
+    };
+    assert!(parent.attach(&["--idle", "25"]).contains("attached"));
+    let first = "keepalive=1 idle=25 intvl=75 cnt=9 user_timeout=0";
+    assert_seen(&connect_in(&parent), first, "attached");
+    // A cgroup below the attached one is covered too.
+    assert_seen(&connect_in(&nested), first, "nested cgroup");
+    // Again on the same cgroup: new settings, same attachment.
+    assert!(parent
+        .attach(&["--idle", "35", "--count", "2"])
+        .contains("updated"));
+    let second = "keepalive=1 idle=35 intvl=75 cnt=2 user_timeout=0";
+    assert_seen(&connect_in(&parent), second, "updated");
+    assert_seen(&connect_in(&nested), second, "updated, nested");
+    assert_eq!(
+        attached_programs(&parent.path),
+        2,
+        "one sock_ops and one setsockopt"
+    );
+    assert!(parent.detach().contains("detached"));
+    assert_seen(&connect_in(&parent), UNTOUCHED, "detached");
+    assert_eq!(attached_programs(&parent.path), 0);
+    assert!(parent.detach().contains("nothing of ours"));
+    // The attachment goes with its cgroup: a cgroup with ours is removable.
+    assert!(nested.attach(&["--idle", "5"]).contains("attached"));
+    let nested_path = nested.path.clone();
+    drop(nested);
+    assert!(!nested_path.exists(), "cgroup with an attachment removed");
+}
+
+/// How many of our programs are attached to `cgroup` itself, by name, as
+/// the kernel lists them (BPF_PROG_QUERY through tests/c/bpfquery.c, since
+/// bpftool is not installed by default).
+fn attached_programs(cgroup: &Path) -> usize {
+    let query = build_c("bpfquery", "bpfquery", &[]);
+    let out = common::run(
+        {
+            let mut cmd = Command::new(query);
+            cmd.arg(cgroup);
+            cmd
+        },
+        PROMPT,
+    );
+    assert!(out.status.success(), "bpfquery: {}", common::stderr(&out));
+    common::stdout(&out)
+        .lines()
+        .filter(|l| l.starts_with("keepalive_"))
+        .count()
+}
+
+#[test]
+fn bpf_runs_in_a_child_cgroup_removed_afterwards_with_the_status() {
+    root();
+    // Exit status passes through, and the cgroup is gone afterwards.
+    let mut cmd = keepalive();
+    cmd.args(["--bpf", "sh", "-c", "cat /proc/self/cgroup; exit 3"]);
+    let out = common::run(cmd, PROMPT);
+    assert_eq!(out.status.code(), Some(3), "{}", common::stderr(&out));
+    let text = common::stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("0::")).unwrap();
+    assert!(
+        line.contains("/keepalive."),
+        "ran in a child cgroup: {line}"
+    );
+    let child = own_cgroup().join(line.rsplit('/').next().unwrap());
+    assert!(!child.exists(), "{} left behind", child.display());
+    // A signal sent to keepalive reaches PROGRAM; keepalive then removes the
+    // cgroup and ends by the same signal.
+    let mut cmd = keepalive();
+    cmd.args(["--bpf", "sh", "-c", "cat /proc/self/cgroup; exec sleep 30"]);
+    cmd.stdout(Stdio::piped());
+    let mut running = cmd.spawn().unwrap();
+    let mut first = String::new();
+    let mut stdout = std::io::BufReader::new(running.stdout.take().unwrap());
+    while !first.starts_with("0::") {
+        first.clear();
+        std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    }
+    let child = own_cgroup().join(first.trim().rsplit('/').next().unwrap());
+    assert!(child.exists());
+    let started = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
+    let status = running.wait().unwrap();
+    assert!(started.elapsed() < PROMPT);
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    assert!(
+        !child.exists(),
+        "{} left behind after SIGTERM",
+        child.display()
+    );
+}
+
+#[test]
+fn bad_values_exit_125_with_the_librarys_line() {
+    root();
+    let out = common::run(
+        {
+            let mut cmd = keepalive();
+            cmd.args(["--bpf", "--idle", "0", "true"]);
+            cmd
+        },
+        PROMPT,
+    );
+    assert_eq!(out.status.code(), Some(125));
+    let library = common::run(
+        {
+            let mut cmd = common::command("true", true, &[("KEEPIDLE", "0")]);
+            cmd.env("KEEPALIVE_DEBUG", "0");
+            cmd
+        },
+        PROMPT,
+    );
+    let line = common::stderr(&library)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!line.is_empty(), "the library prints a line for KEEPIDLE=0");
+    assert!(
+        common::stderr(&out).lines().any(|l| l == line),
+        "{:?} lacks the library's {line:?}",
+        common::stderr(&out)
+    );
+    // --attach refuses it too, and attaches nothing.
+    let cgroup = TestCgroup::top("bad");
+    let out = common::run(
+        {
+            let mut cmd = keepalive();
+            cmd.arg("--attach")
+                .arg(&cgroup.path)
+                .args(["--count", "200"]);
+            cmd
+        },
+        PROMPT,
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", common::stderr(&out));
+    assert_eq!(attached_programs(&cgroup.path), 0);
+    // Not a cgroup v2 directory: one line saying so, 125.
+    let out = common::run(
+        {
+            let mut cmd = keepalive();
+            cmd.args(["--attach", "/tmp"]);
+            cmd
+        },
+        PROMPT,
+    );
+    assert_eq!(out.status.code(), Some(125));
+    assert!(common::stderr(&out).contains("not a cgroup v2 directory"));
+}
+
+#[test]
+fn a_dead_peer_is_detected_on_time_by_a_static_client() {
+    root();
+    // idle 2 s, then 3 probes 1 s apart: dead 5 s after the last traffic.
+    let run = |with_bpf: bool| -> Option<Duration> {
+        let pair = Pair::new();
+        let mut server = Command::new("nc");
+        server.args(["-l", "5000"]);
+        pair.server.enter(&mut server);
+        let _server = Process::spawn(server, "nc server");
+        pair.server.wait_listening(5000);
+        let mut cmd = if with_bpf {
+            let mut cmd = keepalive();
+            cmd.args(["--bpf", "--idle", "2", "--interval", "1", "--count", "3"]);
+            cmd.arg(probe());
+            cmd
+        } else {
+            Command::new(probe())
+        };
+        cmd.args(["connect", SERVER_ADDR, "5000", "wait"]);
+        pair.client.enter(&mut cmd);
+        let mut client = Running::spawn(cmd, "static client");
+        client.wait_stdout("connected", PROMPT).expect("connected");
+        pair.server.vanish();
+        let vanished = Instant::now();
+        let ended = client
+            .wait_exit(Duration::from_secs(12))
+            .map(|(_, at)| at - vanished);
+        if ended.is_some() {
+            assert!(
+                client.stdout().contains("closed err=110"),
+                "{}",
+                client.stdout()
+            );
+        }
+        ended
+    };
+    std::thread::scope(|scope| {
+        let control = scope.spawn(|| run(false));
+        let ours = run(true).expect("the static client never noticed its dead peer");
+        eprintln!("dead peer noticed after {ours:?} (budget 5 s)");
+        assert!(
+            ours >= Duration::from_secs(4) && ours < Duration::from_secs(8),
+            "{ours:?}"
+        );
+        assert_eq!(
+            control.join().unwrap(),
+            None,
+            "the control noticed without us"
+        );
+    });
+}
+
+#[test]
+fn check_names_the_mode_a_program_needs() {
+    let mode_of = |program: &Path| {
+        let mut cmd = keepalive();
+        cmd.arg("--check").arg(program);
+        let out = common::run(cmd, PROMPT);
+        let text = common::stdout(&out);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("mode "))
+            .map(str::to_string);
+        (line.unwrap_or_default(), common::stderr(&out))
+    };
+    let (line, warning) = mode_of(&probe());
+    assert!(line.contains("--bpf (statically linked"), "{line}");
+    assert!(warning.contains("keepalive --bpf reaches it"), "{warning}");
+    let (line, warning) = mode_of(&go_probe());
+    assert!(line.contains("--bpf (a Go program"), "{line}");
+    assert!(warning.contains("keepalive --bpf reaches it"), "{warning}");
+    let dynamic = build_c("bpfquery", "bpfquery", &[]);
+    assert!(mode_of(&dynamic).0.contains("preload (a dynamic program"));
+    let uring = build_c("uringprobe", "uringprobe-dynamic", &["-luring"]);
+    assert!(mode_of(&uring).0.contains("it links liburing"));
+}
+
+#[test]
+fn without_privileges_or_cgroup2_the_error_says_what_to_do() {
+    root();
+    // Not root: nobody, without capabilities.
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ]);
+    cmd.arg(env!("CARGO_BIN_EXE_keepalive"))
+        .args(["--bpf", "true"]);
+    let out = common::run(cmd, PROMPT);
+    assert_eq!(out.status.code(), Some(125));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN"),
+        "{err}"
+    );
+    // No cgroup2 mounted: a private mount namespace without it.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"]);
+    cmd.arg(format!(
+        "grep ' - cgroup2 ' /proc/self/mountinfo | cut -d' ' -f5 | xargs -r -n1 umount -l && \
+         exec {} --bpf true",
+        env!("CARGO_BIN_EXE_keepalive")
+    ));
+    let out = common::run(cmd, PROMPT);
+    assert_eq!(out.status.code(), Some(125), "{}", common::stderr(&out));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("mount -t cgroup2 none /sys/fs/cgroup/unified"),
+        "{err}"
+    );
+}
+
+#[test]
+fn calls_made_before_the_attachment_are_unseen() {
+    root();
+    let cgroup = TestCgroup::top("before");
+    // A server that set its listener's options before the attachment:
+    // `accept` prints "listening" after listen(), then we attach.
+    let server = |words: &[&str]| {
+        let port = common::free_port().to_string();
+        let mut cmd = Command::new(probe());
+        cmd.args(["accept", "127.0.0.1", &port, HOLD]).args(words);
+        cgroup.enter(&mut cmd);
+        let server = Running::spawn(cmd, "server");
+        server
+            .wait_stdout("listening", PROMPT)
+            .expect("server listens");
+        (server, port.parse::<u16>().unwrap())
+    };
+    let accepted = |server: &Running, port: u16| {
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        server
+            .wait_stdout("connected", PROMPT)
+            .expect("server accepts");
+        let text = server.stdout();
+        let line = text.lines().last().unwrap();
+        line.trim_start_matches("connected ").to_string()
+    };
+    let (with_keepalive, port_a) = server(&["keepalive=1", "idle=77"]);
+    let (idle_only, port_b) = server(&["idle=77"]);
+    cgroup.attach(&["--idle", "25"]);
+    // Keepalive already on, with no recorded call: somebody chose it where
+    // we could not see, and the connection is left alone.
+    assert_eq!(
+        accepted(&with_keepalive, port_a),
+        "keepalive=1 idle=77 intvl=75 cnt=9 user_timeout=0"
+    );
+    // A timer set before the attachment, keepalive off: indistinguishable
+    // from a default, so ours replaces it.
+    assert_eq!(
+        accepted(&idle_only, port_b),
+        "keepalive=1 idle=25 intvl=75 cnt=9 user_timeout=0"
+    );
+}
