@@ -17,8 +17,11 @@ pub mod endpoint;
 pub mod fd_table;
 pub mod plan;
 pub mod policy;
+pub mod presets;
+pub mod programs;
 pub mod rules;
 pub mod runtime;
+pub mod scope;
 pub mod sockopt;
 
 #[cfg(not(test))]
