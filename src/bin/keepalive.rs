@@ -16,6 +16,12 @@ mod plan;
 #[path = "../policy.rs"]
 mod policy;
 #[allow(dead_code)]
+#[path = "../presets.rs"]
+mod presets;
+#[allow(dead_code)]
+#[path = "../programs.rs"]
+mod programs;
+#[allow(dead_code)]
 #[path = "../rules.rs"]
 mod rules;
 
@@ -29,8 +35,16 @@ mod elf;
 mod environment;
 #[path = "keepalive/locate.rs"]
 mod locate;
+#[path = "keepalive/proc.rs"]
+mod proc;
 #[path = "keepalive/reach.rs"]
 mod reach;
+#[path = "keepalive/sockets.rs"]
+mod sockets;
+#[path = "keepalive/status.rs"]
+mod status;
+#[path = "keepalive/status_output.rs"]
+mod status_output;
 
 use args::{Action, Invocation};
 use environment::Overrides;
@@ -105,6 +119,13 @@ fn main() -> ExitCode {
         }
         Action::Check { program } => run_check(&overrides, program.as_deref()),
         Action::Run { program, args } => run_program(&overrides, &program, &args),
+        Action::Status { targets, json } => {
+            if status::run(&targets, json) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
 }
 
