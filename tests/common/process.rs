@@ -53,6 +53,11 @@ impl Process {
         }
     }
 
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn write(&mut self, text: &str) {
         let stdin = self.stdin.as_mut().expect("stdin already closed");
         stdin

@@ -196,9 +196,9 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
     }
     if let Some(refusal) = refusal.filter(|_| !connections.is_empty()) {
         warnings.push(format!(
-            "could not read the sockets' options ({refusal}; needs ptrace permission over \
-             the process and Linux 5.6): keepalive shown from the kernel's TCP table, \
-             timer only"
+            "could not read the sockets' options ({refusal}; pidfd_getfd needs Linux 5.6, \
+             ptrace permission over the process and its PID namespace): keepalive shown \
+             from the kernel's TCP table, timer only"
         ));
     }
     Ok(ProcessStatus {
