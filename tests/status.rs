@@ -548,3 +548,25 @@ fn a_cgroup_directory_reports_each_of_its_processes() {
     drop(first);
     drop(second);
 }
+
+#[test]
+fn help_and_man_page_document_status() {
+    let output = status(&["--help"]);
+    let help = common::stdout(&output);
+    for word in ["--status TARGET", "--json", "--path NAME", "--program NAME"] {
+        assert!(help.contains(word), "--help lacks {word}");
+    }
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/keepalive.1"))
+            .unwrap();
+    for word in [
+        "\\-\\-status",
+        "\\-\\-json",
+        "\\-\\-path",
+        "\\-\\-program",
+        "library_loaded",
+        "user_timeout_ms",
+    ] {
+        assert!(page.contains(word), "keepalive.1 lacks {word}");
+    }
+}

@@ -62,6 +62,7 @@ const NOT_FOUND: u8 = 127;
 const USAGE: &str = "\
 Usage: keepalive [OPTIONS] [--] PROGRAM [ARGS...]
        keepalive [OPTIONS] --check [PROGRAM]
+       keepalive --status PID|CGROUP-DIR|UNIT [--json]
 
 Runs PROGRAM with libkeepalive.so preloaded, so that its TCP sockets use
 keepalive. Options override the environment variables of the same setting.
@@ -82,10 +83,22 @@ Options:
                        MATCH:ACTION, MATCH = * or dir=in|out,net=CIDR,port=N[-M]
                        ACTION = off, on, or idle=S,intvl=S,cnt=N,user_timeout=MS
                        e.g. --rule 'net=10.0.0.0/8,port=5432:idle=60' --rule '*:off'
+  --path NAME          timers chosen for a middlebox's idle timeout (KEEPALIVE_PATH):
+                       aws-nlb, aws-natgw (350 s), azure-lb (4 min), gcp (10 min),
+                       ipvs (900 s); --idle, --interval, --count override its timers
+  --program NAME       only processes whose executable (or the path they were
+                       started by) has this base name get keepalive; others are
+                       left alone silently (KEEPALIVE_PROGRAMS); repeatable
   --debug              the library reports each socket on stderr (KEEPALIVE_DEBUG=1)
   --off                preload the library but touch no socket (KEEPALIVE=off)
   --check              print the settings PROGRAM would get and where each comes
                        from; exit 1 if any is bad. PROGRAM is only inspected.
+  --status TARGET      what the library does in a running process: whether it is
+                       loaded (and a warning if LD_PRELOAD names it but ld.so
+                       failed), the settings it started with, and every TCP
+                       socket's effective keepalive options. TARGET is a PID, a
+                       cgroup directory or a systemd unit; repeatable
+  --json               --status as JSON, one object per PID target
   -h, --help           print this help
   -V, --version        print the version
 
@@ -95,6 +108,7 @@ command's own directory.
 
 Exit status: PROGRAM's; 125 if keepalive fails (bad option or value, library
 not found), 126 if PROGRAM cannot be executed, 127 if it is not found.
+--status: 0 if every process could be read, 1 otherwise.
 See keepalive(1) and libkeepalive(8).
 ";
 
