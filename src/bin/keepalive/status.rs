@@ -263,9 +263,14 @@ fn not_mapped_warning(pid: i32, entry: &Path, secure: Option<bool>) -> String {
 
 /// The systemd service the process runs in, from `/proc/PID/cgroup`.
 fn systemd_unit(pid: i32) -> Option<String> {
-    let text = std::fs::read_to_string(proc::path(pid, "cgroup")).ok()?;
+    unit_in_cgroups(&std::fs::read_to_string(proc::path(pid, "cgroup")).ok()?)
+}
+
+/// The innermost `.service` in the paths of a `/proc/PID/cgroup` file
+/// (`ID:CONTROLLERS:PATH` lines, v1 and v2).
+fn unit_in_cgroups(text: &str) -> Option<String> {
     text.lines()
-        .flat_map(|line| line.rsplit(':').next().unwrap_or("").split('/'))
+        .flat_map(|line| line.splitn(3, ':').nth(2).unwrap_or("").split('/'))
         .rfind(|part| part.ends_with(".service"))
         .map(str::to_string)
 }
@@ -385,6 +390,24 @@ pub fn run(targets: &[std::ffi::OsString], json: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unit_comes_from_the_cgroup_paths() {
+        let hybrid = "12:pids:/system.slice/redis-server.service\n\
+                      1:name=systemd:/system.slice/redis-server.service\n\
+                      0::/system.slice/redis-server.service\n";
+        assert_eq!(
+            unit_in_cgroups(hybrid).as_deref(),
+            Some("redis-server.service")
+        );
+        let nested = "0::/system.slice/postgresql@15-main.service/payload\n";
+        assert_eq!(
+            unit_in_cgroups(nested).as_deref(),
+            Some("postgresql@15-main.service")
+        );
+        assert_eq!(unit_in_cgroups("0::/user.slice/session-3.scope\n"), None);
+        assert_eq!(unit_in_cgroups("0::/\n"), None);
+    }
 
     #[test]
     fn targets() {
