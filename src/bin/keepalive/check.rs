@@ -140,7 +140,8 @@ pub fn report(
             if let Some(preset) = loaded.path {
                 source.push_str(&format!(
                     ": idle timeout {} s, {}",
-                    preset.timeout_secs, preset.source
+                    preset.timeout_secs,
+                    crate::presets::source(preset)
                 ));
             }
         }
