@@ -369,6 +369,55 @@ fn a_failed_preload_is_a_warning() {
 }
 
 #[test]
+fn a_preload_refused_by_a_noexec_mount_names_the_mount() {
+    // What a hardened systemd unit (NoExecPaths=) does, in a mount namespace
+    // of the target's own: the library sits on a tmpfs mounted noexec.
+    common::keepalive_command();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-noexec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let preload = dir.join("libkeepalive.so");
+    let script = format!(
+        "mount -t tmpfs -o noexec none {dir} && cp {library} {dir}/ && \
+         exec env LD_PRELOAD={preload} KEEPIDLE=60 /usr/bin/python3 {target}",
+        dir = dir.display(),
+        library = common::library().display(),
+        preload = preload.display(),
+        target = target_script().display(),
+    );
+    let mut cmd = common::command("unshare", false, &[]);
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let process = Process::spawn(cmd, "python3 target on a noexec mount");
+    assert!(
+        process.wait_stdout("ready", DEADLINE).is_some(),
+        "{}",
+        process.stderr()
+    );
+    assert!(
+        process
+            .stderr()
+            .contains("failed to map segment from shared object"),
+        "{}",
+        process.stderr()
+    );
+    let report = status_json(pid_of(&process));
+    assert_eq!(report.get("library_loaded"), &json::Value::Bool(false));
+    let warnings = report.get("warnings").list();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let warning = warnings[0].text();
+    assert!(
+        warning.contains(&format!(
+            "LD_PRELOAD names {} but it is not mapped",
+            preload.display()
+        )),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("; its file system is mounted noexec for this process"),
+        "{warning}"
+    );
+}
+
+#[test]
 fn the_programs_own_idle_is_what_status_reports() {
     let process = start(Some(common::library()), &common::ALL_TIMERS, Some(77));
     let report = status_json(pid_of(&process));

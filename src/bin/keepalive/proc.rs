@@ -14,24 +14,29 @@ pub fn path(pid: i32, file: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{file}"))
 }
 
-/// The files mapped into the process (`/proc/PID/maps`, 6th column), once
-/// each, in order.
-pub fn parse_maps(text: &[u8]) -> Vec<PathBuf> {
+/// The files mapped executable into the process (`/proc/PID/maps`: perms
+/// with `x`, 6th column the path), once each, in order. Executable only:
+/// when ld.so fails to load a preload (say, on a noexec mount), it can
+/// leave a read-only mapping of the file behind.
+pub fn executable_files(text: &[u8]) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
     for line in text.split(|&b| b == b'\n') {
         // address perms offset dev inode [path]; the path may hold spaces.
+        let mut words = Vec::new();
         let mut rest = line;
         for _ in 0..5 {
             let Some(space) = rest.iter().position(|&b| b == b' ') else {
                 rest = b"";
                 break;
             };
+            words.push(&rest[..space]);
             rest = &rest[space + 1..];
             while rest.first() == Some(&b' ') {
                 rest = &rest[1..];
             }
         }
-        if rest.first() == Some(&b'/') {
+        let executable = words.get(1).is_some_and(|perms| perms.contains(&b'x'));
+        if executable && rest.first() == Some(&b'/') {
             let file = PathBuf::from(OsStr::from_bytes(rest));
             if !files.contains(&file) {
                 files.push(file);
@@ -218,19 +223,71 @@ pub fn started_as(pid: i32, address: u64) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
+/// Whether `file` lies on a file system mounted `noexec`, according to a
+/// `/proc/PID/mountinfo` (the process's own view: systemd's `NoExecPaths=`
+/// is such a mount). The deepest mount point holding the file decides, and
+/// of equal ones the last mounted. `None` if no mount holds it.
+pub fn on_noexec_mount(mountinfo: &str, file: &Path) -> Option<bool> {
+    let mut best: Option<(usize, bool)> = None;
+    for line in mountinfo.lines() {
+        let words: Vec<&str> = line.split(' ').collect();
+        let (Some(point), Some(options)) = (words.get(4), words.get(5)) else {
+            continue;
+        };
+        let point = unescape_octal(point);
+        if !file.starts_with(&point) {
+            continue;
+        }
+        let depth = Path::new(&point).components().count();
+        let deeper_seen = matches!(best, Some((deepest, _)) if deepest > depth);
+        if !deeper_seen {
+            best = Some((depth, options.split(',').any(|o| o == "noexec")));
+        }
+    }
+    best.map(|(_, noexec)| noexec)
+}
+
+/// Mount points escape spaces and such as `\040`.
+fn unescape_octal(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(digits)) => {
+                let value = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                out.push(value as u8);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn maps_give_each_file_once() {
+    fn maps_give_each_executable_file_once() {
         let maps = b"55d0-55d1 r--p 00000000 08:01 123 /usr/bin/cat\n\
             55d1-55d2 r-xp 00001000 08:01 123 /usr/bin/cat\n\
-            7f00-7f01 r--p 00000000 08:01 9 /opt/my dir/libkeepalive.so (deleted)\n\
+            55d2-55d3 r-xp 00002000 08:01 123 /usr/bin/cat\n\
+            7f00-7f01 r-xp 00000000 08:01 9 /opt/my dir/libkeepalive.so (deleted)\n\
             7f01-7f02 rw-p 00000000 00:00 0 \n\
+            7f02-7f03 r--p 00000000 00:27 2                  /tmp/nx/libkeepalive.so\n\
             7ffc-7ffd rw-p 00000000 00:00 0                          [stack]\n";
         assert_eq!(
-            parse_maps(maps),
+            executable_files(maps),
             [
                 PathBuf::from("/usr/bin/cat"),
                 PathBuf::from("/opt/my dir/libkeepalive.so (deleted)")
@@ -280,6 +337,22 @@ mod tests {
         assert_eq!(rows[0].state, "LISTEN");
         assert_eq!(rows[1].local, "[::ffff:127.0.0.1]:8080");
         assert_eq!(rows[1].remote, "[::ffff:127.0.0.2]:22");
+    }
+
+    #[test]
+    fn noexec_mounts() {
+        let info = "21 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                    30 21 0:25 / /usr rw,relatime - ext4 /dev/sda2 rw\n\
+                    40 21 0:26 / /opt/my\\040dir rw,noexec - tmpfs none rw\n\
+                    41 30 8:1 /usr /usr ro,nosuid,nodev,noexec,relatime - ext4 /dev/sda1 rw\n\
+                    42 41 8:1 /usr/local/lib /usr/local/lib ro,relatime - ext4 /dev/sda1 rw\n";
+        let on = |path: &str| on_noexec_mount(info, Path::new(path));
+        assert_eq!(on("/usr/lib/libkeepalive.so"), Some(true));
+        assert_eq!(on("/usr/local/lib/libkeepalive.so"), Some(false));
+        assert_eq!(on("/opt/my dir/libkeepalive.so"), Some(true));
+        assert_eq!(on("/opt/other/libkeepalive.so"), Some(false));
+        assert_eq!(on("/usrx/libkeepalive.so"), Some(false));
+        assert_eq!(on_noexec_mount("", Path::new("/x")), None);
     }
 
     #[test]

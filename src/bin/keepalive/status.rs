@@ -90,7 +90,7 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
         return Err(format!("no process {pid}"));
     }
     let environ = proc::parse_environ(&read("environ")?);
-    let maps = proc::parse_maps(&read("maps")?);
+    let maps = proc::executable_files(&read("maps")?);
     let sockets =
         proc::socket_fds(pid).map_err(|error| refused(pid, &format!("/proc/{pid}/fd"), &error))?;
     let exe = std::fs::read_link(proc::path(pid, "exe")).ok();
@@ -238,6 +238,11 @@ fn not_mapped_warning(pid: i32, entry: &Path, secure: Option<bool>) -> String {
     );
     let in_root = proc::path(pid, "root").join(entry.strip_prefix("/").unwrap_or(entry));
     let unit = systemd_unit(pid);
+    let noexec = entry.is_absolute()
+        && std::fs::read_to_string(proc::path(pid, "mountinfo"))
+            .ok()
+            .and_then(|info| proc::on_noexec_mount(&info, entry))
+            .unwrap_or(false);
     if secure == Some(true) && entry.as_os_str().as_bytes().contains(&b'/') {
         warning.push_str(
             "; the process runs in secure-execution mode (setuid, setgid or capabilities), \
@@ -245,11 +250,19 @@ fn not_mapped_warning(pid: i32, entry: &Path, secure: Option<bool>) -> String {
         );
     } else if entry.is_absolute() && !in_root.exists() {
         warning.push_str("; no such file in the process's file system");
+    } else if noexec {
+        warning.push_str("; its file system is mounted noexec for this process");
+        if let Some(unit) = unit {
+            warning.push_str(&format!(
+                ", as a hardened systemd unit's NoExecPaths= does: add ExecPaths={} to \
+                 {unit} (systemctl edit {unit})",
+                entry.display()
+            ));
+        }
     } else if let Some(unit) = unit {
         warning.push_str(&format!(
-            "; it runs in {unit}: a hardened unit (NoExecPaths=, ProtectSystem=, \
-             MemoryDenyWriteExecute=) can forbid mapping it; add ExecPaths={} to the unit \
-             (systemctl edit {unit})",
+            "; it runs in {unit}: if the unit is hardened (NoExecPaths=, \
+             SystemCallFilter=), add ExecPaths={} to it (systemctl edit {unit})",
             entry.display()
         ));
     } else {
