@@ -114,7 +114,7 @@ fn check_names_the_preset_or_the_variable_behind_each_value() {
     assert!(lines.contains(&"count 3 KEEPCNT".to_string()));
     let path = lines.iter().find(|l| l.starts_with("path ")).unwrap();
     assert!(
-        path.starts_with("path ipvs --path: idle timeout 900 s, Linux IPVS"),
+        path.starts_with("path ipvs --path: Linux IPVS TCP timeout 900 s"),
         "{path}"
     );
     assert!(lines.contains(

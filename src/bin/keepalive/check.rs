@@ -138,11 +138,7 @@ pub fn report(
         };
         if setting == Setting::Path {
             if let Some(preset) = loaded.path {
-                source.push_str(&format!(
-                    ": idle timeout {} s, {}",
-                    preset.timeout_secs,
-                    crate::presets::source(preset)
-                ));
+                source.push_str(&format!(": {}", crate::presets::source(preset)));
             }
         }
         // A variable that is set but not applied was bad or conflicting.
@@ -313,8 +309,9 @@ mod tests {
         assert_eq!(lines[2], "interval 30 s preset aws-nlb (--path)");
         assert_eq!(lines[3], "count 3 KEEPCNT");
         assert!(
-            lines[8]
-                .starts_with("path aws-nlb --path: idle timeout 350 s, AWS Network Load Balancer"),
+            lines[8].starts_with(
+                "path aws-nlb --path: AWS Network Load Balancer: TCP idle timeout 350 s"
+            ),
             "{}",
             lines[8]
         );
