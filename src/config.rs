@@ -2,6 +2,8 @@
 //! what is valid. Pure code: it sees the environment only through a lookup
 //! function, so it is unit-tested and fuzzed without `LD_PRELOAD`.
 
+use crate::presets::{self, Preset};
+use crate::programs::{self, Programs};
 use crate::rules::{self, Selection};
 use serde::Deserialize;
 use std::fmt::Write as _;
@@ -15,7 +17,7 @@ pub const MAX_USER_TIMEOUT_MS: u32 = i32::MAX as u32;
 
 /// Every variable the library reads, in the order diagnostics are printed.
 /// Only these are ever looked up; nothing else in the environment matters.
-pub const VARIABLE_NAMES: [&str; 18] = [
+pub const VARIABLE_NAMES: [&str; 20] = [
     "KEEPALIVE",
     "DD_USE_KEEPALIVE",
     "KEEPIDLE",
@@ -34,6 +36,8 @@ pub const VARIABLE_NAMES: [&str; 18] = [
     "KEEPALIVE_DEBUG",
     "LIBKEEPALIVE_DEBUG",
     "DD_DEBUG",
+    "KEEPALIVE_PATH",
+    "KEEPALIVE_PROGRAMS",
 ];
 
 /// `TCP_USER_TIMEOUT` as configured: a fixed value, or derived from the
@@ -351,6 +355,11 @@ pub struct Loaded {
     /// Which connections get keepalive, and with which timers.
     pub selection: Selection,
     pub diagnostics: Vec<String>,
+    /// The path preset (`KEEPALIVE_PATH`), already applied to the timers of
+    /// `settings` that no variable set.
+    pub path: Option<&'static Preset>,
+    /// Only these programs get keepalive (`KEEPALIVE_PROGRAMS`); `None`: all.
+    pub programs: Option<Programs>,
 }
 
 /// Reads our variables through `lookup` (which returns the raw bytes of a
@@ -372,12 +381,47 @@ pub fn load(lookup: impl Fn(&str) -> Option<Vec<u8>>) -> Loaded {
     // Only strings reach envy, and every field is an optional string, so it
     // cannot fail; an error would mean a field is missing for a name above.
     let raw: RawEnvironment = envy::from_iter(pairs).unwrap_or_default();
-    let (settings, selection) = validate(&raw, &mut diagnostics);
+    let (mut settings, selection) = validate(&raw, &mut diagnostics);
+    let (path, programs) = validate_scope(&raw, &mut diagnostics);
+    // A variable that sets a timer wins over the preset, timer by timer.
+    if let Some(preset) = path {
+        settings.idle_secs = settings.idle_secs.or(Some(preset.idle_secs));
+        settings.interval_secs = settings.interval_secs.or(Some(preset.interval_secs));
+        settings.count = settings.count.or(Some(preset.count));
+    }
     Loaded {
         settings,
         selection,
         diagnostics,
+        path,
+        programs,
     }
+}
+
+/// `KEEPALIVE_PATH` and `KEEPALIVE_PROGRAMS`. A bad list of programs is
+/// ignored like any bad value: every program gets keepalive, and says why.
+fn validate_scope(
+    raw: &RawEnvironment,
+    diagnostics: &mut Vec<String>,
+) -> (Option<&'static Preset>, Option<Programs>) {
+    let path = resolve(
+        &raw.present(Setting::Path.variables()),
+        &text(format_args!("one of {}", presets::names())),
+        &presets::find,
+        diagnostics,
+    );
+    let programs = raw.get("KEEPALIVE_PROGRAMS").and_then(|list| {
+        let parsed = programs::parse(list);
+        if parsed.is_none() {
+            diagnostics.push(text(format_args!(
+                "libkeepalive: KEEPALIVE_PROGRAMS={} is not valid: expected {}; ignoring it",
+                quote_value(list),
+                programs::VALID
+            )));
+        }
+        parsed
+    });
+    (path, programs)
 }
 
 fn validate(raw: &RawEnvironment, diagnostics: &mut Vec<String>) -> (Settings, Selection) {
@@ -791,6 +835,44 @@ mod tests {
     }
 
     #[test]
+    fn a_path_preset_sets_the_timers_a_variable_does_not() {
+        let loaded = load_from(&[("KEEPALIVE_PATH", "aws-nlb")]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.path.map(|p| p.name), Some("aws-nlb"));
+        let s = &loaded.settings;
+        assert_eq!(
+            (s.idle_secs, s.interval_secs, s.count),
+            (Some(100), Some(30), Some(5))
+        );
+        let s = load_from(&[("KEEPALIVE_PATH", "gcp"), ("TCP_KEEPIDLE", "45")]).settings;
+        assert_eq!(
+            (s.idle_secs, s.interval_secs, s.count),
+            (Some(45), Some(60), Some(5))
+        );
+        assert_eq!(s.user_timeout, None);
+        let loaded = load_from(&[("KEEPALIVE_PATH", "aws"), ("KEEPCNT", "3")]);
+        assert_eq!(loaded.diagnostics.len(), 1);
+        assert!(loaded.diagnostics[0].starts_with(
+            "libkeepalive: KEEPALIVE_PATH=\"aws\" is not valid: expected one of aws-nlb, aws-natgw,"
+        ));
+        assert_eq!(loaded.settings.idle_secs, None);
+        assert_eq!(loaded.settings.count, Some(3));
+    }
+
+    #[test]
+    fn programs_are_read_and_a_bad_list_is_ignored() {
+        let loaded = load_from(&[("KEEPALIVE_PROGRAMS", "nginx, python3")]);
+        assert!(loaded.diagnostics.is_empty());
+        assert_eq!(loaded.programs.unwrap().names, ["nginx", "python3"]);
+        let loaded = load_from(&[("KEEPALIVE_PROGRAMS", "/usr/bin/nginx")]);
+        assert_eq!(loaded.diagnostics.len(), 1);
+        assert!(loaded.diagnostics[0]
+            .starts_with("libkeepalive: KEEPALIVE_PROGRAMS=\"/usr/bin/nginx\" is not valid"));
+        assert_eq!(loaded.programs, None);
+        assert_eq!(load_from(&[]).programs, None);
+    }
+
+    #[test]
     fn every_name_reaches_envy() {
         // Guards the two lists (VARIABLE_NAMES and the alias groups of Setting).
         for name in VARIABLE_NAMES {
@@ -843,10 +925,12 @@ pub enum Setting {
     Direction,
     Rules,
     Debug,
+    Path,
+    Programs,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 8] = [
+    pub const ALL: [Setting; 10] = [
         Setting::Enabled,
         Setting::Idle,
         Setting::Interval,
@@ -855,6 +939,8 @@ impl Setting {
         Setting::Direction,
         Setting::Rules,
         Setting::Debug,
+        Setting::Path,
+        Setting::Programs,
     ];
 
     /// Every variable that spells this setting, in the order `load` reads
@@ -869,6 +955,8 @@ impl Setting {
             Setting::Direction => &["KEEPALIVE_DIRECTION"],
             Setting::Rules => &["KEEPALIVE_RULES"],
             Setting::Debug => &["KEEPALIVE_DEBUG", "LIBKEEPALIVE_DEBUG", "DD_DEBUG"],
+            Setting::Path => &["KEEPALIVE_PATH"],
+            Setting::Programs => &["KEEPALIVE_PROGRAMS"],
         }
     }
 
@@ -885,6 +973,8 @@ impl Setting {
             Setting::Direction => format!("{:?}", loaded.selection.directions),
             Setting::Rules => format!("{:?}", loaded.selection.rules),
             Setting::Debug => format!("{:?}", settings.debug),
+            Setting::Path => format!("{:?}", loaded.path.map(|preset| preset.name)),
+            Setting::Programs => format!("{:?}", loaded.programs),
         }
     }
 }
@@ -943,6 +1033,8 @@ mod setting_tests {
             Setting::Debug => ["1", "1"],
             Setting::Direction => ["out", "out"],
             Setting::Rules => ["*:off", "*:off"],
+            Setting::Path => ["gcp", "gcp"],
+            Setting::Programs => ["curl", "curl"],
             _ => ["3", "3"],
         };
         for setting in Setting::ALL {
@@ -954,7 +1046,10 @@ mod setting_tests {
                 let nothing = load(|_| None);
                 for other in Setting::ALL {
                     let changed = other.value_in(&loaded) != other.value_in(&nothing);
-                    assert_eq!(changed, other == setting, "{name} and {other:?}");
+                    // A preset sets the three timers.
+                    let timer = matches!(other, Setting::Idle | Setting::Interval | Setting::Count);
+                    let expected = other == setting || (setting == Setting::Path && timer);
+                    assert_eq!(changed, expected, "{name} and {other:?}");
                 }
             }
         }

@@ -18,10 +18,13 @@ pub mod fd_state;
 pub mod fd_table;
 pub mod plan;
 pub mod policy;
+pub mod presets;
+pub mod programs;
 #[cfg(not(test))]
 mod real;
 pub mod rules;
 pub mod runtime;
+pub mod scope;
 pub mod sockopt;
 
 #[cfg(not(test))]

@@ -135,6 +135,13 @@ fn load() -> Runtime {
         return Runtime::switched_off();
     }
     let loaded = config::load(secure_getenv_bytes);
+    // A process KEEPALIVE_PROGRAMS does not list is left alone entirely and
+    // silently: decided here, once, so its sockets cost one atomic load.
+    if let Some(programs) = &loaded.programs {
+        if !crate::scope::this_process_is_listed(programs) {
+            return Runtime::switched_off();
+        }
+    }
     let debug = loaded.settings.debug;
     if debug || !loaded.diagnostics.is_empty() {
         diagnostics::open_private();

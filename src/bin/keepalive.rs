@@ -16,6 +16,12 @@ mod plan;
 #[path = "../policy.rs"]
 mod policy;
 #[allow(dead_code)]
+#[path = "../presets.rs"]
+mod presets;
+#[allow(dead_code)]
+#[path = "../programs.rs"]
+mod programs;
+#[allow(dead_code)]
 #[path = "../rules.rs"]
 mod rules;
 
@@ -35,8 +41,16 @@ mod locate;
 mod mode;
 #[path = "keepalive/output.rs"]
 mod output;
+#[path = "keepalive/proc.rs"]
+mod proc;
 #[path = "keepalive/reach.rs"]
 mod reach;
+#[path = "keepalive/sockets.rs"]
+mod sockets;
+#[path = "keepalive/status.rs"]
+mod status;
+#[path = "keepalive/status_output.rs"]
+mod status_output;
 
 use args::{Action, Invocation};
 use environment::Overrides;
@@ -58,6 +72,7 @@ Usage: keepalive [OPTIONS] [--] PROGRAM [ARGS...]
        keepalive --bpf [OPTIONS] [--] PROGRAM [ARGS...]
        keepalive --attach CGROUP_DIR [OPTIONS]
        keepalive --detach CGROUP_DIR
+       keepalive --status PID|CGROUP-DIR|UNIT [--json]
 
 Runs PROGRAM with libkeepalive.so preloaded, so that its TCP sockets use
 keepalive. Options override the environment variables of the same setting.
@@ -78,6 +93,12 @@ Options:
                        MATCH:ACTION, MATCH = * or dir=in|out,net=CIDR,port=N[-M]
                        ACTION = off, on, or idle=S,intvl=S,cnt=N,user_timeout=MS
                        e.g. --rule 'net=10.0.0.0/8,port=5432:idle=60' --rule '*:off'
+  --path NAME          timers chosen for a middlebox's idle timeout (KEEPALIVE_PATH):
+                       aws-nlb, aws-natgw (350 s), azure-lb (4 min), gcp (10 min),
+                       ipvs (900 s); --idle, --interval, --count override its timers
+  --program NAME       only processes whose executable (or the path they were
+                       started by) has this base name get keepalive; others are
+                       left alone silently (KEEPALIVE_PROGRAMS); repeatable
   --debug              the library reports each socket on stderr (KEEPALIVE_DEBUG=1)
   --off                preload the library but touch no socket (KEEPALIVE=off)
   --check              print the settings PROGRAM would get and where each comes
@@ -90,6 +111,12 @@ Options:
                        a container's), kept after keepalive exits; again on the
                        same cgroup: update its settings
   --detach CGROUP_DIR  remove it
+  --status TARGET      what the library does in a running process: whether it is
+                       loaded (and a warning if LD_PRELOAD names it but ld.so
+                       failed), the settings it started with, and every TCP
+                       socket's effective keepalive options. TARGET is a PID, a
+                       cgroup directory or a systemd unit; repeatable
+  --json               --status as JSON, one object per PID target
   -h, --help           print this help
   -V, --version        print the version
 
@@ -99,6 +126,7 @@ command's own directory.
 
 Exit status: PROGRAM's; 125 if keepalive fails (bad option or value, library
 not found), 126 if PROGRAM cannot be executed, 127 if it is not found.
+--status: 0 if every process could be read, 1 otherwise.
 See keepalive(1) and libkeepalive(8).
 ";
 
@@ -124,6 +152,13 @@ fn main() -> ExitCode {
         },
         Action::Attach { cgroup } => attach_cgroup(&overrides, Path::new(&cgroup)),
         Action::Detach { cgroup } => detach_cgroup(Path::new(&cgroup)),
+        Action::Status { targets, json } => {
+            if status::run(&targets, json) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
 }
 

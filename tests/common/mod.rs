@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Every variable the library reads, removed from the inherited environment
 /// so that a developer's shell cannot change a test's outcome.
-pub const OUR_VARIABLES: [&str; 19] = [
+pub const OUR_VARIABLES: [&str; 21] = [
     "LD_PRELOAD",
     "KEEPALIVE_DIRECTION",
     "KEEPALIVE_RULES",
@@ -33,6 +33,8 @@ pub const OUR_VARIABLES: [&str; 19] = [
     "KEEPALIVE_DEBUG",
     "LIBKEEPALIVE_DEBUG",
     "DD_DEBUG",
+    "KEEPALIVE_PATH",
+    "KEEPALIVE_PROGRAMS",
 ];
 
 /// Every timer set, and what getsockopt then reports on a configured socket
@@ -65,6 +67,23 @@ pub fn library() -> &'static Path {
         let path = target.join("release/libkeepalive.so");
         assert!(path.exists(), "{} missing", path.display());
         path
+    })
+}
+
+/// The release `keepalive` command, built with the library into the same
+/// target dir (so it finds `libkeepalive.so` beside itself).
+pub fn keepalive_command() -> &'static Path {
+    static COMMAND: OnceLock<PathBuf> = OnceLock::new();
+    COMMAND.get_or_init(|| {
+        let target = tmp_dir().join("release-build");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "--target-dir"])
+            .arg(&target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --release failed");
+        target.join("release/keepalive")
     })
 }
 

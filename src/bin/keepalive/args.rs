@@ -43,6 +43,12 @@ pub enum Action {
     Detach {
         cgroup: OsString,
     },
+    /// Report what the library does in running processes: each target is a
+    /// PID, a cgroup directory or a systemd unit.
+    Status {
+        targets: Vec<OsString>,
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,13 +59,15 @@ pub struct Invocation {
 }
 
 /// Options that take a value: name, setting.
-const VALUED: [(&str, Setting); 6] = [
+const VALUED: [(&str, Setting); 8] = [
     ("--idle", Setting::Idle),
     ("--interval", Setting::Interval),
     ("--count", Setting::Count),
     ("--user-timeout", Setting::UserTimeout),
     ("--direction", Setting::Direction),
     ("--rule", Setting::Rules),
+    ("--path", Setting::Path),
+    ("--program", Setting::Programs),
 ];
 
 /// Parses the arguments after argv[0]. The error is a one-line message.
@@ -70,6 +78,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
     let mut program = None;
     let mut bpf = false;
     let mut cgroup_action: Option<(bool, OsString)> = None;
+    let mut status_targets = Vec::new();
+    let mut json = false;
     while let Some(arg) = args.next() {
         let bytes = arg.as_encoded_bytes();
         if bytes == b"--" {
@@ -93,12 +103,19 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
                     .ok_or_else(|| format!("{option} needs a value"))?
                     .into_vec(),
             };
-            // Rules add up, in order (first match wins); every other
-            // setting has one value, and a later option replaces it.
-            let earlier = options.iter_mut().find(|o| o.setting == Setting::Rules);
+            // Rules add up, in order (first match wins), and so do
+            // programs; every other setting has one value, and a later
+            // option replaces it.
+            let separator: &[u8] = if setting == Setting::Programs {
+                b","
+            } else {
+                b"; "
+            };
+            let adds_up = setting == Setting::Rules || setting == Setting::Programs;
+            let earlier = options.iter_mut().find(|o| o.setting == setting);
             match earlier {
-                Some(earlier) if setting == Setting::Rules => {
-                    earlier.value.extend_from_slice(b"; ");
+                Some(earlier) if adds_up => {
+                    earlier.value.extend_from_slice(separator);
                     earlier.value.extend_from_slice(&value);
                 }
                 _ => options.push(OptionValue {
@@ -139,6 +156,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
                 value: b"off".to_vec(),
             }),
             "--check" => check = true,
+            "--status" => status_targets.push(
+                args.next()
+                    .ok_or_else(|| "--status needs a PID, cgroup directory or unit".to_string())?,
+            ),
+            "--json" => json = true,
             "-h" | "--help" => {
                 return Ok(Invocation {
                     options,
@@ -168,6 +190,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
             Action::Detach { cgroup }
         };
         return Ok(Invocation { options, action });
+    }
+    if !status_targets.is_empty() {
+        if let Some(program) = program {
+            return Err(format!(
+                "--status takes no PROGRAM ({} given)",
+                program.to_string_lossy()
+            ));
+        }
+        let action = Action::Status {
+            targets: status_targets,
+            json,
+        };
+        return Ok(Invocation { options, action });
+    }
+    if json {
+        return Err("--json goes with --status".to_string());
     }
     let action = match (check, program) {
         (true, program) => Action::Check { program },
@@ -302,6 +340,53 @@ mod tests {
             [
                 (Setting::Rules, "net=10.0.0.0/8:idle=60; *:off".to_string()),
                 (Setting::Direction, "out".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn status_targets_and_json() {
+        assert_eq!(
+            parse_words(&["--status", "42", "--json", "--status=x"]).unwrap_err(),
+            "--status takes no value"
+        );
+        assert_eq!(
+            parse_words(&["--status", "42", "--json", "--status", "nginx.service"])
+                .unwrap()
+                .action,
+            Action::Status {
+                targets: vec!["42".into(), "nginx.service".into()],
+                json: true
+            }
+        );
+        assert_eq!(
+            parse_words(&["--status", "42", "curl"]).unwrap_err(),
+            "--status takes no PROGRAM (curl given)"
+        );
+        assert_eq!(
+            parse_words(&["--json", "curl"]).unwrap_err(),
+            "--json goes with --status"
+        );
+        assert_eq!(
+            parse_words(&["--status"]).unwrap_err(),
+            "--status needs a PID, cgroup directory or unit"
+        );
+    }
+
+    #[test]
+    fn programs_add_up_and_path_is_a_setting() {
+        let got =
+            parse_words(&["--program", "nginx", "--path=gcp", "--program=python3", "x"]).unwrap();
+        let options: Vec<_> = got
+            .options
+            .iter()
+            .map(|o| (o.setting, String::from_utf8_lossy(&o.value).into_owned()))
+            .collect();
+        assert_eq!(
+            options,
+            [
+                (Setting::Programs, "nginx,python3".to_string()),
+                (Setting::Path, "gcp".to_string()),
             ]
         );
     }

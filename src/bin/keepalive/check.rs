@@ -113,12 +113,34 @@ pub fn report(
                 )
             }
             Setting::Debug => ("debug", on_off(settings.debug), "default".to_string()),
+            Setting::Path => match loaded.path {
+                Some(preset) => ("path", preset.name.to_string(), String::new()),
+                None => ("path", "none".to_string(), "default: no preset".to_string()),
+            },
+            Setting::Programs => match &loaded.programs {
+                Some(programs) => ("programs", programs.joined(), String::new()),
+                None => (
+                    "programs",
+                    "all".to_string(),
+                    "default: every program".to_string(),
+                ),
+            },
         };
-        let mut source = if named.is_empty() {
-            fallback
-        } else {
-            named.join(", ")
+        let timer = matches!(setting, Setting::Idle | Setting::Interval | Setting::Count);
+        let mut source = match loaded.path {
+            Some(preset) if named.is_empty() && timer => {
+                let variable = "KEEPALIVE_PATH";
+                let by = overrides.option_for(variable).unwrap_or(variable);
+                format!("preset {} ({by})", preset.name)
+            }
+            _ if named.is_empty() => fallback,
+            _ => named.join(", "),
         };
+        if setting == Setting::Path {
+            if let Some(preset) = loaded.path {
+                source.push_str(&format!(": {}", crate::presets::source(preset)));
+            }
+        }
         // A variable that is set but not applied was bad or conflicting.
         let ignored: Vec<&str> = setting
             .variables()
@@ -233,6 +255,8 @@ mod tests {
                 "direction both default",
                 "rules none default: every connection alike",
                 "debug off default",
+                "path none default: no preset",
+                "programs all default: every program",
                 "tcp sockets SO_KEEPALIVE=1",
             ]
         );
@@ -265,16 +289,42 @@ mod tests {
             "user-timeout 360000 ms (auto: idle + interval x count) KEEPALIVE_USER_TIMEOUT"
         );
         assert_eq!(
-            lines[8],
+            lines[10],
             "tcp sockets SO_KEEPALIVE=1 TCP_KEEPIDLE=60 TCP_KEEPCNT=4 TCP_USER_TIMEOUT=360000"
         );
+    }
+
+    #[test]
+    fn a_preset_is_named_where_it_sets_a_timer() {
+        let options = [OptionValue {
+            setting: Setting::Path,
+            option: "--path",
+            value: b"aws-nlb".to_vec(),
+        }];
+        let lines = report_for(
+            &options,
+            &[("KEEPCNT", "3"), ("KEEPALIVE_PROGRAMS", "nginx,java")],
+        );
+        assert_eq!(lines[1], "idle 100 s preset aws-nlb (--path)");
+        assert_eq!(lines[2], "interval 30 s preset aws-nlb (--path)");
+        assert_eq!(lines[3], "count 3 KEEPCNT");
+        assert!(
+            lines[8].starts_with(
+                "path aws-nlb --path: AWS Network Load Balancer: TCP idle timeout 350 s"
+            ),
+            "{}",
+            lines[8]
+        );
+        assert_eq!(lines[9], "programs nginx, java KEEPALIVE_PROGRAMS");
+        let lines = report_for(&[], &[("KEEPALIVE_PATH", "ipvs")]);
+        assert_eq!(lines[1], "idle 300 s preset ipvs (KEEPALIVE_PATH)");
     }
 
     #[test]
     fn off_sets_nothing() {
         let lines = report_for(&[], &[("KEEPALIVE", "off")]);
         assert_eq!(lines[0], "keepalive off KEEPALIVE");
-        assert_eq!(lines[8], "tcp sockets nothing: every socket is left alone");
+        assert_eq!(lines[10], "tcp sockets nothing: every socket is left alone");
     }
 
     #[test]
@@ -296,12 +346,12 @@ mod tests {
         assert_eq!(lines[5], "direction out --direction");
         assert_eq!(lines[6], "rules 2 (1 ignored) --rule");
         assert_eq!(
-            lines[8],
+            lines[10],
             "rule 1 net=10.0.0.0/8,port=5432:idle=60 -> SO_KEEPALIVE=1 TCP_KEEPIDLE=60 TCP_KEEPINTVL=10"
         );
-        assert_eq!(lines[9], "rule 3 net=127.0.0.2/32:off -> left alone");
+        assert_eq!(lines[11], "rule 3 net=127.0.0.2/32:off -> left alone");
         assert_eq!(
-            lines[10],
+            lines[12],
             "tcp sockets SO_KEEPALIVE=1 TCP_KEEPINTVL=10 when no rule matches; \
              accepted connections are left alone"
         );

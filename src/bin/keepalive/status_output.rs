@@ -1,0 +1,214 @@
+//! `--status` output: a table for people, one JSON object for programs
+//! (written by hand: a few flat keys do not need a JSON crate).
+
+use crate::config::UserTimeout;
+use crate::status::{Connection, ProcessStatus};
+use std::fmt::Write as _;
+
+/// A JSON string.
+pub fn string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn strings(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|item| string(item)).collect();
+    format!("[{}]", items.join(","))
+}
+
+fn number(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or("null".to_string(), |v| v.to_string())
+}
+
+fn boolean(value: Option<bool>) -> String {
+    number(value)
+}
+
+fn connection_json(c: &Connection) -> String {
+    let o = c.options;
+    format!(
+        "{{\"fd\":{},\"local\":{},\"remote\":{},\"state\":{},\"keepalive\":{},\"idle\":{},\
+         \"interval\":{},\"count\":{},\"user_timeout_ms\":{},\"source\":{},\"timer_secs\":{}}}",
+        c.fd,
+        string(&c.local),
+        string(&c.remote),
+        string(&c.state),
+        boolean(c.keepalive()),
+        number(o.map(|o| o.idle_secs)),
+        number(o.map(|o| o.interval_secs)),
+        number(o.map(|o| o.count)),
+        number(o.map(|o| o.user_timeout_ms)),
+        string(if o.is_some() {
+            "getsockopt"
+        } else {
+            "tcp-table"
+        }),
+        number(c.timer_secs().map(|secs| format!("{secs:.2}"))),
+    )
+}
+
+/// One process as a JSON object.
+pub fn json(status: &ProcessStatus) -> String {
+    let settings = &status.loaded.settings;
+    let user_timeout = match settings.user_timeout {
+        Some(UserTimeout::Millis(ms)) => ms.to_string(),
+        Some(UserTimeout::Auto) => string("auto"),
+        None => "null".to_string(),
+    };
+    let programs = status
+        .loaded
+        .programs
+        .as_ref()
+        .map_or("null".to_string(), |p| strings(&p.names));
+    let connections: Vec<String> = status.connections.iter().map(connection_json).collect();
+    let library: Vec<String> = status
+        .library
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect();
+    format!(
+        "{{\"pid\":{},\"exe\":{},\"started_as\":{},\"library_loaded\":{},\"library\":{},\
+         \"settings\":{{\"keepalive\":{},\"idle\":{},\"interval\":{},\"count\":{},\
+         \"user_timeout_ms\":{},\"direction\":{},\"rules\":{},\"path\":{},\"programs\":{}}},\
+         \"listed\":{},\"connections\":[{}],\"warnings\":{},\"notes\":{}}}",
+        status.pid,
+        status
+            .exe
+            .as_ref()
+            .map_or("null".to_string(), |e| string(&e.display().to_string())),
+        status
+            .started_as
+            .as_ref()
+            .map_or("null".to_string(), |s| string(&String::from_utf8_lossy(s))),
+        !status.library.is_empty(),
+        strings(&library),
+        settings.enabled,
+        number(settings.idle_secs),
+        number(settings.interval_secs),
+        number(settings.count),
+        user_timeout,
+        string(status.loaded.selection.directions.name()),
+        status.loaded.selection.rules.len(),
+        status
+            .loaded
+            .path
+            .map_or("null".to_string(), |p| string(p.name)),
+        programs,
+        boolean(status.listed),
+        connections.join(","),
+        strings(&status.warnings),
+        strings(&status.notes),
+    )
+}
+
+fn on_off(value: Option<bool>) -> &'static str {
+    match value {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "?",
+    }
+}
+
+/// One process as text: a header, its settings, a table of its sockets.
+pub fn human(status: &ProcessStatus) -> String {
+    let mut out = String::new();
+    let exe = status
+        .exe
+        .as_ref()
+        .map_or("(executable unknown)".to_string(), |e| {
+            e.display().to_string()
+        });
+    let _ = write!(out, "process {}: {exe}", status.pid);
+    if let Some(started) = &status.started_as {
+        let _ = write!(out, " (started as {})", String::from_utf8_lossy(started));
+    }
+    out.push('\n');
+    let library = if status.library.is_empty() {
+        "not loaded".to_string()
+    } else {
+        let paths: Vec<String> = status
+            .library
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!("loaded: {}", paths.join(", "))
+    };
+    let _ = writeln!(out, "{:<13} {library}", "library");
+    let _ = writeln!(
+        out,
+        "settings in its environment (what the library applies):"
+    );
+    for line in &status.settings {
+        let _ = writeln!(out, "  {line}");
+    }
+    if status.connections.is_empty() {
+        let _ = writeln!(out, "no TCP sockets");
+    } else {
+        let _ = writeln!(
+            out,
+            "{:<4} {:<12} {:<26} {:<26} {:<9} {:>6} {:>6} {:>4} {:>13}",
+            "FD", "STATE", "LOCAL", "REMOTE", "KEEPALIVE", "IDLE", "INTVL", "CNT", "USER_TIMEOUT"
+        );
+        for c in &status.connections {
+            let (idle, interval, count, user_timeout) = match c.options {
+                Some(o) => (
+                    format!("{}s", o.idle_secs),
+                    format!("{}s", o.interval_secs),
+                    o.count.to_string(),
+                    format!("{}ms", o.user_timeout_ms),
+                ),
+                None => {
+                    let timer = c
+                        .timer_secs()
+                        .map_or("-".to_string(), |secs| format!("{secs:.0}s left"));
+                    (timer, "-".into(), "-".into(), "-".into())
+                }
+            };
+            let _ = writeln!(
+                out,
+                "{:<4} {:<12} {:<26} {:<26} {:<9} {:>6} {:>6} {:>4} {:>13}",
+                c.fd,
+                c.state,
+                c.local,
+                c.remote,
+                on_off(c.keepalive()),
+                idle,
+                interval,
+                count,
+                user_timeout
+            );
+        }
+    }
+    for warning in &status.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+    for note in &status.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(string("a\"b\\c\nd\u{1}é"), "\"a\\\"b\\\\c\\nd\\u0001é\"");
+        assert_eq!(strings(&["x".into(), "y".into()]), "[\"x\",\"y\"]");
+        assert_eq!(number(None::<u32>), "null");
+    }
+}
