@@ -386,12 +386,19 @@ fn rules_and_direction_decide_as_in_the_library() {
     let rules = ["--idle", "30", "--rule", "net=127.0.0.0/8:idle=70"];
     let seen = bpf_connect(&rules, "::ffff:127.0.0.1", &[]);
     assert_seen(&seen, &on(70), "IPv4 rule, mapped peer");
-    // ...and an IPv6 network never matches an IPv4 peer, even ::/0.
+    // ...and an IPv4 peer is also ::ffff:a.b.c.d: ::/0 holds it, as in the
+    // library, while 2001:db8::/32 does not.
     let rules = ["--idle", "30", "--rule", "net=::/0:idle=70"];
     assert_seen(
         &bpf_connect(&rules, "127.0.0.1", &[]),
-        &on(30),
+        &on(70),
         "::/0, IPv4 peer",
+    );
+    let rules = ["--idle", "30", "--rule", "net=2001:db8::/32:idle=70"];
+    assert_seen(
+        &bpf_connect(&rules, "127.0.0.1", &[]),
+        &on(30),
+        "2001:db8::/32, IPv4 peer",
     );
     assert_seen(&bpf_connect(&rules, "::1", &[]), &on(70), "::/0, IPv6 peer");
     // First match wins; off leaves the connection exactly as it was.

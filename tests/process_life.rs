@@ -231,11 +231,19 @@ fn tcp_sockets_on_fds_0_to_2_with_debugging_get_their_data_intact() {
     assert!(text.contains("client keepalive=1 idle=61"), "{text}");
     assert!(text.contains("accepted keepalive=1 idle=61"), "{text}");
     assert!(text.contains("intact=1 sent=1 stray=0"), "{text}");
-    // Only the start-up line reached the real stderr; nothing after fd 2
-    // was closed (the program's SIGPIPE is SIG_DFL: exit 0 means none came).
+    // Debug lines go to the library's private duplicate of the original
+    // stderr, never to whatever fd 2 is now (the program's SIGPIPE is
+    // SIG_DFL: exit 0 means no write went to a closed socket either).
     let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("TCP sockets get"), "{err}");
+    assert!(
+        err.lines().next().unwrap().contains("TCP sockets get"),
+        "{err}"
+    );
+    assert!(
+        err.lines().all(|l| l.starts_with("libkeepalive: ")),
+        "{err}"
+    );
+    assert!(err.contains("fd 2 (AF_INET"), "{err}");
 }
 
 #[test]
@@ -356,21 +364,30 @@ fn errno_is_identical_with_and_without_the_library() {
 #[test]
 fn the_library_opens_no_descriptors_of_its_own() {
     let errnoprobe = c_program("errnoprobe");
-    let listing = |preload: bool| {
-        // auto makes the library read /proc/sys at start-up; debug makes it
-        // write; both must leave no descriptor behind.
+    let listing = |preload: bool, debug: &str| {
+        // auto makes the library read /proc/sys at start-up; a bad value
+        // makes it write a diagnostic; neither leaves a descriptor behind.
         let env = [
             ("KEEPIDLE", "60"),
             ("KEEPALIVE_USER_TIMEOUT", "auto"),
-            ("KEEPALIVE_DEBUG", "1"),
+            ("KEEPCNT", "0"),
+            ("KEEPALIVE_DEBUG", debug),
         ];
         let mut cmd = command(&errnoprobe, preload, &env);
         cmd.arg("fds");
         stdout(&run_ok(cmd))
     };
-    let with = listing(true);
-    let without = listing(false);
+    let with = listing(true, "0");
+    let without = listing(false, "0");
     assert_eq!(with, without);
+    // Debug lines need the library's one private duplicate of stderr, at a
+    // high number, close-on-exec: that, and nothing else.
+    let debugging = listing(true, "1");
+    let expected: String = without
+        .lines()
+        .map(|line| format!("{line} 512:pipe\n"))
+        .collect();
+    assert_eq!(debugging, expected);
     let lines: Vec<&str> = with.lines().collect();
     assert_eq!(lines.len(), 3, "{with}");
     assert_eq!(

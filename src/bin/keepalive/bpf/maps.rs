@@ -58,8 +58,8 @@ pub const RULE_SIZE: i16 = RULE_PLAN + PLAN_SIZE;
 /// Direction bits, in `DIRECTIONS` and in a rule's flags.
 pub const OUT: u32 = 1;
 pub const IN: u32 = 2;
-/// The rule has a network; `NET_V4`: an IPv4 one (only IPv4 and IPv4-mapped
-/// peers match it, as in the library, where `::/0` does not match IPv4).
+/// The rule has a network; `NET_V4`: an IPv4 one (for readers of the map:
+/// matching is the same 128-bit comparison, IPv4 being ::ffff:a.b.c.d).
 pub const HAS_NET: u32 = 4;
 pub const NET_V4: u32 = 8;
 pub const HAS_PORTS: u32 = 16;

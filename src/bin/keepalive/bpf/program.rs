@@ -48,8 +48,6 @@ const OPTION_VALUE: i16 = -8;
 const PEER: i16 = -24;
 /// The service port: the remote one outbound, the local one inbound.
 const PORT: i16 = -28;
-/// `maps::NET_V4` if the peer is IPv4 or IPv4-mapped, else 0.
-const PEER_KIND: i16 = -32;
 
 /// `::ffff:` as the third address word, as it lies in memory.
 fn mapped_word() -> u32 {
@@ -149,7 +147,8 @@ fn owner_marks(a: &mut Asm, marks: BorrowedFd<'_>, done: super::asm::Label) {
     a.bind(judged);
 }
 
-/// The peer's address into PEER and PEER_KIND; other families are left alone.
+/// The peer's address into PEER (IPv4 as ::ffff:a.b.c.d); other families
+/// are left alone.
 fn peer_address(a: &mut Asm, done: super::asm::Label) {
     use Reg::*;
     let (v4, known) = (a.label(), a.label());
@@ -160,15 +159,6 @@ fn peer_address(a: &mut Asm, done: super::asm::Label) {
         a.load(Size::W, R3, R6, OPS_REMOTE_IP6 + 4 * word);
         a.store(Size::W, Fp, PEER + 4 * word, R3);
     }
-    // ::ffff:a.b.c.d is an IPv4 peer, as in the library.
-    a.store_imm(Size::W, Fp, PEER_KIND, 0);
-    a.load(Size::W, R3, Fp, PEER);
-    a.jump32_imm(Cond::Ne, R3, 0, known);
-    a.load(Size::W, R3, Fp, PEER + 4);
-    a.jump32_imm(Cond::Ne, R3, 0, known);
-    a.load(Size::W, R3, Fp, PEER + 8);
-    a.jump32_imm(Cond::Ne, R3, mapped_word(), known);
-    a.store_imm(Size::W, Fp, PEER_KIND, maps::NET_V4 as i32);
     a.goto(known);
 
     a.bind(v4);
@@ -177,7 +167,6 @@ fn peer_address(a: &mut Asm, done: super::asm::Label) {
     a.store_imm(Size::W, Fp, PEER + 8, mapped_word() as i32);
     a.load(Size::W, R3, R6, OPS_REMOTE_IP4);
     a.store(Size::W, Fp, PEER + 12, R3);
-    a.store_imm(Size::W, Fp, PEER_KIND, maps::NET_V4 as i32);
     a.bind(known);
 }
 
@@ -197,14 +186,13 @@ fn first_matching_rule(a: &mut Asm, apply: super::asm::Label) {
         a.mov(R3, R2);
         a.alu(Alu::And, R3, R7);
         a.jump32_imm(Cond::Eq, R3, 0, next);
-        // net=: same kind (IPv4 or IPv6), then (peer ^ base) & mask == 0.
+        // net=: (peer ^ base) & mask == 0 over 128 bits. With IPv4 peers and
+        // networks both written ::ffff:a.b.c.d, this is the library's rule:
+        // an IPv6 network matches an IPv4 peer when it holds its mapped
+        // form (::/0 does), and a real IPv6 peer is never in an IPv4 network.
         a.mov(R3, R2);
         a.alu_imm(Alu::And, R3, maps::HAS_NET as i32);
         a.jump32_imm(Cond::Eq, R3, 0, ports);
-        a.mov(R3, R2);
-        a.alu_imm(Alu::And, R3, maps::NET_V4 as i32);
-        a.load(Size::W, R4, Fp, PEER_KIND);
-        a.jump_reg(Cond::Ne, R3, R4, next);
         for word in 0..4 {
             a.load(Size::W, R3, Fp, PEER + 4 * word);
             a.load(Size::W, R4, R8, base + maps::RULE_ADDRESS + 4 * word);
