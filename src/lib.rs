@@ -16,6 +16,7 @@ pub mod diagnostics;
 pub mod endpoint;
 pub mod fd_state;
 pub mod fd_table;
+mod lineage;
 pub mod plan;
 pub mod policy;
 pub mod presets;

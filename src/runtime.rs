@@ -143,11 +143,18 @@ fn load() -> Runtime {
         }
     }
     let debug = loaded.settings.debug;
-    if debug || !loaded.diagnostics.is_empty() {
+    // One line per process tree: not again in a child whose parent already
+    // printed it. With KEEPALIVE_PROGRAMS the parent may have been silent.
+    let report = !loaded.diagnostics.is_empty()
+        && (loaded.programs.is_some()
+            || !crate::lineage::parent_reported(&config::VARIABLE_NAMES, secure_getenv_bytes));
+    if debug || report {
         diagnostics::open_private();
     }
-    for line in &loaded.diagnostics {
-        diagnostics::write_line(line.as_bytes());
+    if report {
+        for line in &loaded.diagnostics {
+            diagnostics::write_line(line.as_bytes());
+        }
     }
     if !debug {
         diagnostics::close_private();

@@ -394,13 +394,13 @@ fn rules_and_direction_decide_as_in_the_library() {
         &on(70),
         "::/0, IPv4 peer",
     );
+    assert_seen(&bpf_connect(&rules, "::1", &[]), &on(70), "::/0, IPv6 peer");
     let rules = ["--idle", "30", "--rule", "net=2001:db8::/32:idle=70"];
     assert_seen(
         &bpf_connect(&rules, "127.0.0.1", &[]),
         &on(30),
         "2001:db8::/32, IPv4 peer",
     );
-    assert_seen(&bpf_connect(&rules, "::1", &[]), &on(70), "::/0, IPv6 peer");
     // First match wins; off leaves the connection exactly as it was.
     let rules = ["--rule", "net=::1:off", "--rule", "*:idle=90"];
     assert_seen(&bpf_connect(&rules, "::1", &[]), UNTOUCHED, "off rule");

@@ -390,3 +390,35 @@ fn secure_execution_ignores_the_environment() {
     );
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
+
+/// A bad value inherited by a tree of processes is reported once, by the
+/// first process of the tree that has the library, not by every child
+/// (a pyenv shim printed 35 lines). A child with another value reports it.
+#[test]
+fn a_bad_value_is_reported_once_per_process_tree() {
+    let probe = c_program("lifeprobe");
+    let probe = probe.to_str().unwrap();
+    let tree = format!("sh -c 'sh -c \"exec {probe} socket\"'; {probe} socket");
+    let mut cmd = command("sh", true, &[("KEEPIDLE", "90x")]);
+    cmd.args(["-c", &tree]);
+    let out = run(cmd, Duration::from_secs(30));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("libkeepalive: KEEPIDLE=\"90x\" is not valid"),
+        "{err}"
+    );
+    assert_eq!(
+        stdout(&out).matches("keepalive=1").count(),
+        2,
+        "{}",
+        stdout(&out)
+    );
+    // A child whose value differs from its parent's reports its own.
+    let tree = format!("KEEPIDLE=91x exec {probe} socket");
+    let mut cmd = command("sh", true, &[("KEEPIDLE", "90x")]);
+    cmd.args(["-c", &tree]);
+    let err = stderr(&run(cmd, Duration::from_secs(30)));
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(err.contains("\"91x\""), "{err}");
+}
