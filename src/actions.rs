@@ -376,9 +376,9 @@ fn decide_outbound(
 /// What `before_listen` changed, to undo if `listen()` fails.
 pub struct ListenUndo {
     record: Record,
-    /// Each option we set, with the value it had before.
-    previous: [(i32, i32, i32); MAX_OPTIONS],
-    len: usize,
+    /// The options we set. The socket was ours and undecided, and the
+    /// program had not set them: before, each had the kernel's default.
+    set: OptionSet,
 }
 
 /// Before `listen()` on a pending socket: when no rule looks at inbound
@@ -398,15 +398,11 @@ pub fn before_listen(set: Option<SetsockoptFn>, fd: i32) -> Option<ListenUndo> {
         }
         let mut undo = ListenUndo {
             record,
-            previous: [(0, 0, 0); MAX_OPTIONS],
-            len: 0,
+            set: OptionSet::EMPTY,
         };
         if let Some(plan) = runtime.policy.plan_for(decision) {
             for option in record.choices.leave_to_us(plan) {
-                if let Some(value) = sockopt::get_int(fd, option.level, option.name) {
-                    undo.previous[undo.len] = (option.level, option.name, value);
-                    undo.len += 1;
-                }
+                undo.set = undo.set.union(option.bit);
             }
         }
         let reason = Reason {
@@ -428,26 +424,42 @@ pub fn before_listen(set: Option<SetsockoptFn>, fd: i32) -> Option<ListenUndo> {
 }
 
 /// After a `listen()` that failed: the socket goes back to what it was
-/// before `before_listen`, values included, so that it behaves exactly like
-/// a socket that never called `listen()` (a later `connect()` decides it as
-/// outbound).
+/// before `before_listen`, values included (each option we set gets the
+/// kernel's default again: off, this namespace's sysctls, no user timeout),
+/// so that it behaves like a socket that never called `listen()`: a later
+/// `connect()` decides it as outbound. Costs nothing unless listen() failed.
 pub fn after_failed_listen(set: Option<SetsockoptFn>, fd: i32, undo: Option<ListenUndo>) {
     shielded((), || {
         let (Some(undo), Some(set)) = (undo, set) else {
             return;
         };
         let decided = undo.record.with_kind(Kind::Decided);
-        if !fd_table::replace(fd, decided, undo.record) {
+        if !fd_table::replace(fd, decided, undo.record) || undo.set == OptionSet::EMPTY {
             return;
         }
-        for &(level, name, value) in undo.previous[..undo.len].iter().rev() {
-            let option = plan::SockOpt {
-                level,
-                name,
-                value,
-                bit: OptionSet::of(level, name).unwrap_or_default(),
-            };
-            let _ = sockopt::set(set, fd, &option);
+        let defaults = runtime::read_kernel_defaults();
+        let previous = [
+            (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 0),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, defaults.idle_secs),
+            (
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPINTVL,
+                defaults.interval_secs,
+            ),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, defaults.count),
+            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 0),
+        ];
+        for (level, name, value) in previous {
+            let bit = OptionSet::of(level, name).unwrap_or_default();
+            if undo.set.contains(bit) {
+                let option = plan::SockOpt {
+                    level,
+                    name,
+                    value: value as i32,
+                    bit,
+                };
+                let _ = sockopt::set(set, fd, &option);
+            }
         }
     });
 }

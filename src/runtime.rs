@@ -211,7 +211,7 @@ fn secure_getenv_bytes(name: &str) -> Option<Vec<u8>> {
 }
 
 /// This network namespace's defaults, needed only for `auto` user timeouts.
-fn read_kernel_defaults() -> KernelDefaults {
+pub fn read_kernel_defaults() -> KernelDefaults {
     let linux = KernelDefaults::LINUX;
     KernelDefaults {
         idle_secs: read_sysctl(c"/proc/sys/net/ipv4/tcp_keepalive_time").unwrap_or(linux.idle_secs),

@@ -243,7 +243,7 @@ fn tcp_sockets_on_fds_0_to_2_with_debugging_get_their_data_intact() {
         err.lines().all(|l| l.starts_with("libkeepalive: ")),
         "{err}"
     );
-    assert!(err.contains("fd 2 (AF_INET"), "{err}");
+    assert!(err.contains("fd 1 (AF_INET, socket): set"), "{err}");
 }
 
 #[test]

@@ -225,14 +225,22 @@ fn sockets_not_made_by_our_socket_are_decided_too() {
     assert_eq!(foreign.accepted, ALL_CONFIGURED);
 }
 
+/// The program's own idle wins over every rule, option by option: a rule
+/// that leaves the connection alone leaves it so, and a rule that applies
+/// sets the other options only.
 #[test]
 fn the_programs_own_choice_wins_over_every_rule() {
     let untouched = untouched();
     let program_idle = untouched.replacen("idle=7200", "idle=77", 1);
-    for rules in ["net=127.0.0.2:off", "*:idle=5", "*:on"] {
+    let ours_but_idle = ALL_CONFIGURED.replacen("idle=60", "idle=77", 1);
+    for (rules, expected) in [
+        ("net=127.0.0.2:off", &program_idle),
+        ("*:idle=5", &ours_but_idle),
+        ("*:on", &ours_but_idle),
+    ] {
         let env = with_timers(&[("KEEPALIVE_RULES", rules)]);
         let run = pair(&["0.0.0.0", "127.0.0.2", "client=program-idle"], true, &env);
-        assert_eq!(run.client, program_idle, "{rules}");
+        assert_eq!(&run.client, expected, "{rules}");
     }
 }
 
