@@ -137,26 +137,27 @@ hook! {
     }
 }
 
-/// Our constructor. It only copies our variables (`env_snapshot`): parsing
-/// them, printing a bad value's line and finding the real functions wait
-/// for the first socket call, so that the many processes that never make
-/// one (every `/bin/true` of a shell script) pay almost nothing (issue 14).
-/// glibc passes init_array functions (argc, argv, envp).
-extern "C" fn start(
-    _argc: c_int,
-    _argv: *const *const libc::c_char,
-    envp: *const *const libc::c_char,
-) {
+/// Our constructor: load the configuration (printing any diagnostics at
+/// start-up, even if the program never makes a socket) and resolve every
+/// real function now, so no hook ever has to do it from a signal handler.
+extern "C" fn start() {
     let _ = std::panic::catch_unwind(|| {
         // Our copy of std's panic hook only serves this library: keep any
         // panic of ours off the program's stderr (it is caught anyway).
         std::panic::set_hook(Box::new(|_| {}));
-        // SAFETY: envp is the process's environment, as glibc passes it.
-        unsafe { crate::env_snapshot::take(envp) };
+        let _ = (
+            real!(socket),
+            real!(connect),
+            real!(accept),
+            real!(accept4),
+            real!(listen),
+            real!(close),
+        );
+        let _ = real_setsockopt();
+        let _ = crate::runtime::active();
     });
 }
 
 #[used]
 #[link_section = ".init_array"]
-static CONSTRUCTOR: extern "C" fn(c_int, *const *const libc::c_char, *const *const libc::c_char) =
-    start;
+static CONSTRUCTOR: extern "C" fn() = start;

@@ -7,14 +7,13 @@
 //! (addresses in a sockaddr), `classify` (which sockets and options are
 //! ours), `fd_table` (what we know per descriptor). Around it: `sockopt`
 //! (system calls, errno), `diagnostics` (safe stderr lines), `runtime`
-//! (load once, at the first socket call, from `env_snapshot`'s start-up copy), `actions` (what each hook does) and `hooks` (the C symbols).
+//! (load once), `actions` (what each hook does) and `hooks` (the C symbols).
 
 pub mod actions;
 pub mod classify;
 pub mod config;
 pub mod diagnostics;
 pub mod endpoint;
-pub mod env_snapshot;
 pub mod fd_table;
 pub mod plan;
 pub mod policy;

@@ -1,8 +1,7 @@
-//! The configuration of this process, read once. Loading happens in the
-//! first hook that needs it (the first socket call), from the variables our
-//! constructor copied (`env_snapshot`): a process that makes no socket
-//! pays nothing for it (issue 14). After that, `active()` is a single
-//! atomic load: no lock, no allocation.
+//! The configuration of this process, read once. Loading happens in our
+//! constructor, or in whichever hook runs first if another library's
+//! constructor creates a socket before ours ran. After that, `active()` is a
+//! single atomic load: no lock, no allocation.
 
 use crate::config;
 use crate::diagnostics::{self, StderrIdentity};
@@ -183,13 +182,8 @@ extern "C" {
     fn secure_getenv(name: *const libc::c_char) -> *mut libc::c_char;
 }
 
-/// One variable's raw bytes as the process started (`load` has already
-/// returned for a secure-execution process), or, without a start-up copy,
-/// from the live environment with `secure_getenv` semantics.
+/// One variable's raw bytes, with `secure_getenv` semantics.
 fn secure_getenv_bytes(name: &str) -> Option<Vec<u8>> {
-    if let crate::env_snapshot::Lookup::Copied(value) = crate::env_snapshot::lookup(name) {
-        return value.map(<[u8]>::to_vec);
-    }
     let name = CString::new(name).ok()?;
     // SAFETY: name is NUL-terminated; the result is NULL or a C string that
     // we copy at once.
