@@ -18,8 +18,8 @@
 //!    to the real function through the PLT: bound at its first call.
 use std::{env, fs, path::PathBuf};
 
-/// libc functions the library (with std) calls. One missing here is only
-/// bound at load time, as before: `scripts/bench.sh` shows the count.
+/// libc functions the library (with std) calls. One missing here is bound
+/// at load time again: tests/linking.rs names it.
 /// Not here: symbols used as data or tested for NULL (weak references of
 /// the C start files and of libgcc: `__gmon_start__`, `__cxa_finalize`,
 /// `__pthread_key_create`, ...), and `__tls_get_addr` (already lazy).
