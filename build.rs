@@ -22,7 +22,9 @@ use std::{env, fs, path::PathBuf};
 /// at load time again: tests/linking.rs names it.
 /// Not here: symbols used as data or tested for NULL (weak references of
 /// the C start files and of libgcc: `__gmon_start__`, `__cxa_finalize`,
-/// `__pthread_key_create`, ...), and `__tls_get_addr` (already lazy).
+/// `__pthread_key_create`, ...), `__tls_get_addr` (already lazy), and never
+/// a function we hook (socket, close, dup, ...): the library defines those
+/// itself and finds libc's with dlsym(RTLD_NEXT).
 const LAZY_IMPORTS: &[&str] = &[
     // std: memory and strings
     "malloc",
