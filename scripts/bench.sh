@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
-# Measures what libkeepalive costs and prints a Markdown table:
+# Measures what libkeepalive costs and prints Markdown tables:
 #   - socket()+close(): no library, the floor (the benchmark itself making
-#     the very setsockopt calls the library makes), this library, and each
-#     peer library present; each with its ratio to the floor; and, when
-#     valgrind is installed, the exact user-space instructions of each;
+#     the very setsockopt calls the library makes), this library, with four
+#     outbound rules (nothing to set at socket(): compare it with "no
+#     library"), and each peer library present; then the exact user-space
+#     instructions of each (callgrind);
 #   - a loopback connect()+accept()+close() pair: no library, the floor
 #     (options set by the program on its listener and client sockets), ours,
-#     and ours with KEEPALIVE_RULES: four rules walked at each connect()
+#     ours with KEEPALIVE_RULES: four rules walked at each connect()
 #     (inbound decided once at listen(): the same system calls as the
 #     floor, so the difference is the matching), and the same rules applying
 #     to inbound addresses too (each accepted connection is then decided
 #     and configured on its own, after a getpeername: bench passes no
-#     address to accept);
-#   - start-up of /bin/true and its peak resident memory, with each library;
-#   - the size of the stripped release library.
-# Needs cargo, gcc, /usr/bin/time (package time); strace (cross-checks the
-# floor) and valgrind (instruction counts) are used when present.
-# Every figure is the median of interleaved rounds: each round runs every
-# variant once, in a rotating order, so that a noisy neighbour slows all of
-# them alike. Ratios are medians of per-round ratios; compare those rather
-# than absolute times.
+#     address to accept); times, then instructions (callgrind);
+#   - start-up of /bin/true with each library: time, instructions (callgrind,
+#     split into the dynamic linker's work and the constructors), peak
+#     resident memory, library size.
+# A ratio or difference to the floor is printed only for rows that strace
+# shows making exactly the floor's system calls; "-" otherwise.
+# Needs cargo, gcc, strace, valgrind (callgrind_annotate), awk; Debian's
+# libkeepalive0 is measured beside ours when installed.
+# Times: each figure is the median of interleaved rounds (each round runs
+# every variant once, in a rotating order, so a noisy neighbour slows all
+# alike); ratios are ratios of those medians, so a table never contradicts
+# itself. Instruction counts are exact and need no rounds.
 #
 # Environment:
 #   BENCH_PEERS       extra peer libraries, colon-separated paths (Debian's
@@ -28,7 +32,9 @@
 #   BENCH_SOCKETS     socket()+close() iterations per run (default 20000)
 #   BENCH_PAIRS       connections per run (default 2000)
 #   BENCH_SPAWNS      /bin/true start-ups per run (default 200)
+#   CARGO_TARGET_DIR  honoured: the library built is the library measured
 set -euo pipefail
+export LC_ALL=C
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${BENCH_ROUNDS:-31}
@@ -55,12 +61,18 @@ need() {
 need cargo cargo
 need gcc gcc
 need awk gawk
-[ -x /usr/bin/time ] || { echo "bench.sh: /usr/bin/time is missing: apt-get install -y time" >&2; exit 1; }
+need strace strace
+need valgrind valgrind
+need callgrind_annotate valgrind
 
 echo "building..." >&2
 (cd "$root" && cargo build --release --lib --quiet)
-library="$root/target/release/libkeepalive.so"
-work="$root/target/bench"
+# Wherever cargo put it (CARGO_TARGET_DIR, .cargo/config): the file just built.
+target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+library="$target_dir/release/libkeepalive.so"
+[ -f "$library" ] || { echo "bench.sh: $library was not built" >&2; exit 1; }
+work="$target_dir/bench"
 mkdir -p "$work"
 gcc -O2 -Wall -Wextra -Werror -o "$work/bench" "$root/tests/c/bench.c"
 bench="$work/bench"
@@ -83,25 +95,29 @@ for path in "${extra_peers[@]}"; do
     peer_paths+=("$path")
 done
 
-# Runs one variant once; prints ns per operation (or, under callgrind,
-# nothing: the count is in the callgrind file). env -i keeps the shell's own
-# LD_PRELOAD or KEEP* variables out of the measurement.
-run_variant() { # section variant iterations [wrapper...]
-    local section=$1 variant=$2 iterations=$3
-    shift 3
-    local setup=(env -i "PATH=$PATH") args=()
-    case "$variant" in
-    none) ;;
-    floor) args=("${floor_options[@]}") ;;
+# variant_env VARIANT: sets `setup`, the command prefix giving that
+# variant's environment. env -i keeps the shell's own LD_PRELOAD or KEEP*
+# variables out of the measurement.
+variant_env() {
+    setup=(env -i "PATH=$PATH")
+    case "$1" in
+    none | floor) ;;
     ours) setup+=("${settings[@]}" "LD_PRELOAD=$library") ;;
     rules) setup+=("${settings[@]}" "KEEPALIVE_RULES=$rules_out" "LD_PRELOAD=$library") ;;
     rules-peer) setup+=("${settings[@]}" "KEEPALIVE_RULES=$rules_peer" "LD_PRELOAD=$library") ;;
-    peer*) setup+=("${peer_settings[@]}" "LD_PRELOAD=${peer_paths[${variant#peer}]}") ;;
+    peer*) setup+=("${peer_settings[@]}" "LD_PRELOAD=${peer_paths[${1#peer}]}") ;;
     esac
+}
+# Runs one variant once; prints ns per operation. A wrapper (strace,
+# valgrind) comes before the environment, so that only bench runs with it.
+run_variant() { # section variant iterations [wrapper...]
+    local section=$1 variant=$2 iterations=$3 args=()
+    shift 3
+    variant_env "$variant"
+    [ "$variant" = floor ] && args=("${floor_options[@]}")
     case "$section" in
-    socket) "${setup[@]}" "$@" "$bench" socket "$iterations" "${args[@]}" ;;
-    pair) "${setup[@]}" "$@" "$bench" pair "$iterations" "${args[@]}" ;;
-    spawn) "${setup[@]}" "$@" "$bench" spawn "$iterations" /bin/true ;;
+    socket | pair) "$@" "${setup[@]}" "$bench" "$section" "$iterations" "${args[@]}" ;;
+    spawn) "$@" "${setup[@]}" "$bench" spawn "$iterations" /bin/true ;;
     esac
 }
 socket_variants=(none floor ours rules)
@@ -112,32 +128,42 @@ for i in "${!peer_paths[@]}"; do
 done
 pair_variants=(none floor ours rules rules-peer)
 
-# Honesty check of the floor: under strace, the library and the floor must
-# make the same setsockopt calls (and the library nothing else per socket).
-if command -v strace >/dev/null; then
-    trace_calls() {
-        strace -qq -f -e trace=socket,setsockopt,getsockopt,fcntl,close -o "$work/trace" "$@" >/dev/null
-        grep -E '^[0-9]+ +(socket|setsockopt|getsockopt|fcntl)\(' "$work/trace" |
-            sed -E 's/^[0-9]+ +//; s/ += .*//' | sort | uniq -c
-    }
-    floor_calls=$(trace_calls env -i "$bench" socket 10 "${floor_options[@]}")
-    our_calls=$(trace_calls env -i "${settings[@]}" LD_PRELOAD="$library" "$bench" socket 10)
-    if [ "$floor_calls" != "$our_calls" ]; then
-        printf 'bench.sh: the floor does not match the library:\nfloor:\n%s\nlibrary:\n%s\n' \
-            "$floor_calls" "$our_calls" >&2
+# Which system calls a variant makes (network calls, fcntl, dup*), counted,
+# with what varies from run to run (pids, ports, results) taken out.
+trace_calls() { # section variant
+    run_variant "$1" "$2" 10 strace -qq -f -e trace=%network,fcntl,dup,dup2,dup3 -o "$work/trace" >/dev/null
+    sed -E 's/^[0-9]+ +//; s/ += .*//; s/htons\([0-9]+\)/htons(PORT)/g' "$work/trace" |
+        grep -E '^[a-z0-9_]+\(' | sort | uniq -c
+}
+# same_calls[section/variant]: "yes" when the variant makes exactly the
+# floor's system calls, so that comparing it with the floor isolates the
+# library's user-space work.
+declare -A same_calls
+for section in socket pair; do
+    floor_trace=$(trace_calls "$section" floor)
+    declare -n list="${section}_variants"
+    for v in "${list[@]}"; do
+        if [ "$(trace_calls "$section" "$v")" = "$floor_trace" ]; then
+            same_calls[$section/$v]=yes
+        else
+            same_calls[$section/$v]=no
+        fi
+    done
+done
+# The library with plain settings must make the floor's calls, no more.
+for section in socket pair; do
+    if [ "${same_calls[$section/ours]}" != yes ]; then
+        printf 'bench.sh: %s: the library does not make the floor'"'"'s calls:\nfloor:\n%s\nlibrary:\n%s\n' \
+            "$section" "$(trace_calls "$section" floor)" "$(trace_calls "$section" ours)" >&2
         exit 1
     fi
-    # With outbound-only rules a pair costs the floor's calls: what differs
-    # in time is the matching.
-    floor_calls=$(trace_calls env -i "$bench" pair 10 "${floor_options[@]}")
-    rules_calls=$(trace_calls env -i "${settings[@]}" "KEEPALIVE_RULES=$rules_out" LD_PRELOAD="$library" "$bench" pair 10)
-    if [ "$floor_calls" != "$rules_calls" ]; then
-        printf 'bench.sh: the pair floor does not match the rules:\nfloor:\n%s\nrules:\n%s\n' \
-            "$floor_calls" "$rules_calls" >&2
-        exit 1
-    fi
-else
-    echo "note: strace missing, floor not cross-checked (apt-get install -y strace)" >&2
+done
+# With outbound-only rules a pair costs the floor's calls: what differs
+# is the matching.
+if [ "${same_calls[pair/rules]}" != yes ]; then
+    printf 'bench.sh: pair: the rules do not make the floor'"'"'s calls:\nfloor:\n%s\nrules:\n%s\n' \
+        "$(trace_calls pair floor)" "$(trace_calls pair rules)" >&2
+    exit 1
 fi
 
 # Interleaved rounds. Results: lines "section variant round ns".
@@ -161,42 +187,49 @@ median() {
     awk -v s="$1" -v v="$2" '$1 == s && $2 == v { print $4 }' "$results" | sort -g |
         awk '{ x[NR] = $1 } END { print (NR % 2) ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2 }'
 }
-# ratio SECTION VARIANT BASE: the median over rounds of VARIANT/BASE.
-ratio() {
-    awk -v s="$1" -v v="$2" -v b="$3" '
-        $1 == s && $2 == v { top[$3] = $4 }
-        $1 == s && $2 == b { bottom[$3] = $4 }
-        END { for (r in top) if (r in bottom) print top[r] / bottom[r] }' "$results" | sort -g |
-        awk '{ x[NR] = $1 } END { printf "%.3f\n", (NR % 2) ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2 }'
-}
+# ratio A B: A/B to three decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
-# Peak RSS of /bin/true, KiB: the median of 11 runs (it barely varies).
+# Peak resident memory of a process started with the variant's
+# environment, KiB: VmHWM of `cat /proc/self/status`, read by the process
+# about itself (a fresh address space: nothing of the launcher is counted).
+# The median of 11 runs.
 peak_rss() { # variant
-    for _ in $(seq 11); do run_variant_rss "$1"; done | sort -n | sed -n 6p
-}
-run_variant_rss() { # variant: one peak RSS of /bin/true in that variant
-    local setup=(env -i "PATH=$PATH")
-    case "$1" in
-    ours) setup+=("${settings[@]}" "LD_PRELOAD=$library") ;;
-    peer*) setup+=("${peer_settings[@]}" "LD_PRELOAD=${peer_paths[${1#peer}]}") ;;
-    esac
-    "${setup[@]}" /usr/bin/time -f %M /bin/true 2>&1
+    for _ in $(seq 11); do
+        variant_env "$1"
+        "${setup[@]}" /bin/cat /proc/self/status | awk '/^VmHWM:/ { print $2 }'
+    done | sort -n | sed -n 6p
 }
 
-# User-space instructions per socket()+close(), counted by callgrind: unlike
-# times they are exact, so small differences between libraries show. The
-# difference between two run lengths cancels start-up and exit: bench runs
-# n + n/10 + 1 iterations in all (with its warm-up), so 1000 and 11000 differ
-# by 11000.
-instructions() { # variant
-    local counts=()
-    for n in 1000 11000; do
-        run_variant socket "$1" "$n" valgrind --tool=callgrind \
+# User-space instructions per operation, counted by callgrind: unlike
+# times they are exact, so small differences show. The difference between
+# two run lengths cancels start-up and exit: bench runs n + n/10 + 1
+# iterations in all (with its warm-up), so 1000 and 11000 differ by 11000.
+instructions() { # section variant small big
+    local counts=() n
+    for n in "$3" "$4"; do
+        counts+=("$(run_variant "$1" "$2" "$n" valgrind --tool=callgrind --trace-children=yes \
             --callgrind-out-file=/dev/null 2>&1 >/dev/null |
-            sed -n 's/.*Collected : \([0-9]*\).*/\1/p' >"$work/count"
-        counts+=("$(cat "$work/count")")
+            sed -n 's/.*Collected : \([0-9]*\).*/\1/p')")
     done
-    echo $(((counts[1] - counts[0]) / 11000))
+    echo $(((counts[1] - counts[0]) / ($4 + $4 / 10 - $3 - $3 / 10)))
+}
+
+# Start-up of /bin/true under callgrind, as `valgrind --trace-children=yes
+# env ... /bin/true`: "total dynamic-linker constructors", the last two being
+# the inclusive counts of ld.so's _dl_start (loading, relocating) and
+# _dl_init (every object's constructors).
+startup_instructions() { # variant
+    local out="$work/startup.$1.callgrind"
+    rm -f "$out"
+    variant_env "$1"
+    valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$out" \
+        "${setup[@]}" /bin/true >/dev/null 2>&1
+    callgrind_annotate --inclusive=yes --threshold=100 "$out" 2>/dev/null | awk '
+        /PROGRAM TOTALS/ { gsub(",", "", $1); total = $1 }
+        /:_dl_start \[/ { gsub(",", "", $1); start = $1 }
+        /:_dl_init \[/ { gsub(",", "", $1); init = $1 }
+        END { print total + 0, start + 0, init + 0 }'
 }
 
 name_of() {
@@ -215,49 +248,77 @@ path_of() {
     peer*) echo "${peer_paths[${1#peer}]}" ;;
     esac
 }
+# to_floor SECTION VARIANT A B: A compared with the floor's B by the
+# command in $compare, or "-" when the variant's system calls differ.
+to_floor() {
+    if [ "${same_calls[$1/$2]}" = yes ]; then "$compare" "$3" "$4"; else echo "-"; fi
+}
+difference() { printf '%+d' $(($1 - $2)); }
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo
 echo "Machine: $(nproc) CPUs, $cpu, Linux $(uname -r)."
-echo "Settings: ${settings[*]}; $rounds interleaved rounds; each figure a median."
+echo "Settings: ${settings[*]}; $rounds interleaved rounds; each time a median, each ratio a ratio of medians."
+echo "\"-\": the row makes other system calls than the floor (strace), so it is compared with no library only."
 echo
-echo "| socket()+close() | ns | ratio to floor |"
-echo "|---|---:|---:|"
+echo "| socket()+close() | ns | ratio to no library | ratio to floor |"
+echo "|---|---:|---:|---:|"
+base=$(median socket none)
+floor=$(median socket floor)
+compare=ratio
 for v in "${socket_variants[@]}"; do
-    printf '| %s | %.0f | %s |\n' "$(name_of "$v")" "$(median socket "$v")" "$(ratio socket "$v" floor)"
+    ns=$(median socket "$v")
+    printf '| %s | %.0f | %s | %s |\n' "$(name_of "$v")" "$ns" "$(ratio "$ns" "$base")" \
+        "$(to_floor socket "$v" "$ns" "$floor")"
 done
-if command -v valgrind >/dev/null; then
-    echo
-    echo "| socket()+close(), user-space instructions (callgrind) | per call | beyond the floor |"
-    echo "|---|---:|---:|"
-    floor_count=$(instructions floor)
-    for v in "${socket_variants[@]}"; do
-        count=$([ "$v" = floor ] && echo "$floor_count" || instructions "$v")
-        printf '| %s | %d | %+d |\n' "$(name_of "$v")" "$count" "$((count - floor_count))"
-    done
-else
-    echo "note: valgrind missing, no instruction counts (apt-get install -y valgrind)" >&2
-fi
+echo
+echo "| socket()+close(), user-space instructions (callgrind) | per call | beyond no library | beyond the floor |"
+echo "|---|---:|---:|---:|"
+declare -A count
+for v in "${socket_variants[@]}"; do count[$v]=$(instructions socket "$v" 1000 11000); done
+compare=difference
+for v in "${socket_variants[@]}"; do
+    printf '| %s | %d | %+d | %s |\n' "$(name_of "$v")" "${count[$v]}" \
+        "$((count[$v] - count[none]))" "$(to_floor socket "$v" "${count[$v]}" "${count[floor]}")"
+done
 echo
 echo "| loopback connect()+accept()+close() | ns | ratio to no library | ratio to floor |"
 echo "|---|---:|---:|---:|"
+base=$(median pair none)
+floor=$(median pair floor)
+compare=ratio
 for v in "${pair_variants[@]}"; do
-    printf '| %s | %.0f | %s | %s |\n' "$(name_of "$v")" "$(median pair "$v")" \
-        "$(ratio pair "$v" none)" "$(ratio pair "$v" floor)"
+    ns=$(median pair "$v")
+    printf '| %s | %.0f | %s | %s |\n' "$(name_of "$v")" "$ns" "$(ratio "$ns" "$base")" \
+        "$(to_floor pair "$v" "$ns" "$floor")"
 done
 echo
-echo "| start-up of /bin/true | µs | extra µs | peak RSS KiB | extra KiB | library bytes |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| connect()+accept()+close(), user-space instructions (callgrind) | per pair | beyond no library | beyond the floor |"
+echo "|---|---:|---:|---:|"
+for v in "${pair_variants[@]}"; do count[$v]=$(instructions pair "$v" 100 1100); done
+compare=difference
+for v in "${pair_variants[@]}"; do
+    printf '| %s | %d | %+d | %s |\n' "$(name_of "$v")" "${count[$v]}" \
+        "$((count[$v] - count[none]))" "$(to_floor pair "$v" "${count[$v]}" "${count[floor]}")"
+done
+echo
+echo "Matching the 4 outbound rules costs $((count[rules] - count[ours])) instructions per connection (the rules row minus the plain row; both make the floor's system calls)."
+echo
+echo "| start-up of /bin/true | µs | extra µs | instructions (callgrind) | extra | of which loading and linking | of which constructors | peak RSS KiB | extra KiB | library bytes |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 base_us=$(median spawn none)
 for v in "${spawn_variants[@]}"; do
+    read -r total start init < <(startup_instructions "$v")
     rss=$(peak_rss "$v")
-    [ "$v" = none ] && base_rss=$rss
+    # spawn_variants starts with none: the base of every "extra".
+    [ "$v" = none ] && { base_total=$total base_start=$start base_init=$init base_rss=$rss; }
     path=$(path_of "$v")
     size=$([ -n "$path" ] && stat -c %s "$path" || echo "-")
     us=$(median spawn "$v")
-    printf '| %s | %.0f | %+.0f | %s | %+d | %s |\n' "$(name_of "$v")" \
+    printf '| %s | %.0f | %+.0f | %d | %+d | %+d | %+d | %s | %+d | %s |\n' "$(name_of "$v")" \
         "$(awk -v n="$us" 'BEGIN { print n / 1000 }')" \
         "$(awk -v n="$us" -v b="$base_us" 'BEGIN { print (n - b) / 1000 }')" \
+        "$total" "$((total - base_total))" "$((start - base_start))" "$((init - base_init))" \
         "$rss" "$((rss - base_rss))" "$size"
 done
 echo

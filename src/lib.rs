@@ -30,3 +30,6 @@ pub mod sockopt;
 
 #[cfg(not(test))]
 mod hooks;
+// Only the cdylib is linked with build.rs's --wrap options.
+#[cfg(not(test))]
+mod lazy_imports;
