@@ -77,6 +77,13 @@ const LAZY_IMPORTS: &[&str] = &[
     "sigismember",
     "sigpending",
     "sigtimedwait",
+    // ours: the descriptor table's pages, the private stderr, fclose's
+    // descriptor, the real functions' owner, one line per process tree
+    "mmap",
+    "getrlimit",
+    "fileno",
+    "dladdr",
+    "getppid",
 ];
 
 fn main() {
@@ -87,6 +94,13 @@ fn main() {
     println!("cargo:rustc-link-search=native={}", out.display());
 
     let mut trampolines = String::new();
+    // The trampolines are x86_64 instructions; elsewhere (arm64) the
+    // library keeps the default binding, correct but slower to start.
+    let x86_64 = env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64");
+    if !x86_64 {
+        fs::write(out.join("lazy_imports.s"), "").expect("write OUT_DIR/lazy_imports.s");
+        return;
+    }
     for name in LAZY_IMPORTS {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--wrap={name}");
         trampolines.push_str(&format!(

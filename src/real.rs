@@ -60,11 +60,13 @@ impl<F: Copy> Real<F> {
         // SAFETY: name is NUL-terminated; dlsym has no other precondition.
         let mut found = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
         if found.is_null() {
+            // Rare, and the only answer that can be our own hook: dladdr
+            // costs tens of thousands of instructions, so only here.
             // SAFETY: as above.
             found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, self.name.as_ptr()) };
-        }
-        if found.is_null() || in_this_library(found) {
-            found = MISSING;
+            if found.is_null() || in_this_library(found) {
+                found = MISSING;
+            }
         }
         self.address.store(found, Ordering::Release);
         found
