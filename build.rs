@@ -1,12 +1,10 @@
 //! Link settings of libkeepalive.so that keep the start-up of every process
 //! it is preloaded into cheap (issue 14; figures in scripts/bench.sh).
 //!
-//! 1. The unwinder is linked in statically (libgcc_eh.a) instead of needing
-//!    libgcc_s.so.1: one shared object fewer for the dynamic linker to find,
-//!    map, relocate and version-check in every process (about 21k
-//!    instructions). Rust's std asks for `-lgcc_s`; a linker script of that
-//!    name in our own search directory, found first, hands over
-//!    `libgcc_eh.a` instead: the same unwinder code, built for static use.
+//! 1. (Tried and dropped: linking the unwinder statically, libgcc_eh.a
+//!    instead of libgcc_s.so.1, saved about 21k instructions at start-up but
+//!    raised the glibc floor from 2.34 to 2.35 (`_dl_find_object`), which
+//!    would shut out RHEL 9. tests/package.rs guards the floor.)
 //!
 //! 2. Lazy binding. With immediate binding the dynamic linker looks up every
 //!    libc function the library imports before the program's main(), most
@@ -84,14 +82,23 @@ const LAZY_IMPORTS: &[&str] = &[
     "fileno",
     "dladdr",
     "getppid",
+    // libgcc_s: the unwinder, used only if a panic of ours is caught
+    "_Unwind_RaiseException",
+    "_Unwind_DeleteException",
+    "_Unwind_Backtrace",
+    "_Unwind_GetLanguageSpecificData",
+    "_Unwind_GetIP",
+    "_Unwind_GetIPInfo",
+    "_Unwind_GetRegionStart",
+    "_Unwind_GetTextRelBase",
+    "_Unwind_GetDataRelBase",
+    "_Unwind_SetGR",
+    "_Unwind_SetIP",
 ];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-
-    fs::write(out.join("libgcc_s.so"), "INPUT(-lgcc_eh)\n").expect("write OUT_DIR/libgcc_s.so");
-    println!("cargo:rustc-link-search=native={}", out.display());
 
     let mut trampolines = String::new();
     // The trampolines are x86_64 instructions; elsewhere (arm64) the

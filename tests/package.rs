@@ -118,6 +118,9 @@ fn build_package() -> PathBuf {
 /// The socket options our probe reads back from a fresh TCP socket.
 fn probe_options(env: &[(&str, &str)]) -> (String, String) {
     let mut cmd = command(c_program("sockprobe"), false, env);
+    // cargo test puts target/release/deps (which holds our build of
+    // libkeepalive.so) on LD_LIBRARY_PATH: a bare name must not find it.
+    cmd.env_remove("LD_LIBRARY_PATH");
     cmd.args(["socket", "inet", "stream", "0"]);
     let output = run(cmd, Duration::from_secs(30));
     let line = stdout(&output)
