@@ -5,8 +5,8 @@
 # inside `keepalive --bpf`: with the global settings only, and with 64 rules
 # that no loopback connection matches (the worst walk). Inside, both the
 # connected and the accepted socket get the options from the kernel.
-# Every figure is the median of interleaved rounds; ratios are medians of
-# per-round ratios against "outside". Needs root, cargo and gcc; bench.sh
+# Every figure is the median of interleaved rounds; each ratio is the ratio
+# of the medians printed beside it, against "outside". Needs root, cargo and gcc; bench.sh
 # calls it when run as root.
 #
 # Environment: BENCH_ROUNDS (default 31), BENCH_PAIRS (default 2000).
@@ -52,10 +52,10 @@ done
 median() { # variant
     awk -v v="$1" '$1 == v { print $3 }' "$results" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
 }
+# The ratio of the two medians printed beside it, as in bench.sh: one
+# method, so a row's time and ratio never disagree.
 ratio() { # variant base
-    awk -v v="$1" -v b="$2" '$1 == v { x[$2] = $3 } $1 == b { y[$2] = $3 }
-        END { for (r in x) print x[r] / y[r] }' "$results" | sort -g |
-        awk '{ a[NR] = $1 } END { printf "%.3f", a[int((NR + 1) / 2)] }'
+    awk -v n="$(median "$1")" -v d="$(median "$2")" 'BEGIN { printf "%.3f", n / d }'
 }
 
 echo "| loopback connect+accept+close, $pairs pairs x $rounds rounds | ns/pair | vs outside |"

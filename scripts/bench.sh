@@ -323,3 +323,12 @@ for v in "${spawn_variants[@]}"; do
 done
 echo
 echo "Release library: $(stat -c %s "$library") bytes, $(file -b "$library" | grep -o 'not stripped\|stripped')."
+if [ "$(id -u)" = 0 ]; then
+    echo
+    echo "Kernel-side mode (keepalive --bpf), the same pair inside against outside its cgroup:"
+    echo
+    BENCH_ROUNDS=$rounds BENCH_PAIRS=$pairs "$root/scripts/bench-bpf.sh"
+else
+    echo
+    echo "Kernel-side mode: not measured (needs root): sudo scripts/bench-bpf.sh"
+fi

@@ -876,3 +876,27 @@ fn socket_activated_connections_get_keepalive() {
     let line = activated_connection(&[]);
     assert!(!line.contains("keepalive"), "{line}");
 }
+
+/// A long bad rule: the library and `keepalive --check` print the very same
+/// line, and it ends with what is valid (the rule's text is cut, not it).
+#[test]
+fn a_long_bad_rule_is_the_same_whole_line_in_the_library_and_check() {
+    let rule = format!("net=10.0.0.0/8,port=5432:idle={}", "9".repeat(2000));
+    let env = [("KEEPALIVE_RULES", rule.as_str())];
+    let mut with_library = clean("/bin/true", &env);
+    with_library.env("LD_PRELOAD", library());
+    let library_line = text(&run(with_library).stderr);
+    assert_eq!(library_line.lines().count(), 1, "{library_line}");
+    let library_line = library_line.lines().next().unwrap().to_string();
+    assert!(
+        library_line.ends_with("user_timeout=MS|auto joined by commas"),
+        "{library_line}"
+    );
+    assert!(library_line.len() < 600, "{library_line}");
+    let check = run(keepalive(&["--check"], &env));
+    let printed = format!("{}{}", text(&check.stdout), text(&check.stderr));
+    assert!(
+        printed.lines().any(|line| line == library_line),
+        "--check did not print the library's line {library_line:?}:\n{printed}"
+    );
+}
