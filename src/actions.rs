@@ -96,14 +96,27 @@ struct Target<'a> {
 /// only reported (debug): the program's call has already succeeded and
 /// stays a success.
 fn configure(runtime: &Runtime, set: SetsockoptFn, plan: &Plan, target: &Target<'_>) {
-    let mut failures = [(0, 0); MAX_OPTIONS];
-    let mut failed = 0;
-    for option in target.choices.leave_to_us(plan) {
-        if let Err(errno) = sockopt::set(set, target.fd, option) {
-            failures[failed] = (option.level << 16 | option.name, errno);
-            failed += 1;
+    let choices = target.choices;
+    // The errno of each option that failed, by its place in the plan.
+    let mut failed = [0; MAX_OPTIONS];
+    if !choices.keepalive_off {
+        for (index, option) in plan.options().iter().enumerate() {
+            if choices.set.contains(option.bit) {
+                continue; // the program's own
+            }
+            if let Err(errno) = sockopt::set(set, target.fd, option) {
+                failed[index] = errno;
+            }
         }
     }
+    if runtime.debug {
+        debug_configured(runtime, plan, target, &failed);
+    }
+}
+
+/// The debug line of `configure`.
+#[cold]
+fn debug_configured(runtime: &Runtime, plan: &Plan, target: &Target<'_>, failed: &[i32]) {
     runtime.debug(|line| {
         let _ = write!(
             line,
@@ -128,9 +141,10 @@ fn configure(runtime: &Runtime, set: SetsockoptFn, plan: &Plan, target: &Target<
                 }
             }
         }
-        for &(option, errno) in &failures[..failed] {
-            let label = plan::option_label(option >> 16, option & 0xffff).unwrap_or("?");
-            let _ = write!(line, "; {label} failed (errno {errno})");
+        for (option, &errno) in plan.options().iter().zip(failed) {
+            if errno != 0 {
+                let _ = write!(line, "; {} failed (errno {errno})", option.label());
+            }
         }
         if let Some(reason) = target.reason {
             let _ = write!(line, "; ");
@@ -639,13 +653,10 @@ pub fn after_program_setsockopt(
 /// Before `close()` or `fclose()`: the number may next name something else
 /// entirely. Forgotten before the real close so no other thread can reuse
 /// it first.
+/// Two atomic operations, no system call, nothing that can fail or panic.
 pub fn before_close(fd: i32) {
-    shielded((), || {
-        diagnostics::forget_if_private(fd);
-        if let Ok(fd) = u32::try_from(fd) {
-            fd_table::forget_range(fd, fd);
-        }
-    });
+    diagnostics::forget_if_private(fd);
+    fd_table::forget(fd);
 }
 
 /// Before `close_range()` or `closefrom()`: every number in the range is

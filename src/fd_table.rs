@@ -37,6 +37,7 @@ fn split(fd: i32) -> Option<(usize, usize)> {
 }
 
 /// The word for `fd`, mapping its page if `create`.
+#[inline]
 fn word(fd: i32, create: bool) -> Option<&'static AtomicU32> {
     let (page, index) = split(fd)?;
     if page == 0 {
@@ -85,6 +86,7 @@ fn map_page(slot: &AtomicPtr<AtomicU32>) -> Option<*mut AtomicU32> {
 
 /// The record of `fd`: `Unknown` for a number never written, `None` for a
 /// number that cannot be followed (negative, or its page cannot be mapped).
+#[inline]
 pub fn load(fd: i32) -> Option<Record> {
     let (page, _) = split(fd)?;
     match word(fd, false) {
@@ -95,6 +97,7 @@ pub fn load(fd: i32) -> Option<Record> {
 }
 
 /// Records `record` for `fd`; false if `fd` cannot be followed.
+#[inline]
 pub fn store(fd: i32, record: Record) -> bool {
     match word(fd, true) {
         Some(word) => {
@@ -117,6 +120,18 @@ pub fn replace(fd: i32, current: Record, new: Record) -> bool {
         )
         .is_ok()
     })
+}
+
+/// Forgets `fd` (a close): a new generation, nothing known. A number never
+/// written, or in a page never mapped, is left as it is.
+#[inline]
+pub fn forget(fd: i32) {
+    if let Some(word) = word(fd, false) {
+        let current = word.load(Ordering::Acquire);
+        if current != 0 {
+            word.store(Record::decode(current).closed().encode(), Ordering::Release);
+        }
+    }
 }
 
 /// The first word of page `page`, if it is mapped.

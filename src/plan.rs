@@ -40,8 +40,9 @@ impl OptionSet {
         OptionSet(self.0 | other.0)
     }
 
+    /// Whether any option of `other` is in this set (for one option: it is).
     pub fn contains(self, other: OptionSet) -> bool {
-        self.0 & other.0 == other.0 && other.0 != 0
+        self.0 & other.0 != 0
     }
 }
 
