@@ -12,15 +12,16 @@
 //! itself is never set by us, and a program that switched `SO_KEEPALIVE`
 //! off gets no option at all (`fd_state::Choices`).
 
-use crate::classify;
 use crate::diagnostics;
-use crate::endpoint::{self, Endpoint};
-use crate::fd_state::{Choices, Kind, Record};
+use crate::endpoint;
 use crate::fd_table;
-use crate::plan::{self, OptionSet, Plan, MAX_OPTIONS};
-use crate::rules::{Address, Connection, Decision, Direction};
 use crate::runtime::{self, Runtime};
 use crate::sockopt::{self, ErrnoGuard, SetsockoptFn};
+use keepalive_core::classify;
+use keepalive_core::endpoint::Endpoint;
+use keepalive_core::fd_state::{Choices, Kind, Record};
+use keepalive_core::plan::{self, OptionSet, Plan, MAX_OPTIONS};
+use keepalive_core::rules::{Address, Connection, Decision, Direction};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

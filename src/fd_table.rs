@@ -12,7 +12,7 @@
 //! A number whose page cannot be mapped cannot be followed: `load` answers
 //! `None` and the actions leave that socket alone.
 
-use crate::fd_state::Record;
+use keepalive_core::fd_state::Record;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
@@ -164,7 +164,7 @@ pub fn forget_range(first: u32, last: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fd_state::{Choices, Kind};
+    use keepalive_core::fd_state::{Choices, Kind};
 
     fn pending() -> Record {
         Record::UNKNOWN.next(Kind::Pending, Choices::default())

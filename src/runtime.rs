@@ -3,11 +3,11 @@
 //! constructor creates a socket before ours ran. After that, `active()` is a
 //! single atomic load: no lock, no allocation.
 
-use crate::config;
 use crate::diagnostics;
-use crate::plan::{KernelDefaults, Plan};
-use crate::policy::Policy;
-use crate::rules::Selection;
+use keepalive_core::config;
+use keepalive_core::plan::{KernelDefaults, Plan};
+use keepalive_core::policy::Policy;
+use keepalive_core::rules::Selection;
 use once_cell::sync::OnceCell;
 use std::ffi::{CStr, CString};
 use std::fmt::Write as _;

@@ -4,7 +4,7 @@
 //! `--`), like env(1) or nice(1), so PROGRAM's own options are never ours.
 //! Values stay raw bytes: they are validated by the library's own parser.
 
-use crate::config::Setting;
+use keepalive_core::config::Setting;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 

@@ -1,11 +1,11 @@
 //! `keepalive --check`: the settings the library would apply in PROGRAM's
 //! environment, one per line, each with where it comes from.
 
-use crate::config::{Loaded, Setting, UserTimeout};
 use crate::environment::{self, Overrides};
-use crate::plan::{self, KernelDefaults, Plan};
-use crate::policy::Policy;
-use crate::rules::{Decision, Directions};
+use keepalive_core::config::{Loaded, Setting, UserTimeout};
+use keepalive_core::plan::{self, KernelDefaults, Plan};
+use keepalive_core::policy::Policy;
+use keepalive_core::rules::{Decision, Directions};
 
 /// A kernel default, read from this network namespace's sysctls.
 pub type Sysctl = dyn Fn(&str) -> Result<u32, String>;
@@ -138,7 +138,7 @@ pub fn report(
         };
         if setting == Setting::Path {
             if let Some(preset) = loaded.path {
-                source.push_str(&format!(": {}", crate::presets::source(preset)));
+                source.push_str(&format!(": {}", keepalive_core::presets::source(preset)));
             }
         }
         // A variable that is set but not applied was bad or conflicting.

@@ -3,7 +3,7 @@
 //! added to `LD_PRELOAD`.
 
 use crate::args::OptionValue;
-use crate::config::{self, Loaded, Setting};
+use keepalive_core::config::{self, Loaded, Setting};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;

@@ -4,11 +4,11 @@
 //! socket with its effective keepalive options read from the socket itself.
 
 use crate::check;
-use crate::config::{self, Loaded};
 use crate::environment::Overrides;
 use crate::proc::{self, TcpRow};
-use crate::programs;
 use crate::sockets::{Options, Pidfd};
+use keepalive_core::config::{self, Loaded};
+use keepalive_core::programs;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! `--status` output: a table for people, one JSON object for programs
 //! (written by hand: a few flat keys do not need a JSON crate).
 
-use crate::config::UserTimeout;
 use crate::status::{Connection, ProcessStatus};
+use keepalive_core::config::UserTimeout;
 use std::fmt::Write as _;
 
 /// A JSON string.

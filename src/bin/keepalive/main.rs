@@ -2,54 +2,21 @@
 //! libkeepalive.so preloaded and the settings given as options, like
 //! eatmydata or torsocks. See man/keepalive.1.
 //!
-//! The library is a cdylib only (an rlib would bring its exported hooks and
-//! constructor into this command), so the pure modules are compiled in here
-//! from their source: one parser, one set of rules, the same messages.
+//! The settings, rules and messages come from the pure core
+//! (`keepalive_core`), the same as the library's.
 
-#[allow(dead_code)]
-#[path = "../config.rs"]
-mod config;
-#[allow(dead_code)]
-#[path = "../plan.rs"]
-mod plan;
-#[allow(dead_code)]
-#[path = "../policy.rs"]
-mod policy;
-#[allow(dead_code)]
-#[path = "../presets.rs"]
-mod presets;
-#[allow(dead_code)]
-#[path = "../programs.rs"]
-mod programs;
-#[allow(dead_code)]
-#[path = "../rules.rs"]
-mod rules;
-
-#[path = "keepalive/args.rs"]
 mod args;
-#[path = "keepalive/bpf/mod.rs"]
 mod bpf;
-#[path = "keepalive/check.rs"]
 mod check;
-#[path = "keepalive/elf.rs"]
 mod elf;
-#[path = "keepalive/environment.rs"]
 mod environment;
-#[path = "keepalive/locate.rs"]
 mod locate;
-#[path = "keepalive/mode.rs"]
 mod mode;
-#[path = "keepalive/output.rs"]
 mod output;
-#[path = "keepalive/proc.rs"]
 mod proc;
-#[path = "keepalive/reach.rs"]
 mod reach;
-#[path = "keepalive/sockets.rs"]
 mod sockets;
-#[path = "keepalive/status.rs"]
 mod status;
-#[path = "keepalive/status_output.rs"]
 mod status_output;
 
 use args::{Action, Invocation};
