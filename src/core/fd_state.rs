@@ -9,7 +9,8 @@
 //!   (close, a new socket, a duplicate), so that a decision made for one
 //!   socket is never applied to the next one on the same number.
 
-use crate::plan::{OptionSet, Plan, SockOpt};
+use crate::options::{OptionSet, SockOpt};
+use crate::plan::Plan;
 
 /// Where a descriptor stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +144,7 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
+    use crate::settings::Settings;
     use crate::plan::KernelDefaults;
 
     fn every_option_plan() -> Plan {
@@ -151,7 +152,7 @@ mod tests {
             idle_secs: Some(60),
             interval_secs: Some(10),
             count: Some(6),
-            user_timeout: Some(crate::config::UserTimeout::Millis(1500)),
+            user_timeout: Some(crate::timers::UserTimeout::Millis(1500)),
             ..Settings::default()
         };
         Plan::new(&settings, || KernelDefaults::LINUX)

@@ -10,7 +10,7 @@
 //! following the sysctls (the kernel has no "unset", 0 is EINVAL), so an
 //! eager configuration could not be undone exactly.
 
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::plan::{KernelDefaults, Plan};
 use crate::rules::{Action, Decision, Direction, Selection};
 
@@ -53,7 +53,7 @@ impl Policy {
                 Action::Off => None,
                 Action::On => Some(global),
                 Action::Timers(timers) => {
-                    Some(Plan::new(&timers.applied_to(settings), &mut defaults))
+                    Some(Plan::new(&settings.with_rule_timers(timers), &mut defaults))
                 }
             })
             .collect();
@@ -80,7 +80,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UserTimeout;
+    use crate::timers::UserTimeout;
     use crate::rules::{parse_rules, Directions};
 
     fn policy(settings: &Settings, directions: Directions, text: &str) -> Policy {

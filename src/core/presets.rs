@@ -10,6 +10,8 @@
 //!   (`idle + interval x count`), so a broken path is noticed before the
 //!   middlebox would have dropped the flow anyway.
 
+use crate::timers::Timers;
+
 /// One preset: the middlebox, its idle timeout and where that figure comes
 /// from, and the timers it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,16 @@ impl Preset {
     /// Seconds of silence after which a dead peer is given up on.
     pub fn gives_up_secs(&self) -> u32 {
         self.idle_secs + self.interval_secs * self.count
+    }
+
+    /// Its timers, as a variable would set them.
+    pub fn timers(&self) -> Timers {
+        Timers {
+            idle_secs: Some(self.idle_secs),
+            interval_secs: Some(self.interval_secs),
+            count: Some(self.count),
+            user_timeout: None,
+        }
     }
 }
 
