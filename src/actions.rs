@@ -20,7 +20,8 @@ use crate::sockopt::{self, ErrnoGuard, SetsockoptFn};
 use keepalive_core::classify;
 use keepalive_core::endpoint::Endpoint;
 use keepalive_core::fd_state::{Choices, Kind, Record};
-use keepalive_core::plan::{self, OptionSet, Plan, MAX_OPTIONS};
+use keepalive_core::options::{self, OptionSet, SockOpt};
+use keepalive_core::plan::{Plan, MAX_OPTIONS};
 use keepalive_core::rules::{Address, Connection, Decision, Direction};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -130,7 +131,7 @@ fn configure(runtime: &Runtime, set: SetsockoptFn, plan: &Plan, target: &Target<
             }
         }
         for &(option, errno) in &failures[..failed] {
-            let label = plan::option_label(option >> 16, option & 0xffff).unwrap_or("?");
+            let label = options::option_label(option >> 16, option & 0xffff).unwrap_or("?");
             let _ = write!(line, "; {label} failed (errno {errno})");
         }
         if let Some(reason) = target.reason {
@@ -442,7 +443,7 @@ pub fn after_failed_listen(set: Option<SetsockoptFn>, fd: i32, undo: Option<List
             return;
         }
         for &(level, name, value) in undo.previous[..undo.len].iter().rev() {
-            let option = plan::SockOpt {
+            let option = SockOpt {
                 level,
                 name,
                 value,
@@ -612,7 +613,7 @@ pub fn after_program_setsockopt(
         }
         if let Some(record) = recorded {
             runtime.debug(|line| {
-                let label = plan::option_label(level, name).unwrap_or("?");
+                let label = options::option_label(level, name).unwrap_or("?");
                 let _ = write!(line, "fd {fd}: the program set {label}");
                 if let Some(value) = value {
                     let _ = write!(line, "={value}");

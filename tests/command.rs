@@ -672,7 +672,7 @@ fn man_pages_render_without_warnings() {
     }
     // Every variable the library reads is documented in libkeepalive(8).
     let page = fs::read_to_string(repo().join("man/libkeepalive.8")).unwrap();
-    for variable in keepalive_core::config::VARIABLE_NAMES {
+    for variable in keepalive_core::variables::NAMES {
         assert!(page.contains(variable), "libkeepalive.8 lacks {variable}");
     }
 }

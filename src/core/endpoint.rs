@@ -8,7 +8,9 @@ use std::mem::size_of;
 /// An IP address (mapped IPv6 folded to IPv4) and a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint {
+    /// The address.
     pub address: Address,
+    /// The port, in host order.
     pub port: u16,
 }
 

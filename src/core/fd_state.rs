@@ -70,8 +70,11 @@ impl Choices {
 /// One descriptor's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
+    /// Where the descriptor stands.
     pub kind: Kind,
+    /// What the program chose on it.
     pub choices: Choices,
+    /// Which socket on this number the record is about.
     pub generation: u16,
 }
 
@@ -91,6 +94,7 @@ impl Record {
         generation: 0,
     };
 
+    /// The record as one word, for the table.
     pub fn encode(self) -> u32 {
         self.kind as u32
             | u32::from(self.choices.set.bits()) << CHOICES_SHIFT
@@ -102,6 +106,7 @@ impl Record {
             | u32::from(self.generation) << GENERATION_SHIFT
     }
 
+    /// The record in a word made by `encode`.
     pub fn decode(word: u32) -> Record {
         let kind = match word & KIND_MASK {
             1 => Kind::LeftAlone,
@@ -144,15 +149,18 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Settings;
     use crate::plan::KernelDefaults;
+    use crate::settings::Settings;
+    use crate::timers::Timers;
 
     fn every_option_plan() -> Plan {
         let settings = Settings {
-            idle_secs: Some(60),
-            interval_secs: Some(10),
-            count: Some(6),
-            user_timeout: Some(crate::timers::UserTimeout::Millis(1500)),
+            timers: Timers {
+                idle_secs: Some(60),
+                interval_secs: Some(10),
+                count: Some(6),
+                user_timeout: Some(crate::timers::UserTimeout::Millis(1500)),
+            },
             ..Settings::default()
         };
         Plan::new(&settings, || KernelDefaults::LINUX)

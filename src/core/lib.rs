@@ -9,7 +9,7 @@
 //! `options` -> `plan` -> `policy` turn settings into socket options;
 //! `fd_state` and `lifecycle` decide what happens to each descriptor.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod address;
 pub mod classify;

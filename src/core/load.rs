@@ -66,7 +66,9 @@ impl<'de> Deserialize<'de> for RawEnvironment {
                 while let Some(name) = map.next_key::<String>()? {
                     match raw.field(&name) {
                         Some(Some(_)) => {
-                            return Err(serde::de::Error::custom(format!("duplicate field `{name}`")))
+                            return Err(serde::de::Error::custom(format!(
+                                "duplicate field `{name}`"
+                            )))
                         }
                         Some(slot) => *slot = map.next_value()?,
                         None => {
@@ -117,7 +119,8 @@ impl Sources {
     }
 
     fn add(&mut self, setting: Setting, names: Vec<&'static str>) {
-        self.variables.extend(names.into_iter().map(|name| (setting, name)));
+        self.variables
+            .extend(names.into_iter().map(|name| (setting, name)));
     }
 }
 

@@ -100,4 +100,3 @@ impl SockOpt {
         option_label(self.level, self.name).unwrap_or("?")
     }
 }
-

@@ -93,7 +93,12 @@ impl Plan {
 /// itself would take to declare an idle peer dead.
 pub fn auto_user_timeout_ms(settings: &Settings, defaults: KernelDefaults) -> u32 {
     let idle = u64::from(settings.timers.idle_secs.unwrap_or(defaults.idle_secs));
-    let interval = u64::from(settings.timers.interval_secs.unwrap_or(defaults.interval_secs));
+    let interval = u64::from(
+        settings
+            .timers
+            .interval_secs
+            .unwrap_or(defaults.interval_secs),
+    );
     let count = u64::from(settings.timers.count.unwrap_or(defaults.count));
     let millis = (idle + interval * count) * 1000;
     millis.min(u64::from(MAX_USER_TIMEOUT_MS)) as u32
@@ -102,6 +107,7 @@ pub fn auto_user_timeout_ms(settings: &Settings, defaults: KernelDefaults) -> u3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timers::Timers;
 
     fn never() -> KernelDefaults {
         panic!("kernel defaults read although not needed")
@@ -119,7 +125,10 @@ mod tests {
     fn disabled_plan_is_empty() {
         let settings = Settings {
             enabled: false,
-            idle_secs: Some(5),
+            timers: Timers {
+                idle_secs: Some(5),
+                ..Timers::default()
+            },
             ..Settings::default()
         };
         assert!(Plan::new(&settings, never).options().is_empty());
@@ -128,10 +137,12 @@ mod tests {
     #[test]
     fn every_configured_option_in_order() {
         let settings = Settings {
-            idle_secs: Some(60),
-            interval_secs: Some(10),
-            count: Some(6),
-            user_timeout: Some(UserTimeout::Millis(1234)),
+            timers: Timers {
+                idle_secs: Some(60),
+                interval_secs: Some(10),
+                count: Some(6),
+                user_timeout: Some(UserTimeout::Millis(1234)),
+            },
             ..Settings::default()
         };
         let plan = Plan::new(&settings, never);
@@ -155,8 +166,11 @@ mod tests {
     #[test]
     fn auto_user_timeout_uses_effective_values() {
         let settings = Settings {
-            idle_secs: Some(2),
-            user_timeout: Some(UserTimeout::Auto),
+            timers: Timers {
+                idle_secs: Some(2),
+                user_timeout: Some(UserTimeout::Auto),
+                ..Timers::default()
+            },
             ..Settings::default()
         };
         let defaults = KernelDefaults {
@@ -171,9 +185,12 @@ mod tests {
     #[test]
     fn auto_user_timeout_is_clamped_to_int_max() {
         let settings = Settings {
-            idle_secs: Some(32767),
-            interval_secs: Some(32767),
-            count: Some(127),
+            timers: Timers {
+                idle_secs: Some(32767),
+                interval_secs: Some(32767),
+                count: Some(127),
+                ..Timers::default()
+            },
             ..Settings::default()
         };
         assert_eq!(

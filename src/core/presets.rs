@@ -16,11 +16,15 @@ use crate::timers::Timers;
 /// from, and the timers it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preset {
+    /// Its `KEEPALIVE_PATH` name.
     pub name: &'static str,
     /// The middlebox's idle timeout, in seconds.
     pub timeout_secs: u32,
+    /// `TCP_KEEPIDLE`, seconds.
     pub idle_secs: u32,
+    /// `TCP_KEEPINTVL`, seconds.
     pub interval_secs: u32,
+    /// `TCP_KEEPCNT`.
     pub count: u32,
 }
 
@@ -47,6 +51,7 @@ impl Preset {
     }
 }
 
+/// Every preset, by name.
 pub const PRESETS: [Preset; 5] = [
     Preset {
         name: "aws-nlb",

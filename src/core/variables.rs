@@ -86,7 +86,10 @@ impl Setting {
     pub fn variables(self) -> &'static [&'static str] {
         let start = VARIABLES.iter().position(|&(_, s)| s == self);
         let start = start.unwrap_or(NAMES.len());
-        let len = VARIABLES[start..].iter().take_while(|&&(_, s)| s == self).count();
+        let len = VARIABLES[start..]
+            .iter()
+            .take_while(|&&(_, s)| s == self)
+            .count();
         &NAMES[start..start + len]
     }
 }
@@ -105,4 +108,3 @@ pub fn msantos_meaning<'a>(name: &str, text: &'a str) -> Option<&'a str> {
         _ => Some(text),
     }
 }
-

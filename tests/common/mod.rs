@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// `LD_PRELOAD`: removed from the inherited environment so that a
 /// developer's shell cannot change a test's outcome.
 pub fn our_variables() -> impl Iterator<Item = &'static str> {
-    std::iter::once("LD_PRELOAD").chain(keepalive_core::config::VARIABLE_NAMES)
+    std::iter::once("LD_PRELOAD").chain(keepalive_core::variables::NAMES)
 }
 
 /// Every timer set, and what getsockopt then reports on a configured socket

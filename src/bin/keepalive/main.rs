@@ -21,6 +21,7 @@ mod status_output;
 
 use args::{Action, Invocation};
 use environment::Overrides;
+use keepalive_core::diagnostic::Diagnostic;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
@@ -187,17 +188,14 @@ fn detach_cgroup(cgroup: &Path) -> ExitCode {
 
 /// Prints the library's own diagnostic lines, and which option set the
 /// variable a line names. Returns true if there were none.
-fn report_diagnostics(diagnostics: &[String], overrides: &Overrides) -> bool {
-    for line in diagnostics {
-        output::warn(line);
+fn report_diagnostics(diagnostics: &[Diagnostic], overrides: &Overrides) -> bool {
+    for diagnostic in diagnostics {
+        output::warn(&diagnostic.to_string());
     }
     for (variable, _, option) in &overrides.set {
-        // "KEEPIDLE=\"0\" is not valid", or "KEEPALIVE_RULES: rule 2 ...".
-        let quoted = format!(" {variable}=");
-        let named = format!(" {variable}:");
         if diagnostics
             .iter()
-            .any(|line| line.contains(&quoted) || line.contains(&named))
+            .any(|diagnostic| diagnostic.variables().contains(variable))
         {
             output::warn(&format!("keepalive: {variable} is the value of {option}"));
         }

@@ -2,12 +2,13 @@
 //! ordinary suite).
 
 use super::*;
+use crate::timers::UserTimeout;
 use proptest::prelude::*;
 use std::collections::HashMap;
 
 /// The variables of the timers and switches, whose grammar is a single
 /// word (digits and a unit, on/off, 0/1, auto). Listed here rather than
-/// taken from VARIABLE_NAMES so that variables with a grammar of their
+/// taken from NAMES so that variables with a grammar of their
 /// own can be added there without changing what these properties mean.
 const SIMPLE: [&str; 16] = [
     "KEEPALIVE",
@@ -50,10 +51,10 @@ fn in_range(settings: &Settings) -> bool {
     // map_or, not is_none_or (Rust 1.82): rust-version is 1.80.
     #[allow(clippy::unnecessary_map_or)]
     let timer = |v: Option<u32>, max| v.map_or(true, |v| (1..=max).contains(&v));
-    timer(settings.idle_secs, MAX_KEEPIDLE_SECS)
-        && timer(settings.interval_secs, MAX_KEEPINTVL_SECS)
-        && timer(settings.count, MAX_KEEPCNT)
-        && match settings.user_timeout {
+    timer(settings.timers.idle_secs, MAX_KEEPIDLE_SECS)
+        && timer(settings.timers.interval_secs, MAX_KEEPINTVL_SECS)
+        && timer(settings.timers.count, MAX_KEEPCNT)
+        && match settings.timers.user_timeout {
             Some(UserTimeout::Millis(ms)) => ms <= MAX_USER_TIMEOUT_MS,
             _ => true,
         }
@@ -63,10 +64,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn any_environment_gives_settings_in_range(env in environment(&VARIABLE_NAMES)) {
+    fn any_environment_gives_settings_in_range(env in environment(&NAMES)) {
         let loaded = load(|name| env.get(name).cloned());
         prop_assert!(in_range(&loaded.settings), "{:?} -> {:?}", env, loaded.settings);
-        for line in &loaded.diagnostics {
+        for line in loaded.diagnostics.iter().map(ToString::to_string) {
             prop_assert!(!line.contains('\n'), "{}", line);
             prop_assert!(line.starts_with("libkeepalive: "), "{}", line);
             prop_assert!(line.len() < 600, "{}", line);
@@ -98,7 +99,7 @@ proptest! {
         } else {
             prop_assert_eq!(loaded.diagnostics.len(), 1);
             let named = format!("libkeepalive: {name}=");
-            prop_assert!(loaded.diagnostics[0].starts_with(&named), "{}", loaded.diagnostics[0]);
+            prop_assert!(loaded.diagnostics[0].to_string().starts_with(&named), "{}", loaded.diagnostics[0]);
             // A rejected value changes nothing.
             prop_assert_eq!(&loaded.settings, &Settings::default());
         }

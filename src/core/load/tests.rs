@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::quantity::parse_quantity;
+use crate::timers::UserTimeout;
 use std::collections::HashMap;
 
 fn load_from(vars: &[(&str, &str)]) -> Loaded {
@@ -14,14 +15,14 @@ fn load_from(vars: &[(&str, &str)]) -> Loaded {
 
 #[test]
 fn envy_maps_each_variable_to_its_own_field() {
-    for (i, name) in VARIABLE_NAMES.iter().enumerate() {
+    for (i, name) in NAMES.iter().enumerate() {
         let pairs = vec![
             (name.to_string(), format!("value {i}")),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let mut raw: RawEnvironment = envy::from_iter(pairs).unwrap();
         let expected = format!("value {i}");
-        for other in VARIABLE_NAMES {
+        for other in NAMES {
             let slot = raw.field(&other.to_lowercase()).unwrap();
             let wanted = (other == *name).then_some(expected.as_str());
             assert_eq!(slot.as_deref(), wanted, "{name} -> {other}");
@@ -44,9 +45,9 @@ fn nothing_set_means_enabled_with_kernel_defaults() {
 #[test]
 fn howto_names_set_the_timers() {
     let loaded = load_from(&[("KEEPIDLE", "60"), ("KEEPINTVL", "10"), ("KEEPCNT", "6")]);
-    assert_eq!(loaded.settings.idle_secs, Some(60));
-    assert_eq!(loaded.settings.interval_secs, Some(10));
-    assert_eq!(loaded.settings.count, Some(6));
+    assert_eq!(loaded.settings.timers.idle_secs, Some(60));
+    assert_eq!(loaded.settings.timers.interval_secs, Some(10));
+    assert_eq!(loaded.settings.timers.count, Some(6));
     assert!(loaded.diagnostics.is_empty());
 }
 
@@ -58,12 +59,12 @@ fn suffixes_convert_to_the_kernel_unit() {
         ("KEEPALIVE_USER_TIMEOUT", "90s"),
     ])
     .settings;
-    assert_eq!(s.idle_secs, Some(300));
-    assert_eq!(s.interval_secs, Some(2));
-    assert_eq!(s.user_timeout, Some(UserTimeout::Millis(90_000)));
+    assert_eq!(s.timers.idle_secs, Some(300));
+    assert_eq!(s.timers.interval_secs, Some(2));
+    assert_eq!(s.timers.user_timeout, Some(UserTimeout::Millis(90_000)));
     let s = load_from(&[("KEEPIDLE", "1h"), ("KEEPALIVE_USER_TIMEOUT", "1500")]).settings;
-    assert_eq!(s.idle_secs, Some(3600));
-    assert_eq!(s.user_timeout, Some(UserTimeout::Millis(1500)));
+    assert_eq!(s.timers.idle_secs, Some(3600));
+    assert_eq!(s.timers.user_timeout, Some(UserTimeout::Millis(1500)));
 }
 
 #[test]
@@ -85,6 +86,7 @@ fn ranges_are_the_kernels() {
     assert_eq!(
         load_from(&[("KEEPALIVE_USER_TIMEOUT", "0")])
             .settings
+            .timers
             .user_timeout,
         Some(UserTimeout::Millis(0))
     );
@@ -112,13 +114,13 @@ fn each_bad_value_gets_one_line_naming_variable_value_and_range() {
     for value in bad {
         let loaded = load_from(&[("KEEPIDLE", value), ("KEEPCNT", "4")]);
         assert_eq!(loaded.diagnostics.len(), 1, "KEEPIDLE={value:?}");
-        let line = &loaded.diagnostics[0];
+        let line = &loaded.diagnostics[0].to_string();
         assert!(line.starts_with("libkeepalive: KEEPIDLE=\""), "{line}");
         assert!(line.contains("1..32767"), "{line}");
         assert!(!line.contains('\n'));
-        assert_eq!(loaded.settings.idle_secs, None);
+        assert_eq!(loaded.settings.timers.idle_secs, None);
         // The other setting still applies.
-        assert_eq!(loaded.settings.count, Some(4));
+        assert_eq!(loaded.settings.timers.count, Some(4));
     }
 }
 
@@ -138,15 +140,18 @@ fn msantos_values_keep_their_meaning_through_its_names_only() {
     ]);
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     let s = loaded.settings;
-    assert_eq!((s.idle_secs, s.interval_secs, s.count), (None, None, None));
-    assert_eq!(s.user_timeout, Some(UserTimeout::Auto));
+    assert_eq!(
+        (s.timers.idle_secs, s.timers.interval_secs, s.timers.count),
+        (None, None, None)
+    );
+    assert_eq!(s.timers.user_timeout, Some(UserTimeout::Auto));
     assert!(s.debug);
     assert!(load_from(&[("LIBKEEPALIVE_DEBUG", "0")]).settings.debug);
     assert!(load_from(&[("LIBKEEPALIVE_DEBUG", "")]).settings.debug);
     // A system-default 0 is no conflict with a value set elsewhere.
     let both = load_from(&[("TCP_KEEPIDLE", "0"), ("KEEPIDLE", "60")]);
     assert!(both.diagnostics.is_empty());
-    assert_eq!(both.settings.idle_secs, Some(60));
+    assert_eq!(both.settings.timers.idle_secs, Some(60));
     // The HOWTO's and our own names keep their strict ranges.
     for (name, value) in [
         ("KEEPIDLE", "0"),
@@ -159,14 +164,18 @@ fn msantos_values_keep_their_meaning_through_its_names_only() {
     ] {
         let loaded = load_from(&[(name, value)]);
         assert_eq!(loaded.diagnostics.len(), 1, "{name}={value}");
-        assert!(loaded.diagnostics[0].contains(&format!("{name}=\"{value}\"")));
+        assert!(loaded.diagnostics[0]
+            .to_string()
+            .contains(&format!("{name}=\"{value}\"")));
     }
     // A conflict quotes the text as written, not its meaning.
     let conflict = load_from(&[
         ("KEEPALIVE_USER_TIMEOUT", "5000"),
         ("TCP_USER_TIMEOUT", "-1"),
     ]);
-    assert!(conflict.diagnostics[0].contains("TCP_USER_TIMEOUT=\"-1\""));
+    assert!(conflict.diagnostics[0]
+        .to_string()
+        .contains("TCP_USER_TIMEOUT=\"-1\""));
 }
 
 #[test]
@@ -181,10 +190,10 @@ fn aliases_of_the_other_libraries_work() {
     .settings;
     assert_eq!(
         (
-            s.idle_secs,
-            s.interval_secs,
-            s.count,
-            s.user_timeout,
+            s.timers.idle_secs,
+            s.timers.interval_secs,
+            s.timers.count,
+            s.timers.user_timeout,
             s.debug
         ),
         (
@@ -203,7 +212,12 @@ fn aliases_of_the_other_libraries_work() {
     ])
     .settings;
     assert_eq!(
-        (s.idle_secs, s.interval_secs, s.count, s.debug),
+        (
+            s.timers.idle_secs,
+            s.timers.interval_secs,
+            s.timers.count,
+            s.debug
+        ),
         (Some(11), Some(12), Some(13), true)
     );
     assert!(!load_from(&[("DD_USE_KEEPALIVE", "0")]).settings.enabled);
@@ -215,13 +229,17 @@ fn aliases_of_the_other_libraries_work() {
 fn equal_aliases_agree_and_different_ones_conflict() {
     let loaded = load_from(&[("KEEPIDLE", "60"), ("TCP_KEEPIDLE", "1m")]);
     assert!(loaded.diagnostics.is_empty());
-    assert_eq!(loaded.settings.idle_secs, Some(60));
+    assert_eq!(loaded.settings.timers.idle_secs, Some(60));
 
     let loaded = load_from(&[("KEEPIDLE", "60"), ("DD_TCP_KEEPALIVE_TIME", "30")]);
     assert_eq!(loaded.diagnostics.len(), 1);
-    assert!(loaded.diagnostics[0].contains("KEEPIDLE=\"60\""));
-    assert!(loaded.diagnostics[0].contains("DD_TCP_KEEPALIVE_TIME=\"30\""));
-    assert_eq!(loaded.settings.idle_secs, None);
+    assert!(loaded.diagnostics[0]
+        .to_string()
+        .contains("KEEPIDLE=\"60\""));
+    assert!(loaded.diagnostics[0]
+        .to_string()
+        .contains("DD_TCP_KEEPALIVE_TIME=\"30\""));
+    assert_eq!(loaded.settings.timers.idle_secs, None);
 
     let loaded = load_from(&[("KEEPALIVE", "off"), ("DD_USE_KEEPALIVE", "1")]);
     assert_eq!(loaded.diagnostics.len(), 1);
@@ -241,7 +259,7 @@ fn switches_are_strict() {
     ] {
         let loaded = load_from(&[(name, value)]);
         assert_eq!(loaded.diagnostics.len(), 1, "{name}={value}");
-        assert!(loaded.diagnostics[0].contains(name));
+        assert!(loaded.diagnostics[0].to_string().contains(name));
         assert_eq!(loaded.settings, Settings::default());
     }
 }
@@ -268,15 +286,18 @@ fn a_bad_direction_or_rule_is_one_line_and_ignored_alone() {
     ]);
     assert_eq!(loaded.diagnostics.len(), 2, "{:?}", loaded.diagnostics);
     assert!(loaded.diagnostics[0]
+        .to_string()
         .starts_with("libkeepalive: KEEPALIVE_DIRECTION=\"outbound\" is not valid"));
-    assert!(loaded.diagnostics[0].contains("out, in or both"));
-    assert!(loaded.diagnostics[1].starts_with(
-        "libkeepalive: KEEPALIVE_RULES: rule 1 \"net=10.0.0.0/40:off\" is not valid"
-    ));
+    assert!(loaded.diagnostics[0]
+        .to_string()
+        .contains("out, in or both"));
+    assert!(loaded.diagnostics[1]
+        .to_string()
+        .starts_with("libkeepalive: KEEPALIVE_RULES: rule 1 \"net=10.0.0.0/40:off\" is not valid"));
     assert_eq!(loaded.selection.directions, rules::Directions::Both);
     assert_eq!(loaded.selection.rules.len(), 1);
     assert_eq!(loaded.selection.rules[0].number, 2);
-    assert_eq!(loaded.settings.count, Some(4));
+    assert_eq!(loaded.settings.timers.count, Some(4));
 }
 
 #[test]
@@ -284,6 +305,7 @@ fn user_timeout_auto() {
     assert_eq!(
         load_from(&[("KEEPALIVE_USER_TIMEOUT", "auto")])
             .settings
+            .timers
             .user_timeout,
         Some(UserTimeout::Auto)
     );
@@ -293,20 +315,20 @@ fn user_timeout_auto() {
 fn non_utf8_and_huge_values_are_reported_briefly() {
     let loaded = load(|name| (name == "KEEPCNT").then(|| vec![b'5', 0xff]));
     assert_eq!(loaded.diagnostics.len(), 1);
-    assert!(loaded.diagnostics[0].contains("KEEPCNT"));
+    assert!(loaded.diagnostics[0].to_string().contains("KEEPCNT"));
     let huge = "7".repeat(1 << 20);
     let loaded = load_from(&[("KEEPINTVL", &huge)]);
     assert_eq!(loaded.diagnostics.len(), 1);
-    assert!(loaded.diagnostics[0].len() < 300);
-    assert!(loaded.diagnostics[0].contains("1048576 bytes"));
+    assert!(loaded.diagnostics[0].to_string().len() < 300);
+    assert!(loaded.diagnostics[0].to_string().contains("1048576 bytes"));
 }
 
 #[test]
 fn control_characters_stay_on_one_line() {
     let loaded = load_from(&[("KEEPIDLE", "6\n0")]);
     assert_eq!(loaded.diagnostics.len(), 1);
-    assert!(!loaded.diagnostics[0].contains('\n'));
-    assert!(loaded.diagnostics[0].contains("6\\n0"));
+    assert!(!loaded.diagnostics[0].to_string().contains('\n'));
+    assert!(loaded.diagnostics[0].to_string().contains("6\\n0"));
 }
 
 #[test]
@@ -316,22 +338,22 @@ fn a_path_preset_sets_the_timers_a_variable_does_not() {
     assert_eq!(loaded.path.map(|p| p.name), Some("aws-nlb"));
     let s = &loaded.settings;
     assert_eq!(
-        (s.idle_secs, s.interval_secs, s.count),
+        (s.timers.idle_secs, s.timers.interval_secs, s.timers.count),
         (Some(100), Some(30), Some(5))
     );
     let s = load_from(&[("KEEPALIVE_PATH", "gcp"), ("TCP_KEEPIDLE", "45")]).settings;
     assert_eq!(
-        (s.idle_secs, s.interval_secs, s.count),
+        (s.timers.idle_secs, s.timers.interval_secs, s.timers.count),
         (Some(45), Some(60), Some(5))
     );
-    assert_eq!(s.user_timeout, None);
+    assert_eq!(s.timers.user_timeout, None);
     let loaded = load_from(&[("KEEPALIVE_PATH", "aws"), ("KEEPCNT", "3")]);
     assert_eq!(loaded.diagnostics.len(), 1);
-    assert!(loaded.diagnostics[0].starts_with(
+    assert!(loaded.diagnostics[0].to_string().starts_with(
         "libkeepalive: KEEPALIVE_PATH=\"aws\" is not valid: expected one of aws-nlb, aws-natgw,"
     ));
-    assert_eq!(loaded.settings.idle_secs, None);
-    assert_eq!(loaded.settings.count, Some(3));
+    assert_eq!(loaded.settings.timers.idle_secs, None);
+    assert_eq!(loaded.settings.timers.count, Some(3));
 }
 
 #[test]
@@ -342,6 +364,7 @@ fn programs_are_read_and_a_bad_list_is_ignored() {
     let loaded = load_from(&[("KEEPALIVE_PROGRAMS", "/usr/bin/nginx")]);
     assert_eq!(loaded.diagnostics.len(), 1);
     assert!(loaded.diagnostics[0]
+        .to_string()
         .starts_with("libkeepalive: KEEPALIVE_PROGRAMS=\"/usr/bin/nginx\" is not valid"));
     assert_eq!(loaded.programs, None);
     assert_eq!(load_from(&[]).programs, None);
@@ -349,8 +372,8 @@ fn programs_are_read_and_a_bad_list_is_ignored() {
 
 #[test]
 fn every_name_reaches_envy() {
-    // Guards the two lists (VARIABLE_NAMES and the alias groups of Setting).
-    for name in VARIABLE_NAMES {
+    // Guards the two lists (NAMES and the alias groups of Setting).
+    for name in NAMES {
         if name == "LIBKEEPALIVE_DEBUG" {
             // Any value is valid there (msantos's meaning): read, it is on.
             assert!(load_from(&[(name, "not-a-valid-value!")]).settings.debug);
@@ -358,7 +381,7 @@ fn every_name_reaches_envy() {
         }
         let loaded = load_from(&[(name, "not-a-valid-value!")]);
         assert_eq!(loaded.diagnostics.len(), 1, "{name} was not read");
-        assert!(loaded.diagnostics[0].contains(name));
+        assert!(loaded.diagnostics[0].to_string().contains(name));
     }
 }
 
@@ -387,7 +410,6 @@ fn parser_never_accepts_out_of_range() {
     }
 }
 
-
 fn lookup_in(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<Vec<u8>> {
     let map: HashMap<String, Vec<u8>> = vars
         .iter()
@@ -402,7 +424,7 @@ fn the_groups_list_every_variable_once_in_load_order() {
         .iter()
         .flat_map(|setting| setting.variables().iter().copied())
         .collect();
-    assert_eq!(flat, VARIABLE_NAMES);
+    assert_eq!(flat, NAMES);
 }
 
 #[test]
@@ -424,7 +446,7 @@ fn each_variable_changes_its_own_setting_and_no_other() {
             assert!(loaded.diagnostics.is_empty(), "{name}={value}");
             let nothing = load(|_| None);
             for other in Setting::ALL {
-                let changed = other.value_in(&loaded) != other.value_in(&nothing);
+                let changed = value_in(other, &loaded) != value_in(other, &nothing);
                 // A preset sets the three timers.
                 let timer = matches!(other, Setting::Idle | Setting::Interval | Setting::Count);
                 let expected = other == setting || (setting == Setting::Path && timer);
@@ -464,7 +486,10 @@ fn sources_name_the_valid_agreeing_spellings() {
         sources(Setting::Interval, lookup_in(&mixed)),
         ["DD_TCP_KEEPALIVE_INTVL"]
     );
-    assert_eq!(load(lookup_in(&mixed)).settings.interval_secs, Some(5));
+    assert_eq!(
+        load(lookup_in(&mixed)).settings.timers.interval_secs,
+        Some(5)
+    );
 }
 
 /// `setting`'s value in `loaded`, in a form that compares equal exactly
@@ -484,4 +509,20 @@ fn value_in(setting: Setting, loaded: &Loaded) -> String {
         Setting::Path => format!("{:?}", loaded.path.map(|preset| preset.name)),
         Setting::Programs => format!("{:?}", loaded.programs),
     }
+}
+
+/// The sources `load` records for `setting`.
+fn sources(setting: Setting, lookup: impl Fn(&str) -> Option<Vec<u8>>) -> Vec<&'static str> {
+    load(lookup).sources.of(setting)
+}
+
+#[test]
+fn msantos_zero_is_a_source_that_disagrees_with_a_value() {
+    // TCP_KEEPIDLE=0 means "not set": alone it is a (valid) source of the
+    // kernel default; beside KEEPIDLE=60 the two mean different things.
+    let alone = [("TCP_KEEPIDLE", "0")];
+    assert_eq!(sources(Setting::Idle, lookup_in(&alone)), ["TCP_KEEPIDLE"]);
+    let both = [("KEEPIDLE", "60"), ("TCP_KEEPIDLE", "0")];
+    assert!(sources(Setting::Idle, lookup_in(&both)).is_empty());
+    assert_eq!(load(lookup_in(&both)).settings.timers.idle_secs, Some(60));
 }

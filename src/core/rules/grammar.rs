@@ -5,7 +5,9 @@ use super::{Action, Direction, Directions, Rule, MAX_RULES};
 use crate::address::Network;
 use crate::diagnostic::Diagnostic;
 use crate::quantity::{parse_quantity, parse_user_timeout, quote_value, Quantity};
-use crate::timers::{Timers, MAX_KEEPCNT, MAX_KEEPIDLE_SECS, MAX_KEEPINTVL_SECS, MAX_USER_TIMEOUT_MS};
+use crate::timers::{
+    Timers, MAX_KEEPCNT, MAX_KEEPIDLE_SECS, MAX_KEEPINTVL_SECS, MAX_USER_TIMEOUT_MS,
+};
 
 /// Parses a `KEEPALIVE_DIRECTION` value.
 pub fn parse_directions(text: &str) -> Option<Directions> {
@@ -52,10 +54,7 @@ fn parse_match(text: &str, rule: &mut Rule) -> Result<(), String> {
             return Err(if condition == "*" {
                 "* stands alone".to_string()
             } else {
-                format!(
-                    "condition {} is not KEY=VALUE",
-                    quote_value(condition)
-                )
+                format!("condition {} is not KEY=VALUE", quote_value(condition))
             });
         };
         let value = value.trim();
@@ -64,23 +63,13 @@ fn parse_match(text: &str, rule: &mut Rule) -> Result<(), String> {
                 let direction = match value {
                     "out" => Direction::Out,
                     "in" => Direction::In,
-                    _ => {
-                        return Err(format!(
-                            "dir={} is not in or out",
-                            quote_value(value)
-                        ))
-                    }
+                    _ => return Err(format!("dir={} is not in or out", quote_value(value))),
                 };
                 once(&mut rule.direction, "dir", direction)?;
             }
             "net" => once(&mut rule.network, "net", Network::parse(value)?)?,
             "port" => once(&mut rule.ports, "port", parse_ports(value)?)?,
-            other => {
-                return Err(format!(
-                    "unknown condition {}",
-                    quote_value(other)
-                ))
-            }
+            other => return Err(format!("unknown condition {}", quote_value(other))),
         }
     }
     Ok(())
@@ -108,18 +97,11 @@ fn parse_action(text: &str) -> Result<Action, String> {
             "intvl" => Quantity::Seconds {
                 max: MAX_KEEPINTVL_SECS,
             },
-            "cnt" => Quantity::Count {
-                max: MAX_KEEPCNT,
-            },
+            "cnt" => Quantity::Count { max: MAX_KEEPCNT },
             "user_timeout" => Quantity::Millis {
                 max: MAX_USER_TIMEOUT_MS,
             },
-            _ => {
-                return Err(format!(
-                    "unknown action {}",
-                    quote_value(key)
-                ))
-            }
+            _ => return Err(format!("unknown action {}", quote_value(key))),
         };
         let bad = || {
             format!(

@@ -16,13 +16,17 @@ pub enum Direction {
 /// `KEEPALIVE_DIRECTION`: the directions that get keepalive at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Directions {
+    /// Every connection (the default).
     #[default]
     Both,
+    /// Only those the program makes.
     Out,
+    /// Only those it accepts.
     In,
 }
 
 impl Directions {
+    /// Whether connections made in `direction` get keepalive.
     pub fn includes(self, direction: Direction) -> bool {
         match self {
             Directions::Both => true,
@@ -31,6 +35,7 @@ impl Directions {
         }
     }
 
+    /// Its spelling in `KEEPALIVE_DIRECTION`.
     pub fn name(self) -> &'static str {
         match self {
             Directions::Both => "both",
@@ -56,15 +61,20 @@ pub enum Action {
 pub struct Rule {
     /// Its position in `KEEPALIVE_RULES`, from 1, for messages.
     pub number: usize,
+    /// `dir=`.
     pub direction: Option<Direction>,
+    /// `net=`.
     pub network: Option<Network>,
+    /// `port=`, both ends included.
     pub ports: Option<(u16, u16)>,
+    /// What it does.
     pub action: Action,
 }
 
 /// What is known of a connection when it is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Connection {
+    /// Made or accepted.
     pub direction: Direction,
     /// The other end.
     pub remote: Address,
@@ -74,6 +84,7 @@ pub struct Connection {
 }
 
 impl Rule {
+    /// Whether every condition holds for `connection`.
     pub fn matches(&self, connection: &Connection) -> bool {
         self.direction.map_or(true, |d| d == connection.direction)
             && self
@@ -104,7 +115,9 @@ pub enum Decision {
 /// `KEEPALIVE_DIRECTION` and `KEEPALIVE_RULES` as understood.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Selection {
+    /// `KEEPALIVE_DIRECTION`.
     pub directions: Directions,
+    /// `KEEPALIVE_RULES`, in order.
     pub rules: Vec<Rule>,
 }
 
@@ -153,4 +166,3 @@ impl Selection {
             && self.rules.iter().any(|rule| rule.asks_port_of(direction))
     }
 }
-

@@ -165,15 +165,19 @@ pub fn encode(policy: &Policy) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keepalive_core::config::Settings;
     use keepalive_core::plan::KernelDefaults;
     use keepalive_core::rules::{parse_rules, Selection};
+    use keepalive_core::settings::Settings;
+    use keepalive_core::timers::Timers;
 
     fn policy(directions: Directions, text: &str) -> Policy {
         let (rules, diagnostics) = parse_rules("KEEPALIVE_RULES", text);
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
         let settings = Settings {
-            idle_secs: Some(60),
+            timers: Timers {
+                idle_secs: Some(60),
+                ..Timers::default()
+            },
             ..Settings::default()
         };
         Policy::new(&settings, Selection { directions, rules }, || {

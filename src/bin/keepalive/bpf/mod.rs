@@ -21,7 +21,7 @@ mod syscalls;
 pub use run::run;
 
 use crate::check::read_sysctl;
-use keepalive_core::config::Loaded;
+use keepalive_core::load::Loaded;
 use keepalive_core::plan::KernelDefaults;
 use keepalive_core::policy::Policy;
 use std::fs::File;
