@@ -13,6 +13,7 @@
 //! `None` and the actions leave that socket alone.
 
 use keepalive_core::fd_state::Record;
+use keepalive_core::lifecycle;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
@@ -155,7 +156,8 @@ pub fn forget_range(first: u32, last: u32) {
             let word = unsafe { &*base.add(index) };
             let current = word.load(Ordering::Acquire);
             if current != 0 {
-                word.store(Record::decode(current).closed().encode(), Ordering::Release);
+                let closed = lifecycle::close(Record::decode(current));
+                word.store(closed.encode(), Ordering::Release);
             }
         }
     }

@@ -16,6 +16,7 @@ pub mod classify;
 pub mod diagnostic;
 pub mod endpoint;
 pub mod fd_state;
+pub mod lifecycle;
 pub mod load;
 pub mod options;
 pub mod plan;
