@@ -148,6 +148,9 @@ fn debug_left_alone(runtime: &Runtime, fd: i32, why: impl FnOnce(&mut dyn std::f
 /// Applies the lifecycle's `Configure` step to `fd`: the global plan, or
 /// a rules decision's plan (or nothing at all). `family`: the socket's,
 /// when known; otherwise asked for (debug only).
+// Inlined into each hook: on the hot path (socket() without rules) a call
+// and the copy of its argument cost more than the rest (scripts/bench.sh).
+#[inline(always)]
 fn configure_as(
     runtime: &Runtime,
     set: SetsockoptFn,
@@ -186,6 +189,7 @@ fn probed_family(runtime: &Runtime, fd: i32) -> i32 {
 /// Writes a transition's record: the one place a hook writes a state
 /// (besides the program's own choices and an undone `listen()`). False if
 /// the number cannot be followed, or changed under us.
+#[inline]
 fn commit(fd: i32, write: Option<Write>) -> bool {
     match write {
         None => true,

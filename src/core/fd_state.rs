@@ -42,6 +42,7 @@ pub struct Choices {
 
 impl Choices {
     /// The options of `plan` that are still ours to set.
+    #[inline]
     pub fn leave_to_us<'a>(&self, plan: &'a Plan) -> impl Iterator<Item = &'a SockOpt> + 'a {
         let (chosen, off) = (self.set, self.keepalive_off);
         plan.options()
@@ -51,6 +52,7 @@ impl Choices {
 
     /// Records the program's successful `setsockopt` of `option`;
     /// `value` is `None` when it could not be read as an int.
+    #[inline]
     pub fn record(&mut self, option: OptionSet, value: Option<i32>) {
         self.set = self.set.union(option);
         if option == OptionSet::KEEPALIVE {
@@ -59,6 +61,7 @@ impl Choices {
     }
 
     /// Choices made on a listener and on a connection accepted from it.
+    #[inline]
     pub fn union(self, other: Choices) -> Choices {
         Choices {
             set: self.set.union(other.set),
@@ -95,6 +98,7 @@ impl Record {
     };
 
     /// The record as one word, for the table.
+    #[inline]
     pub fn encode(self) -> u32 {
         self.kind as u32
             | u32::from(self.choices.set.bits()) << CHOICES_SHIFT
@@ -107,6 +111,7 @@ impl Record {
     }
 
     /// The record in a word made by `encode`.
+    #[inline]
     pub fn decode(word: u32) -> Record {
         let kind = match word & KIND_MASK {
             1 => Kind::LeftAlone,
@@ -127,6 +132,7 @@ impl Record {
 
     /// What the number holds next: a new socket or a duplicate of `kind`,
     /// with `choices`; a new generation, so older decisions miss it.
+    #[inline]
     pub fn next(self, kind: Kind, choices: Choices) -> Record {
         Record {
             kind,
@@ -136,11 +142,13 @@ impl Record {
     }
 
     /// The same socket in another kind (a decision), same generation.
+    #[inline]
     pub fn with_kind(self, kind: Kind) -> Record {
         Record { kind, ..self }
     }
 
     /// After a close: nothing known, a new generation.
+    #[inline]
     pub fn closed(self) -> Record {
         self.next(Kind::Unknown, Choices::default())
     }

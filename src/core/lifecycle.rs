@@ -28,6 +28,10 @@
 //! Every write that creates or copies a record starts a new generation, so
 //! a decision taken for one socket never lands on the next one to get its
 //! number (`Record::next`).
+//!
+//! The transitions run in every hooked call: they are `#[inline]` so that
+//! the library's hot path pays no call or copy for this separation
+//! (scripts/bench.sh counts the instructions per socket).
 
 use crate::endpoint::Endpoint;
 use crate::fd_state::{Choices, Kind, Record};
@@ -50,6 +54,7 @@ pub enum Foreign {
 
 impl Foreign {
     /// The kind such a socket is recorded as.
+    #[inline]
     pub fn kind(self) -> Kind {
         match self {
             Foreign::NotTcp => Kind::LeftAlone,
@@ -74,6 +79,7 @@ pub enum Via {
 
 impl Via {
     /// The call's name.
+    #[inline]
     pub fn name(self) -> &'static str {
         match self {
             Via::Socket => "socket",
@@ -139,6 +145,7 @@ impl Step {
     /// Whether the step acts on the socket, and so must be skipped when
     /// the write before it failed (the number names something else now).
     /// Debug lines are printed either way.
+    #[inline]
     pub fn needs_write(&self) -> bool {
         matches!(
             self,
@@ -193,6 +200,7 @@ impl Transition {
 }
 
 /// A successful `socket()`. `previous`: the number's record before.
+#[inline]
 pub fn socket(policy: &Policy, previous: Record, tcp: bool) -> Transition {
     if !tcp {
         return Transition::store(
@@ -219,6 +227,7 @@ pub fn socket(policy: &Policy, previous: Record, tcp: bool) -> Transition {
 /// `socket()` is probed once and configured before the handshake. Returns
 /// the transition and the record `after_connect` is to check against
 /// (`None`: nothing left to decide there).
+#[inline]
 pub fn before_connect(
     policy: &Policy,
     record: Record,
@@ -252,6 +261,7 @@ pub fn before_connect(
 /// destination. `before` is what `before_connect` returned, `now` the
 /// record after the call. The write is a claim: if it fails, `reclaim`
 /// says whether to try again on the record found then.
+#[inline]
 pub fn after_connect(
     policy: &Policy,
     before: Option<Record>,
@@ -340,6 +350,7 @@ pub fn reclaim(claimed: Transition, found: Record) -> Option<Transition> {
 /// Before `listen()`: a pending socket is decided now when no rule looks at
 /// inbound addresses (every connection it accepts would be decided alike,
 /// and inherits the listener's options).
+#[inline]
 pub fn before_listen(policy: &Policy, record: Record) -> Transition {
     if record.kind != Kind::Pending {
         return Transition::NOTHING;
@@ -375,6 +386,7 @@ pub fn failed_listen(before: Record) -> Write {
 /// record `previous`. `probe` is asked about the listener if we never saw
 /// it. Returns the listener's new record, if probed, and the transition of
 /// the accepted socket.
+#[inline]
 pub fn accept(
     policy: &Policy,
     listener: Record,
@@ -455,6 +467,7 @@ pub fn inbound_decision(
 /// After `dup()` and friends: the copy `new_fd` (whose record was
 /// `previous`) names the same socket as the original (`None`: the original
 /// cannot be followed, and neither can its copy).
+#[inline]
 pub fn dup(original: Option<Record>, previous: Record) -> Record {
     match original {
         Some(source) => previous.next(source.kind, source.choices),
@@ -466,6 +479,7 @@ pub fn dup(original: Option<Record>, previous: Record) -> Record {
 /// option (`value`: the int it passed, if readable): the option is its own
 /// from now on, whatever the socket's state; `SO_KEEPALIVE=0` switches us
 /// off for it entirely.
+#[inline]
 pub fn program_set(record: Record, option: OptionSet, value: Option<i32>) -> Record {
     let mut updated = record;
     updated.choices.record(option, value);
@@ -474,11 +488,13 @@ pub fn program_set(record: Record, option: OptionSet, value: Option<i32>) -> Rec
 
 /// Whether the program set an option before the socket was decided, so
 /// that we will not set it later (for the debug line).
+#[inline]
 pub fn undecided(record: Record) -> bool {
     record.kind == Kind::Pending || record.kind == Kind::Unknown
 }
 
 /// Before `close()`: nothing known, a new generation.
+#[inline]
 pub fn close(record: Record) -> Record {
     record.closed()
 }

@@ -37,6 +37,7 @@ impl OptionSet {
 
     /// The keepalive option `(level, name)`, or `None` for any other option
     /// (SO_KEEPALIVE's number means another option at the TCP level).
+    #[inline]
     pub fn of(level: i32, name: i32) -> Option<OptionSet> {
         match (level, name) {
             (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => Some(OptionSet::KEEPALIVE),
@@ -49,21 +50,25 @@ impl OptionSet {
     }
 
     /// The set as bits, for packing into a descriptor's record.
+    #[inline]
     pub fn bits(self) -> u8 {
         self.0
     }
 
     /// The set from `bits()` (other bits ignored).
+    #[inline]
     pub fn from_bits(bits: u8) -> OptionSet {
         OptionSet(bits & 0b1_1111)
     }
 
     /// Both sets.
+    #[inline]
     pub fn union(self, other: OptionSet) -> OptionSet {
         OptionSet(self.0 | other.0)
     }
 
     /// Whether every option of `other` (not empty) is in this set.
+    #[inline]
     pub fn contains(self, other: OptionSet) -> bool {
         self.0 & other.0 == other.0 && other.0 != 0
     }

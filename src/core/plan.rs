@@ -38,6 +38,7 @@ pub struct Plan {
 
 impl Plan {
     /// The options, in the order they are set.
+    #[inline]
     pub fn options(&self) -> &[SockOpt] {
         &self.options[..self.len]
     }

@@ -70,6 +70,7 @@ impl Policy {
     }
 
     /// The options for a connection decided so; `None`: leave it alone.
+    #[inline]
     pub fn plan_for(&self, decision: Decision) -> Option<&Plan> {
         match decision {
             Decision::WrongDirection => None,

@@ -1,5 +1,5 @@
 //! Path presets (`KEEPALIVE_PATH=NAME`): keepalive timers chosen for a known
-//! middlebox idle timeout. Pure data and one lookup; `config` applies a
+//! middlebox idle timeout. Pure data and one lookup; `load` applies a
 //! preset where no variable sets the timer itself.
 //!
 //! How the values are chosen (the same rule for every preset):
