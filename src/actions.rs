@@ -186,9 +186,10 @@ fn probed_family(runtime: &Runtime, fd: i32) -> i32 {
     }
 }
 
-/// Writes a transition's record: the one place a hook writes a state
-/// (besides the program's own choices and an undone `listen()`). False if
-/// the number cannot be followed, or changed under us.
+/// Writes a record the lifecycle returned: the one place a hook writes a
+/// descriptor's state (closing goes through `fd_table::forget_range`, with
+/// `lifecycle::close`). False if the number cannot be followed, or changed
+/// under us.
 #[inline]
 fn commit(fd: i32, write: Option<Write>) -> bool {
     match write {
@@ -511,8 +512,16 @@ pub fn after_program_setsockopt(
             let Some(record) = fd_table::load(fd) else {
                 return;
             };
+            // Retried if a decision or a close got in between: the choice is
+            // then recorded on what the number holds now.
             let updated = lifecycle::program_set(record, option, value);
-            if fd_table::replace(fd, record, updated) {
+            if commit(
+                fd,
+                Some(Write::Replace {
+                    from: record,
+                    to: updated,
+                }),
+            ) {
                 recorded = Some(updated);
                 break;
             }
