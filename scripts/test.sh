@@ -107,7 +107,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "             sudo -E env \"PATH=\$PATH\" scripts/test.sh" >&2
 fi
 
-cargo fmt --check
-cargo clippy --all-targets --quiet -- -D warnings
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --release --quiet
-cargo test --all-targets
+cargo test --workspace --all-targets

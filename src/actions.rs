@@ -2,6 +2,11 @@
 //! around the real function; each runs behind `shielded`, so errno is
 //! preserved and no panic escapes.
 //!
+//! The decisions are the core's (`keepalive_core::lifecycle`); this file
+//! performs them: it reads a descriptor's record from `fd_table`, asks the
+//! lifecycle, writes the record it returns (`commit`) and does its step
+//! (`finish`): system calls through `sockopt` and `endpoint`, debug lines.
+//!
 //! Without rules every TCP socket is configured at `socket()`. With rules
 //! (see `policy`) sockets stay `Pending` there and are decided at
 //! `connect()` from its own address argument (after the real call, once the
@@ -12,15 +17,18 @@
 //! itself is never set by us, and a program that switched `SO_KEEPALIVE`
 //! off gets no option at all (`fd_state::Choices`).
 
-use crate::classify;
 use crate::diagnostics;
-use crate::endpoint::{self, Endpoint};
-use crate::fd_state::{Choices, Kind, Record};
+use crate::endpoint;
 use crate::fd_table;
-use crate::plan::{self, OptionSet, Plan, MAX_OPTIONS};
-use crate::rules::{Address, Connection, Decision, Direction};
 use crate::runtime::{self, Runtime};
 use crate::sockopt::{self, ErrnoGuard, SetsockoptFn};
+use keepalive_core::classify;
+use keepalive_core::endpoint::Endpoint;
+use keepalive_core::fd_state::{Choices, Kind, Record};
+use keepalive_core::lifecycle::{self, Configure, Foreign, Reason, Step, Write};
+use keepalive_core::options::{self, OptionSet, SockOpt};
+use keepalive_core::plan::{Plan, MAX_OPTIONS};
+use keepalive_core::rules::{Decision, Direction};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -45,15 +53,6 @@ fn family_name(domain: i32) -> &'static str {
         libc::AF_PACKET => "AF_PACKET",
         _ => "other family",
     }
-}
-
-/// How a connection was decided, for debug lines.
-#[derive(Clone, Copy)]
-struct Reason {
-    direction: Direction,
-    decision: Decision,
-    remote: Option<Address>,
-    port: Option<u16>,
 }
 
 fn write_reason(line: &mut dyn std::fmt::Write, runtime: &Runtime, reason: &Reason) {
@@ -160,11 +159,31 @@ fn debug_left_alone(runtime: &Runtime, fd: i32, why: impl FnOnce(&mut dyn std::f
     });
 }
 
-/// Applies a rules decision to `target.fd`: its plan, or nothing at all.
-fn apply(runtime: &Runtime, set: SetsockoptFn, target: &Target<'_>) {
-    let Some(reason) = target.reason else { return };
+/// Applies the lifecycle's `Configure` step to `fd`: the global plan, or
+/// a rules decision's plan (or nothing at all). `family`: the socket's,
+/// when known; otherwise asked for (debug only).
+// Inlined into each hook: on the hot path (socket() without rules) a call
+// and the copy of its argument cost more than the rest (scripts/bench.sh).
+#[inline(always)]
+fn configure_as(
+    runtime: &Runtime,
+    set: SetsockoptFn,
+    fd: i32,
+    family: Option<i32>,
+    step: &Configure,
+) {
+    let target = Target {
+        fd,
+        family: family.unwrap_or_else(|| probed_family(runtime, fd)),
+        via: step.via.name(),
+        choices: step.choices,
+        reason: step.reason.as_ref(),
+    };
+    let Some(reason) = target.reason else {
+        return configure(runtime, set, runtime.plan(), &target);
+    };
     match runtime.policy.plan_for(reason.decision) {
-        Some(plan) => configure(runtime, set, plan, target),
+        Some(plan) => configure(runtime, set, plan, &target),
         None => debug_left_alone(runtime, target.fd, |why| {
             let _ = write!(why, "at {}: ", target.via);
             write_reason(why, runtime, reason);
@@ -178,6 +197,44 @@ fn probed_family(runtime: &Runtime, fd: i32) -> i32 {
         sockopt::get_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1)
     } else {
         -1
+    }
+}
+
+/// Writes a record the lifecycle returned: the one place a hook writes a
+/// descriptor's state (closing goes through `fd_table::forget_range`, with
+/// `lifecycle::close`). False if the number cannot be followed, or changed
+/// under us.
+#[inline]
+fn commit(fd: i32, write: Option<Write>) -> bool {
+    match write {
+        None => true,
+        Some(Write::Store(record)) => fd_table::store(fd, record),
+        Some(Write::Replace { from, to }) => fd_table::replace(fd, from, to),
+    }
+}
+
+/// Does a transition's step, once its record is written (`written`).
+/// `NotTcp` and `Pending` are reported by `after_socket`, which knows the
+/// socket's arguments.
+fn finish(runtime: &Runtime, set: SetsockoptFn, fd: i32, written: bool, step: Step) {
+    if step.needs_write() && !written {
+        return;
+    }
+    match step {
+        Step::Configure(configure) | Step::ConfigureListener(configure) => {
+            configure_as(runtime, set, fd, None, &configure)
+        }
+        Step::DecideInbound { choices } => decide_inbound(runtime, set, fd, choices),
+        Step::ForeignAtConnect(foreign) => debug_left_alone(runtime, fd, |why| {
+            let _ = match foreign {
+                Foreign::NotTcp => write!(why, "at connect: not TCP"),
+                _ => write!(why, "at connect: keepalive already chosen by its owner"),
+            };
+        }),
+        Step::ReusedDuringConnect => debug_left_alone(runtime, fd, |why| {
+            let _ = write!(why, "at connect: closed and reused during connect()");
+        }),
+        Step::Nothing | Step::NotTcp | Step::Pending => {}
     }
 }
 
@@ -207,63 +264,44 @@ pub fn after_socket(
         let Some(previous) = fd_table::load(fd) else {
             return;
         };
-        if !classify::is_tcp_socket_request(domain, socket_type, protocol) {
-            fd_table::store(fd, previous.next(Kind::LeftAlone, Choices::default()));
-            debug_left_alone(runtime, fd, |why| {
+        let tcp = classify::is_tcp_socket_request(domain, socket_type, protocol);
+        let transition = lifecycle::socket(&runtime.policy, previous, tcp);
+        let written = commit(fd, transition.write);
+        match transition.step {
+            Step::NotTcp => debug_left_alone(runtime, fd, |why| {
                 let _ = write!(
                     why,
                     "not TCP ({}, type {socket_type}, protocol {protocol})",
                     family_name(domain)
                 );
-            });
-        } else if runtime.policy.eager {
-            if fd_table::store(fd, previous.next(Kind::Decided, Choices::default())) {
-                let target = Target {
-                    fd,
-                    family: domain,
-                    via: "socket",
-                    choices: Choices::default(),
-                    reason: None,
-                };
-                configure(runtime, set, runtime.plan(), &target);
-            }
-        } else {
-            fd_table::store(fd, previous.next(Kind::Pending, Choices::default()));
-            runtime.debug(|line| {
+            }),
+            Step::Pending => runtime.debug(|line| {
                 let _ = write!(
                     line,
                     "fd {fd} ({}, socket): pending until connect, listen or accept",
                     family_name(domain)
                 );
-            });
+            }),
+            Step::Configure(configure) if written => {
+                configure_as(runtime, set, fd, Some(domain), &configure)
+            }
+            step => finish(runtime, set, fd, written, step),
         }
     });
 }
 
-/// What a socket we did not create is: a TCP socket nobody configured
-/// (`Unknown`), one whose keepalive its owner already switched on
-/// (`Decided`: a parent, systemd's `KeepAlive=`; we cannot tell which timers
-/// it chose, so the socket is left as it is), or not TCP. `None` if it is
-/// not a socket at all or the descriptor is bad.
-fn probe_foreign(fd: i32) -> Option<Kind> {
+/// What the kernel says a socket we did not create is; `None` if it is not
+/// a socket at all or the descriptor is bad.
+fn probe_foreign(fd: i32) -> Option<Foreign> {
     let protocol = sockopt::get_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
     let socket_type = sockopt::get_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
     if protocol != libc::IPPROTO_TCP || socket_type != libc::SOCK_STREAM {
-        return Some(Kind::LeftAlone);
+        return Some(Foreign::NotTcp);
     }
     match sockopt::get_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE)? {
-        0 => Some(Kind::Unknown),
-        _ => Some(Kind::Decided),
+        0 => Some(Foreign::KeepaliveOff),
+        _ => Some(Foreign::KeepaliveOn),
     }
-}
-
-fn debug_foreign(runtime: &Runtime, fd: i32, kind: Kind) {
-    debug_left_alone(runtime, fd, |why| {
-        let _ = match kind {
-            Kind::LeftAlone => write!(why, "at connect: not TCP"),
-            _ => write!(why, "at connect: keepalive already chosen by its owner"),
-        };
-    });
 }
 
 /// Before `connect()`. Without rules, sockets that never came through our
@@ -274,27 +312,11 @@ pub fn before_connect(set: Option<SetsockoptFn>, fd: i32) -> Option<Record> {
     shielded(None, || {
         let (runtime, set) = active(set)?;
         let record = fd_table::load(fd)?;
-        if !runtime.policy.eager || record.kind != Kind::Unknown {
-            return Some(record);
-        }
-        let kind = probe_foreign(fd)?;
-        if kind == Kind::Unknown {
-            let decided = record.with_kind(Kind::Decided);
-            if fd_table::replace(fd, record, decided) {
-                let target = Target {
-                    fd,
-                    family: probed_family(runtime, fd),
-                    via: "connect",
-                    choices: record.choices,
-                    reason: None,
-                };
-                configure(runtime, set, runtime.plan(), &target);
-            }
-            return None;
-        }
-        fd_table::replace(fd, record, record.with_kind(kind));
-        debug_foreign(runtime, fd, kind);
-        None
+        let (transition, pass) =
+            lifecycle::before_connect(&runtime.policy, record, || probe_foreign(fd));
+        let written = commit(fd, transition.write);
+        finish(runtime, set, fd, written, transition.step);
+        pass
     })
 }
 
@@ -314,77 +336,34 @@ pub fn after_connect(
         let Some((runtime, set)) = active(set) else {
             return;
         };
-        let (Some(before), false) = (before, runtime.policy.eager) else {
-            return;
-        };
-        let Some(mut record) = fd_table::load(fd) else {
-            return;
-        };
-        if record.generation != before.generation {
-            debug_left_alone(runtime, fd, |why| {
-                let _ = write!(why, "at connect: closed and reused during connect()");
-            });
+        // Nothing to decide (lifecycle::after_connect says the same): skip
+        // even the table's load on the hot path.
+        if before.is_none() || runtime.policy.eager {
             return;
         }
-        match record.kind {
-            Kind::Pending => {}
-            Kind::Unknown => match probe_foreign(fd) {
-                Some(Kind::Unknown) => {}
-                Some(kind) => {
-                    fd_table::replace(fd, record, record.with_kind(kind));
-                    debug_foreign(runtime, fd, kind);
-                    return;
-                }
-                None => return,
-            },
-            _ => return,
-        }
-        let Some(destination) = destination() else {
-            // AF_UNSPEC (dissolving an association) or no IP address: the
-            // real connect() fails or connects nothing; decide at the next one.
+        let Some(now) = fd_table::load(fd) else {
             return;
         };
-        // Claim the decision; a concurrent choice of the program (same
-        // generation) is taken into account by looking again.
-        while !fd_table::replace(fd, record, record.with_kind(Kind::Decided)) {
-            match fd_table::load(fd) {
-                Some(now) if now.generation == before.generation && now.kind == record.kind => {
-                    record = now
-                }
-                _ => return,
-            }
+        let mut transition = lifecycle::after_connect(
+            &runtime.policy,
+            before,
+            now,
+            || probe_foreign(fd),
+            destination,
+        );
+        // The claim fails if the program made a choice meanwhile (same
+        // socket): claimed again with it, or given up if the socket changed.
+        let mut written = commit(fd, transition.write);
+        while !written && transition.step.needs_write() {
+            let found = fd_table::load(fd);
+            let Some(again) = found.and_then(|found| lifecycle::reclaim(transition, found)) else {
+                return;
+            };
+            transition = again;
+            written = commit(fd, transition.write);
         }
-        decide_outbound(runtime, set, fd, record.choices, destination);
+        finish(runtime, set, fd, written, transition.step);
     });
-}
-
-/// An outbound connection: decided from connect()'s own address argument.
-fn decide_outbound(
-    runtime: &Runtime,
-    set: SetsockoptFn,
-    fd: i32,
-    choices: Choices,
-    destination: Endpoint,
-) {
-    let connection = Connection {
-        direction: Direction::Out,
-        remote: destination.address,
-        port: Some(destination.port),
-    };
-    let reason = Reason {
-        direction: Direction::Out,
-        decision: runtime.policy.selection.decide(&connection),
-        remote: Some(destination.address),
-        port: Some(destination.port),
-    };
-    let target = Target {
-        fd,
-        family: probed_family(runtime, fd),
-        via: "connect",
-        choices,
-        reason: Some(&reason),
-    };
-    apply(runtime, set, &target);
 }
 
 /// What `before_listen` changed, to undo if `listen()` fails.
@@ -406,33 +385,24 @@ pub fn before_listen(set: Option<SetsockoptFn>, fd: i32) -> Option<ListenUndo> {
             return None;
         }
         let (runtime, set) = active(set)?;
-        let decision = runtime.policy.inbound_fixed?;
-        if !fd_table::replace(fd, record, record.with_kind(Kind::Decided)) {
+        let transition = lifecycle::before_listen(&runtime.policy, record);
+        let Step::ConfigureListener(configure) = transition.step else {
+            return None;
+        };
+        if !commit(fd, transition.write) {
             return None;
         }
         let mut undo = ListenUndo {
             record,
             set: OptionSet::EMPTY,
         };
-        if let Some(plan) = runtime.policy.plan_for(decision) {
-            for option in record.choices.leave_to_us(plan) {
+        let decision = configure.reason.map(|reason| reason.decision);
+        if let Some(plan) = decision.and_then(|d| runtime.policy.plan_for(d)) {
+            for option in configure.choices.leave_to_us(plan) {
                 undo.set = undo.set.union(option.bit);
             }
         }
-        let reason = Reason {
-            direction: Direction::In,
-            decision,
-            remote: None,
-            port: None,
-        };
-        let target = Target {
-            fd,
-            family: probed_family(runtime, fd),
-            via: "listen",
-            choices: record.choices,
-            reason: Some(&reason),
-        };
-        apply(runtime, set, &target);
+        configure_as(runtime, set, fd, None, &configure);
         Some(undo)
     })
 }
@@ -447,8 +417,8 @@ pub fn after_failed_listen(set: Option<SetsockoptFn>, fd: i32, undo: Option<List
         let (Some(undo), Some(set)) = (undo, set) else {
             return;
         };
-        let decided = undo.record.with_kind(Kind::Decided);
-        if !fd_table::replace(fd, decided, undo.record) || undo.set == OptionSet::EMPTY {
+        if !commit(fd, Some(lifecycle::failed_listen(undo.record))) || undo.set == OptionSet::EMPTY
+        {
             return;
         }
         let defaults = runtime::read_kernel_defaults();
@@ -466,7 +436,7 @@ pub fn after_failed_listen(set: Option<SetsockoptFn>, fd: i32, undo: Option<List
         for (level, name, value) in previous {
             let bit = OptionSet::of(level, name).unwrap_or_default();
             if undo.set.contains(bit) {
-                let option = plan::SockOpt {
+                let option = SockOpt {
                     level,
                     name,
                     value: value as i32,
@@ -489,12 +459,8 @@ pub fn after_dup(fd: i32, new_fd: i32) {
         let Some(previous) = fd_table::load(new_fd) else {
             return;
         };
-        let copied = match fd_table::load(fd) {
-            Some(source) => previous.next(source.kind, source.choices),
-            // The original cannot be followed: neither can its copy.
-            None => previous.next(Kind::LeftAlone, Choices::default()),
-        };
-        fd_table::store(new_fd, copied);
+        let copy = lifecycle::dup(fd_table::load(fd), previous);
+        commit(new_fd, Some(Write::Store(copy)));
     });
 }
 
@@ -518,93 +484,38 @@ pub fn after_accept(set: Option<SetsockoptFn>, listener: i32, fd: i32) {
         let Some((runtime, set)) = active(set) else {
             return;
         };
-        let (Some(mut listening), Some(previous)) = (fd_table::load(listener), fd_table::load(fd))
+        let (Some(listening), Some(previous)) = (fd_table::load(listener), fd_table::load(fd))
         else {
             return;
         };
-        if listening.kind == Kind::Unknown {
-            let kind = match probe_foreign(listener) {
-                None => return,
-                Some(Kind::Unknown) => Kind::ForeignListener,
-                Some(kind) => kind,
-            };
-            let probed = listening.with_kind(kind);
-            fd_table::replace(listener, listening, probed);
-            listening = probed;
-        }
-        let choices = listening.choices;
-        match listening.kind {
-            // The kernel copied the listener's options into the new socket.
-            Kind::Decided | Kind::LeftAlone => {
-                fd_table::store(fd, previous.next(listening.kind, choices));
-            }
-            Kind::ForeignListener | Kind::Pending | Kind::Unknown => {
-                if !fd_table::store(fd, previous.next(Kind::Decided, choices)) {
-                    return;
-                }
-                if runtime.policy.eager {
-                    let target = Target {
-                        fd,
-                        family: probed_family(runtime, fd),
-                        via: "accept",
-                        choices,
-                        reason: None,
-                    };
-                    configure(runtime, set, runtime.plan(), &target)
-                } else {
-                    decide_inbound(runtime, set, fd, choices)
-                }
-            }
-        }
+        let (probed, transition) = lifecycle::accept(&runtime.policy, listening, previous, || {
+            probe_foreign(listener)
+        });
+        commit(listener, probed);
+        let written = commit(fd, transition.write);
+        finish(runtime, set, fd, written, transition.step);
     });
 }
 
-/// An inbound connection: decided from the peer address, unless no rule
-/// looks at addresses. The address comes from one getpeername() (and the
-/// port accepted on from one getsockname(), only if a rule asks for it):
-/// accept()'s own output is the program's memory, which we never read.
+/// An inbound connection decided from the peer address. The address comes
+/// from one getpeername() (and the port accepted on from one getsockname(),
+/// only if a rule asks for it): accept()'s own output is the program's
+/// memory, which we never read.
 fn decide_inbound(runtime: &Runtime, set: SetsockoptFn, fd: i32, choices: Choices) {
     let policy = &runtime.policy;
-    let reason = match policy.inbound_fixed {
-        Some(decision) => Reason {
-            direction: Direction::In,
-            decision,
-            remote: None,
-            port: None,
-        },
-        None => {
-            let Some(peer) = endpoint::query(fd, libc::getpeername) else {
-                debug_left_alone(runtime, fd, |why| {
-                    let _ = write!(why, "at accept: the peer address is unknown");
-                });
-                return;
-            };
-            let port = if policy.inbound_needs_port {
-                endpoint::query(fd, libc::getsockname).map(|local| local.port)
-            } else {
-                None
-            };
-            let connection = Connection {
-                direction: Direction::In,
-                remote: peer.address,
-                port,
-            };
-            Reason {
-                direction: Direction::In,
-                decision: policy.selection.decide(&connection),
-                remote: Some(peer.address),
-                port,
-            }
-        }
+    let Some(peer) = endpoint::query(fd, libc::getpeername) else {
+        debug_left_alone(runtime, fd, |why| {
+            let _ = write!(why, "at accept: the peer address is unknown");
+        });
+        return;
     };
-    let target = Target {
-        fd,
-        family: probed_family(runtime, fd),
-        via: "accept",
-        choices,
-        reason: Some(&reason),
+    let port = if policy.inbound_needs_port {
+        endpoint::query(fd, libc::getsockname).map(|local| local.port)
+    } else {
+        None
     };
-    apply(runtime, set, &target);
+    let configure = lifecycle::inbound_decision(policy, choices, peer.address, port);
+    configure_as(runtime, set, fd, None, &configure);
 }
 
 /// After the program's own successful `setsockopt()`: a keepalive option
@@ -628,21 +539,28 @@ pub fn after_program_setsockopt(
             let Some(record) = fd_table::load(fd) else {
                 return;
             };
-            let mut updated = record;
-            updated.choices.record(option, value);
-            if fd_table::replace(fd, record, updated) {
+            // Retried if a decision or a close got in between: the choice is
+            // then recorded on what the number holds now.
+            let updated = lifecycle::program_set(record, option, value);
+            if commit(
+                fd,
+                Some(Write::Replace {
+                    from: record,
+                    to: updated,
+                }),
+            ) {
                 recorded = Some(updated);
                 break;
             }
         }
         if let Some(record) = recorded {
             runtime.debug(|line| {
-                let label = plan::option_label(level, name).unwrap_or("?");
+                let label = options::option_label(level, name).unwrap_or("?");
                 let _ = write!(line, "fd {fd}: the program set {label}");
                 if let Some(value) = value {
                     let _ = write!(line, "={value}");
                 }
-                if record.kind == Kind::Pending || record.kind == Kind::Unknown {
+                if lifecycle::undecided(record) {
                     let _ = write!(line, "; we will not set it");
                 }
             });

@@ -12,7 +12,8 @@
 //! A number whose page cannot be mapped cannot be followed: `load` answers
 //! `None` and the actions leave that socket alone.
 
-use crate::fd_state::Record;
+use keepalive_core::fd_state::Record;
+use keepalive_core::lifecycle;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
@@ -129,7 +130,10 @@ pub fn forget(fd: i32) {
     if let Some(word) = word(fd, false) {
         let current = word.load(Ordering::Acquire);
         if current != 0 {
-            word.store(Record::decode(current).closed().encode(), Ordering::Release);
+            word.store(
+                lifecycle::close(Record::decode(current)).encode(),
+                Ordering::Release,
+            );
         }
     }
 }
@@ -170,7 +174,8 @@ pub fn forget_range(first: u32, last: u32) {
             let word = unsafe { &*base.add(index) };
             let current = word.load(Ordering::Acquire);
             if current != 0 {
-                word.store(Record::decode(current).closed().encode(), Ordering::Release);
+                let closed = lifecycle::close(Record::decode(current));
+                word.store(closed.encode(), Ordering::Release);
             }
         }
     }
@@ -179,7 +184,7 @@ pub fn forget_range(first: u32, last: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fd_state::{Choices, Kind};
+    use keepalive_core::fd_state::{Choices, Kind};
 
     fn pending() -> Record {
         Record::UNKNOWN.next(Kind::Pending, Choices::default())

@@ -1,29 +1,20 @@
 //! libkeepalive: an `LD_PRELOAD` library that turns on TCP keepalive in
 //! programs that cannot be modified. See README.md for usage.
 //!
-//! Pure, unit-tested logic: `config` (variables, parsing, validation),
-//! `rules` (which connections, with which timers: grammar and matching),
-//! `plan` (the options to set), `policy` (a plan per rule), `endpoint`
-//! (addresses in a sockaddr), `classify` (which sockets and options are
-//! ours), `fd_table` (what we know per descriptor). Around it: `sockopt`
-//! (system calls, errno), `diagnostics` (safe stderr lines), `runtime`
-//! (load once), `actions` (what each hook does) and `hooks` (the C symbols).
+//! A thin shell over the pure core (`keepalive_core`: variables, rules,
+//! plan, policy, the socket lifecycle): `hooks` (the C symbols) call
+//! `actions` (what each hook does), which perform the core's steps with
+//! `sockopt` (system calls, errno), `endpoint` (sockaddr reading) and
+//! `fd_table` (what we know per descriptor). Around them: `diagnostics`
+//! (safe stderr lines), `runtime` (load once), `scope` (which program).
 
 pub mod actions;
-pub mod classify;
-pub mod config;
 pub mod diagnostics;
 pub mod endpoint;
-pub mod fd_state;
 pub mod fd_table;
 mod lineage;
-pub mod plan;
-pub mod policy;
-pub mod presets;
-pub mod programs;
 #[cfg(not(test))]
 mod real;
-pub mod rules;
 pub mod runtime;
 pub mod scope;
 pub mod sockopt;

@@ -3,11 +3,12 @@
 //! constructor creates a socket before ours ran. After that, `active()` is a
 //! single atomic load: no lock, no allocation.
 
-use crate::config;
 use crate::diagnostics;
-use crate::plan::{KernelDefaults, Plan};
-use crate::policy::Policy;
-use crate::rules::Selection;
+use keepalive_core::load;
+use keepalive_core::plan::{KernelDefaults, Plan};
+use keepalive_core::policy::Policy;
+use keepalive_core::rules::Selection;
+use keepalive_core::settings::Settings;
 use once_cell::sync::OnceCell;
 use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
@@ -41,9 +42,9 @@ impl Runtime {
 impl Runtime {
     /// The library doing nothing at all.
     fn switched_off() -> Runtime {
-        let off = config::Settings {
+        let off = Settings {
             enabled: false,
-            ..config::Settings::default()
+            ..Settings::default()
         };
         Runtime {
             policy: Policy::new(&off, Selection::default(), || KernelDefaults::LINUX),
@@ -134,7 +135,7 @@ fn load() -> Runtime {
         // not steer it, so the library does nothing at all.
         return Runtime::switched_off();
     }
-    let loaded = config::load(secure_getenv_bytes);
+    let loaded = load::load(secure_getenv_bytes);
     // A process KEEPALIVE_PROGRAMS does not list is left alone entirely and
     // silently: decided here, once, so its sockets cost one atomic load.
     if let Some(programs) = &loaded.programs {
@@ -147,13 +148,16 @@ fn load() -> Runtime {
     // printed it. With KEEPALIVE_PROGRAMS the parent may have been silent.
     let report = !loaded.diagnostics.is_empty()
         && (loaded.programs.is_some()
-            || !crate::lineage::parent_reported(&config::VARIABLE_NAMES, secure_getenv_bytes));
+            || !crate::lineage::parent_reported(
+                &keepalive_core::variables::NAMES,
+                secure_getenv_bytes,
+            ));
     if debug || report {
         diagnostics::open_private();
     }
     if report {
         for line in &loaded.diagnostics {
-            diagnostics::write_line(line.as_bytes());
+            diagnostics::write_line(line.to_string().as_bytes());
         }
     }
     if !debug {

@@ -1,7 +1,7 @@
 //! Whether this process is one `KEEPALIVE_PROGRAMS` lists: its two names
 //! (see `programs`), read once at load with plain system calls.
 
-use crate::programs::Programs;
+use keepalive_core::programs::Programs;
 use std::ffi::CStr;
 
 /// True if `programs` lists this process by its executable file or by the

@@ -3,7 +3,7 @@
 //! hooks, never through our exported `setsockopt` (which would mistake them
 //! for the program's own choice).
 
-use crate::plan::SockOpt;
+use keepalive_core::options::SockOpt;
 use libc::{c_int, c_void, socklen_t};
 use std::mem::size_of;
 

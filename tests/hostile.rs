@@ -8,7 +8,7 @@
 //! variable when the value is bad and none when it is good.
 //!
 //! The expected outcome comes from an oracle written here from the
-//! documented grammar, independently of src/config.rs.
+//! documented grammar, independently of the core's parser (src/core/load.rs).
 
 mod common;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The documented table (README, libkeepalive(8)): name, idle, interval,
-/// count. Written out here, not taken from src/presets.rs, so that a change
+/// count. Written out here, not taken from src/core/presets.rs, so that a change
 /// of the values must be a change of this test too.
 const PRESETS: [(&str, &str, &str, &str); 5] = [
     ("aws-nlb", "100", "30", "5"),

@@ -11,31 +11,12 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Every variable the library reads, removed from the inherited environment
-/// so that a developer's shell cannot change a test's outcome.
-pub const OUR_VARIABLES: [&str; 21] = [
-    "LD_PRELOAD",
-    "KEEPALIVE_DIRECTION",
-    "KEEPALIVE_RULES",
-    "KEEPALIVE",
-    "DD_USE_KEEPALIVE",
-    "KEEPIDLE",
-    "TCP_KEEPIDLE",
-    "DD_TCP_KEEPALIVE_TIME",
-    "KEEPINTVL",
-    "TCP_KEEPINTVL",
-    "DD_TCP_KEEPALIVE_INTVL",
-    "KEEPCNT",
-    "TCP_KEEPCNT",
-    "DD_TCP_KEEPALIVE_PROBES",
-    "KEEPALIVE_USER_TIMEOUT",
-    "TCP_USER_TIMEOUT",
-    "KEEPALIVE_DEBUG",
-    "LIBKEEPALIVE_DEBUG",
-    "DD_DEBUG",
-    "KEEPALIVE_PATH",
-    "KEEPALIVE_PROGRAMS",
-];
+/// Every variable the library reads (the core's one table), and
+/// `LD_PRELOAD`: removed from the inherited environment so that a
+/// developer's shell cannot change a test's outcome.
+pub fn our_variables() -> impl Iterator<Item = &'static str> {
+    std::iter::once("LD_PRELOAD").chain(keepalive_core::variables::NAMES)
+}
 
 /// Every timer set, and what getsockopt then reports on a configured socket
 /// (the probes' option words, see tests/c/options.h).
@@ -139,7 +120,7 @@ pub fn command(
     env: &[(&str, &str)],
 ) -> Command {
     let mut cmd = Command::new(program);
-    for name in OUR_VARIABLES {
+    for name in our_variables() {
         cmd.env_remove(name);
     }
     if preload {

@@ -4,7 +4,7 @@
 //! `--`), like env(1) or nice(1), so PROGRAM's own options are never ours.
 //! Values stay raw bytes: they are validated by the library's own parser.
 
-use crate::config::Setting;
+use keepalive_core::variables::Setting;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn values_are_passed_through_unvalidated() {
-        // Validation is config::load's job, so even nonsense parses here.
+        // Validation is the core's load(), so even nonsense parses here.
         let got = parse_words(&["--user-timeout", "auto", "--interval=", "p"]).unwrap();
         assert_eq!(got.options[0].value, b"auto");
         assert_eq!(got.options[1].value, b"");

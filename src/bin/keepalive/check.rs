@@ -1,11 +1,13 @@
 //! `keepalive --check`: the settings the library would apply in PROGRAM's
 //! environment, one per line, each with where it comes from.
 
-use crate::config::{Loaded, Setting, UserTimeout};
-use crate::environment::{self, Overrides};
-use crate::plan::{self, KernelDefaults, Plan};
-use crate::policy::Policy;
-use crate::rules::{Decision, Directions};
+use crate::environment::Overrides;
+use keepalive_core::load::Loaded;
+use keepalive_core::plan::{self, KernelDefaults, Plan};
+use keepalive_core::policy::Policy;
+use keepalive_core::rules::{Decision, Directions};
+use keepalive_core::timers::UserTimeout;
+use keepalive_core::variables::Setting;
 
 /// A kernel default, read from this network namespace's sysctls.
 pub type Sysctl = dyn Fn(&str) -> Result<u32, String>;
@@ -60,7 +62,7 @@ pub fn report(
     };
     let mut lines = Vec::new();
     for setting in Setting::ALL {
-        let sources = environment::sources(overrides, setting, inherited);
+        let sources = loaded.sources.of(setting);
         let named: Vec<String> = sources
             .iter()
             .map(|&variable| {
@@ -72,11 +74,16 @@ pub fn report(
             .collect();
         let (label, value, fallback) = match setting {
             Setting::Enabled => ("keepalive", on_off(settings.enabled), "default".to_string()),
-            Setting::Idle => timer("idle", settings.idle_secs, " s", &defaults[0]),
-            Setting::Interval => timer("interval", settings.interval_secs, " s", &defaults[1]),
-            Setting::Count => timer("count", settings.count, "", &defaults[2]),
+            Setting::Idle => timer("idle", settings.timers.idle_secs, " s", &defaults[0]),
+            Setting::Interval => timer(
+                "interval",
+                settings.timers.interval_secs,
+                " s",
+                &defaults[1],
+            ),
+            Setting::Count => timer("count", settings.timers.count, "", &defaults[2]),
             Setting::UserTimeout => {
-                let value = match settings.user_timeout {
+                let value = match settings.timers.user_timeout {
                     Some(UserTimeout::Millis(ms)) => format!("{ms} ms"),
                     Some(UserTimeout::Auto) => format!(
                         "{} ms (auto: idle + interval x count)",
@@ -99,7 +106,7 @@ pub fn report(
                 let bad = loaded
                     .diagnostics
                     .iter()
-                    .filter(|line| line.starts_with("libkeepalive: KEEPALIVE_RULES:"))
+                    .filter(|diagnostic| diagnostic.is_about_rules())
                     .count();
                 let value = match (valid, bad) {
                     (0, 0) => "none".to_string(),
@@ -138,7 +145,7 @@ pub fn report(
         };
         if setting == Setting::Path {
             if let Some(preset) = loaded.path {
-                source.push_str(&format!(": {}", crate::presets::source(preset)));
+                source.push_str(&format!(": {}", keepalive_core::presets::source(preset)));
             }
         }
         // A variable that is set but not applied was bad or conflicting.
@@ -233,7 +240,7 @@ mod tests {
                 .find(|(set, _)| *set == name)
                 .map(|(_, value)| value.as_bytes().to_vec())
         };
-        let loaded = environment::load(&overrides, inherited);
+        let loaded = crate::environment::load(&overrides, inherited);
         let lines = report(&loaded, &overrides, &inherited, &sysctl);
         lines
             .iter()

@@ -1,9 +1,9 @@
 //! The environment PROGRAM gets: our options turned into the library's own
-//! variables, validated by the library's own `config::load`, and the library
+//! variables, validated by the library's own `load`, and the library
 //! added to `LD_PRELOAD`.
 
 use crate::args::OptionValue;
-use crate::config::{self, Loaded, Setting};
+use keepalive_core::load::{self, Loaded};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
@@ -71,16 +71,7 @@ pub fn inherited(name: &str) -> Option<Vec<u8>> {
 
 /// The library's view of PROGRAM's environment: same parser, same messages.
 pub fn load(overrides: &Overrides, inherited: impl Fn(&str) -> Option<Vec<u8>>) -> Loaded {
-    config::load(|name| overrides.lookup(name, &inherited))
-}
-
-/// Where each setting comes from in PROGRAM's environment.
-pub fn sources(
-    overrides: &Overrides,
-    setting: Setting,
-    inherited: impl Fn(&str) -> Option<Vec<u8>>,
-) -> Vec<&'static str> {
-    config::sources(setting, |name| overrides.lookup(name, &inherited))
+    load::load(|name| overrides.lookup(name, &inherited))
 }
 
 /// `LD_PRELOAD` with `library` appended (glibc separates entries with
@@ -107,6 +98,7 @@ pub fn preload_with(existing: Option<&OsStr>, library: &Path) -> OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keepalive_core::variables::Setting;
 
     fn option(setting: Setting, option: &'static str, value: &str) -> OptionValue {
         OptionValue {
@@ -130,9 +122,9 @@ mod tests {
         let env = env_of(&[("TCP_KEEPIDLE", "60"), ("KEEPCNT", "4")]);
         let loaded = load(&overrides, &env);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
-        assert_eq!(loaded.settings.idle_secs, Some(30));
-        assert_eq!(loaded.settings.count, Some(4));
-        assert_eq!(sources(&overrides, Setting::Idle, &env), ["KEEPIDLE"]);
+        assert_eq!(loaded.settings.timers.idle_secs, Some(30));
+        assert_eq!(loaded.settings.timers.count, Some(4));
+        assert_eq!(loaded.sources.of(Setting::Idle), ["KEEPIDLE"]);
         assert_eq!(overrides.option_for("KEEPIDLE"), Some("--idle"));
         assert_eq!(overrides.removed, ["TCP_KEEPIDLE", "DD_TCP_KEEPALIVE_TIME"]);
     }
@@ -145,16 +137,18 @@ mod tests {
         ]);
         let loaded = load(&overrides, env_of(&[]));
         assert!(loaded.diagnostics.is_empty());
-        assert_eq!(loaded.settings.count, Some(7));
+        assert_eq!(loaded.settings.timers.count, Some(7));
     }
 
     #[test]
     fn bad_option_values_get_the_librarys_message() {
         let overrides = Overrides::from_options(&[option(Setting::Idle, "--idle", "0")]);
         let loaded = load(&overrides, env_of(&[]));
-        let expected = config::load(|name| (name == "KEEPIDLE").then(|| b"0".to_vec()));
+        let expected = load::load(|name| (name == "KEEPIDLE").then(|| b"0".to_vec()));
         assert_eq!(loaded.diagnostics, expected.diagnostics);
-        assert!(loaded.diagnostics[0].starts_with("libkeepalive: KEEPIDLE=\"0\" is not valid"));
+        assert!(loaded.diagnostics[0]
+            .to_string()
+            .starts_with("libkeepalive: KEEPIDLE=\"0\" is not valid"));
     }
 
     #[test]

@@ -4,11 +4,11 @@
 //! socket with its effective keepalive options read from the socket itself.
 
 use crate::check;
-use crate::config::{self, Loaded};
 use crate::environment::Overrides;
 use crate::proc::{self, TcpRow};
-use crate::programs;
 use crate::sockets::{Options, Pidfd};
+use keepalive_core::load::{self, Loaded};
+use keepalive_core::programs;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -100,9 +100,9 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
     let started_as = execfn.and_then(|address| proc::started_as(pid, address));
 
     let lookup = |name: &str| environ.get(name.as_bytes()).cloned();
-    let loaded = config::load(lookup);
+    let loaded = load::load(lookup);
     let settings = check::report(&loaded, &Overrides::default(), &lookup, &check::read_sysctl);
-    let mut warnings = loaded.diagnostics.clone();
+    let mut warnings: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     let mut notes = Vec::new();
 
     let library: Vec<PathBuf> = maps
@@ -435,7 +435,7 @@ mod tests {
         assert!(status.library.is_empty());
         assert!(status.exe.is_some());
         let map = proc::parse_environ(b"KEEPIDLE=0\0");
-        let loaded = config::load(|name| map.get(name.as_bytes()).cloned());
+        let loaded = load::load(|name| map.get(name.as_bytes()).cloned());
         assert_eq!(loaded.diagnostics.len(), 1);
     }
 

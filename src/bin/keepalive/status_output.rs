@@ -1,8 +1,8 @@
 //! `--status` output: a table for people, one JSON object for programs
 //! (written by hand: a few flat keys do not need a JSON crate).
 
-use crate::config::UserTimeout;
 use crate::status::{Connection, ProcessStatus};
+use keepalive_core::timers::UserTimeout;
 use std::fmt::Write as _;
 
 /// A JSON string.
@@ -63,7 +63,7 @@ fn connection_json(c: &Connection) -> String {
 /// One process as a JSON object.
 pub fn json(status: &ProcessStatus) -> String {
     let settings = &status.loaded.settings;
-    let user_timeout = match settings.user_timeout {
+    let user_timeout = match settings.timers.user_timeout {
         Some(UserTimeout::Millis(ms)) => ms.to_string(),
         Some(UserTimeout::Auto) => string("auto"),
         None => "null".to_string(),
@@ -96,9 +96,9 @@ pub fn json(status: &ProcessStatus) -> String {
         !status.library.is_empty(),
         strings(&library),
         settings.enabled,
-        number(settings.idle_secs),
-        number(settings.interval_secs),
-        number(settings.count),
+        number(settings.timers.idle_secs),
+        number(settings.timers.interval_secs),
+        number(settings.timers.count),
         user_timeout,
         string(status.loaded.selection.directions.name()),
         status.loaded.selection.rules.len(),

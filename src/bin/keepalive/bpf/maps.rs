@@ -17,9 +17,9 @@
 //! their five values. A rule is its flags, a port range, a network (address
 //! and mask as 16 bytes each, IPv4 as `::ffff:a.b.c.d`) and its plan.
 
-use crate::plan::Plan;
-use crate::policy::Policy;
-use crate::rules::{Decision, Direction, Directions, Rule};
+use keepalive_core::plan::Plan;
+use keepalive_core::policy::Policy;
+use keepalive_core::rules::{Decision, Direction, Directions, Rule};
 use std::net::IpAddr;
 
 /// The kernel's limit for this mode; the prototype measured about 15k
@@ -165,15 +165,19 @@ pub fn encode(policy: &Policy) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
-    use crate::plan::KernelDefaults;
-    use crate::rules::{parse_rules, Selection};
+    use keepalive_core::plan::KernelDefaults;
+    use keepalive_core::rules::{parse_rules, Selection};
+    use keepalive_core::settings::Settings;
+    use keepalive_core::timers::Timers;
 
     fn policy(directions: Directions, text: &str) -> Policy {
         let (rules, diagnostics) = parse_rules("KEEPALIVE_RULES", text);
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
         let settings = Settings {
-            idle_secs: Some(60),
+            timers: Timers {
+                idle_secs: Some(60),
+                ..Timers::default()
+            },
             ..Settings::default()
         };
         Policy::new(&settings, Selection { directions, rules }, || {

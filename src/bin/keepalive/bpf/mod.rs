@@ -21,9 +21,9 @@ mod syscalls;
 pub use run::run;
 
 use crate::check::read_sysctl;
-use crate::config::Loaded;
-use crate::plan::KernelDefaults;
-use crate::policy::Policy;
+use keepalive_core::load::Loaded;
+use keepalive_core::plan::KernelDefaults;
+use keepalive_core::policy::Policy;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

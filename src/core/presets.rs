@@ -1,5 +1,5 @@
 //! Path presets (`KEEPALIVE_PATH=NAME`): keepalive timers chosen for a known
-//! middlebox idle timeout. Pure data and one lookup; `config` applies a
+//! middlebox idle timeout. Pure data and one lookup; `load` applies a
 //! preset where no variable sets the timer itself.
 //!
 //! How the values are chosen (the same rule for every preset):
@@ -10,15 +10,21 @@
 //!   (`idle + interval x count`), so a broken path is noticed before the
 //!   middlebox would have dropped the flow anyway.
 
+use crate::timers::Timers;
+
 /// One preset: the middlebox, its idle timeout and where that figure comes
 /// from, and the timers it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preset {
+    /// Its `KEEPALIVE_PATH` name.
     pub name: &'static str,
     /// The middlebox's idle timeout, in seconds.
     pub timeout_secs: u32,
+    /// `TCP_KEEPIDLE`, seconds.
     pub idle_secs: u32,
+    /// `TCP_KEEPINTVL`, seconds.
     pub interval_secs: u32,
+    /// `TCP_KEEPCNT`.
     pub count: u32,
 }
 
@@ -33,8 +39,19 @@ impl Preset {
     pub fn gives_up_secs(&self) -> u32 {
         self.idle_secs + self.interval_secs * self.count
     }
+
+    /// Its timers, as a variable would set them.
+    pub fn timers(&self) -> Timers {
+        Timers {
+            idle_secs: Some(self.idle_secs),
+            interval_secs: Some(self.interval_secs),
+            count: Some(self.count),
+            user_timeout: None,
+        }
+    }
 }
 
+/// Every preset, by name.
 pub const PRESETS: [Preset; 5] = [
     Preset {
         name: "aws-nlb",

@@ -16,6 +16,7 @@
 /// The parsed list: names as written, none empty, none with a slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Programs {
+    /// The base names, as given.
     pub names: Vec<String>,
 }
 

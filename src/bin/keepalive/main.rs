@@ -2,58 +2,26 @@
 //! libkeepalive.so preloaded and the settings given as options, like
 //! eatmydata or torsocks. See man/keepalive.1.
 //!
-//! The library is a cdylib only (an rlib would bring its exported hooks and
-//! constructor into this command), so the pure modules are compiled in here
-//! from their source: one parser, one set of rules, the same messages.
+//! The settings, rules and messages come from the pure core
+//! (`keepalive_core`), the same as the library's.
 
-#[allow(dead_code)]
-#[path = "../config.rs"]
-mod config;
-#[allow(dead_code)]
-#[path = "../plan.rs"]
-mod plan;
-#[allow(dead_code)]
-#[path = "../policy.rs"]
-mod policy;
-#[allow(dead_code)]
-#[path = "../presets.rs"]
-mod presets;
-#[allow(dead_code)]
-#[path = "../programs.rs"]
-mod programs;
-#[allow(dead_code)]
-#[path = "../rules.rs"]
-mod rules;
-
-#[path = "keepalive/args.rs"]
 mod args;
-#[path = "keepalive/bpf/mod.rs"]
 mod bpf;
-#[path = "keepalive/check.rs"]
 mod check;
-#[path = "keepalive/elf.rs"]
 mod elf;
-#[path = "keepalive/environment.rs"]
 mod environment;
-#[path = "keepalive/locate.rs"]
 mod locate;
-#[path = "keepalive/mode.rs"]
 mod mode;
-#[path = "keepalive/output.rs"]
 mod output;
-#[path = "keepalive/proc.rs"]
 mod proc;
-#[path = "keepalive/reach.rs"]
 mod reach;
-#[path = "keepalive/sockets.rs"]
 mod sockets;
-#[path = "keepalive/status.rs"]
 mod status;
-#[path = "keepalive/status_output.rs"]
 mod status_output;
 
 use args::{Action, Invocation};
 use environment::Overrides;
+use keepalive_core::diagnostic::Diagnostic;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
@@ -220,17 +188,14 @@ fn detach_cgroup(cgroup: &Path) -> ExitCode {
 
 /// Prints the library's own diagnostic lines, and which option set the
 /// variable a line names. Returns true if there were none.
-fn report_diagnostics(diagnostics: &[String], overrides: &Overrides) -> bool {
-    for line in diagnostics {
-        output::warn(line);
+fn report_diagnostics(diagnostics: &[Diagnostic], overrides: &Overrides) -> bool {
+    for diagnostic in diagnostics {
+        output::warn(&diagnostic.to_string());
     }
     for (variable, _, option) in &overrides.set {
-        // "KEEPIDLE=\"0\" is not valid", or "KEEPALIVE_RULES: rule 2 ...".
-        let quoted = format!(" {variable}=");
-        let named = format!(" {variable}:");
         if diagnostics
             .iter()
-            .any(|line| line.contains(&quoted) || line.contains(&named))
+            .any(|diagnostic| diagnostic.variables().contains(variable))
         {
             output::warn(&format!("keepalive: {variable} is the value of {option}"));
         }

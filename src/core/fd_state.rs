@@ -9,7 +9,8 @@
 //!   (close, a new socket, a duplicate), so that a decision made for one
 //!   socket is never applied to the next one on the same number.
 
-use crate::plan::{OptionSet, Plan, SockOpt};
+use crate::options::{OptionSet, SockOpt};
+use crate::plan::Plan;
 
 /// Where a descriptor stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,7 @@ pub struct Choices {
 
 impl Choices {
     /// The options of `plan` that are still ours to set.
+    #[inline]
     pub fn leave_to_us<'a>(&self, plan: &'a Plan) -> impl Iterator<Item = &'a SockOpt> + 'a {
         let (chosen, off) = (self.set, self.keepalive_off);
         plan.options()
@@ -50,6 +52,7 @@ impl Choices {
 
     /// Records the program's successful `setsockopt` of `option`;
     /// `value` is `None` when it could not be read as an int.
+    #[inline]
     pub fn record(&mut self, option: OptionSet, value: Option<i32>) {
         self.set = self.set.union(option);
         if option == OptionSet::KEEPALIVE {
@@ -58,6 +61,7 @@ impl Choices {
     }
 
     /// Choices made on a listener and on a connection accepted from it.
+    #[inline]
     pub fn union(self, other: Choices) -> Choices {
         Choices {
             set: self.set.union(other.set),
@@ -69,8 +73,11 @@ impl Choices {
 /// One descriptor's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
+    /// Where the descriptor stands.
     pub kind: Kind,
+    /// What the program chose on it.
     pub choices: Choices,
+    /// Which socket on this number the record is about.
     pub generation: u16,
 }
 
@@ -90,6 +97,8 @@ impl Record {
         generation: 0,
     };
 
+    /// The record as one word, for the table.
+    #[inline]
     pub fn encode(self) -> u32 {
         self.kind as u32
             | u32::from(self.choices.set.bits()) << CHOICES_SHIFT
@@ -101,6 +110,8 @@ impl Record {
             | u32::from(self.generation) << GENERATION_SHIFT
     }
 
+    /// The record in a word made by `encode`.
+    #[inline]
     pub fn decode(word: u32) -> Record {
         let kind = match word & KIND_MASK {
             1 => Kind::LeftAlone,
@@ -121,6 +132,7 @@ impl Record {
 
     /// What the number holds next: a new socket or a duplicate of `kind`,
     /// with `choices`; a new generation, so older decisions miss it.
+    #[inline]
     pub fn next(self, kind: Kind, choices: Choices) -> Record {
         Record {
             kind,
@@ -130,11 +142,13 @@ impl Record {
     }
 
     /// The same socket in another kind (a decision), same generation.
+    #[inline]
     pub fn with_kind(self, kind: Kind) -> Record {
         Record { kind, ..self }
     }
 
     /// After a close: nothing known, a new generation.
+    #[inline]
     pub fn closed(self) -> Record {
         self.next(Kind::Unknown, Choices::default())
     }
@@ -143,15 +157,18 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
     use crate::plan::KernelDefaults;
+    use crate::settings::Settings;
+    use crate::timers::Timers;
 
     fn every_option_plan() -> Plan {
         let settings = Settings {
-            idle_secs: Some(60),
-            interval_secs: Some(10),
-            count: Some(6),
-            user_timeout: Some(crate::config::UserTimeout::Millis(1500)),
+            timers: Timers {
+                idle_secs: Some(60),
+                interval_secs: Some(10),
+                count: Some(6),
+                user_timeout: Some(crate::timers::UserTimeout::Millis(1500)),
+            },
             ..Settings::default()
         };
         Plan::new(&settings, || KernelDefaults::LINUX)

@@ -5,6 +5,7 @@
 /// 0|IPPROTO_TCP)`. The type carries flags in its high bits: mask them before
 /// comparing, and compare for equality (`type & SOCK_STREAM` would also match
 /// SOCK_RAW and SOCK_SEQPACKET, Debian libkeepalive0's bug).
+#[inline]
 pub fn is_tcp_socket_request(domain: i32, socket_type: i32, protocol: i32) -> bool {
     let base_type = socket_type & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
     (domain == libc::AF_INET || domain == libc::AF_INET6)
@@ -14,6 +15,7 @@ pub fn is_tcp_socket_request(domain: i32, socket_type: i32, protocol: i32) -> bo
 
 /// True for the options whose value the program may choose itself and that
 /// we must then never overwrite.
+#[inline]
 pub fn is_keepalive_option(level: i32, name: i32) -> bool {
     match level {
         libc::SOL_SOCKET => name == libc::SO_KEEPALIVE,

@@ -10,12 +10,14 @@
 //! following the sysctls (the kernel has no "unset", 0 is EINVAL), so an
 //! eager configuration could not be undone exactly.
 
-use crate::config::Settings;
 use crate::plan::{KernelDefaults, Plan};
 use crate::rules::{Action, Decision, Direction, Selection};
+use crate::settings::Settings;
 
+/// The selection, and the plan of each of its outcomes.
 #[derive(Debug)]
 pub struct Policy {
+    /// Which connections get which rule.
     pub selection: Selection,
     /// Connections no rule matches.
     pub global: Plan,
@@ -53,7 +55,7 @@ impl Policy {
                 Action::Off => None,
                 Action::On => Some(global),
                 Action::Timers(timers) => {
-                    Some(Plan::new(&timers.applied_to(settings), &mut defaults))
+                    Some(Plan::new(&settings.with_rule_timers(timers), &mut defaults))
                 }
             })
             .collect();
@@ -68,6 +70,7 @@ impl Policy {
     }
 
     /// The options for a connection decided so; `None`: leave it alone.
+    #[inline]
     pub fn plan_for(&self, decision: Decision) -> Option<&Plan> {
         match decision {
             Decision::WrongDirection => None,
@@ -80,8 +83,8 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UserTimeout;
     use crate::rules::{parse_rules, Directions};
+    use crate::timers::{Timers, UserTimeout};
 
     fn policy(settings: &Settings, directions: Directions, text: &str) -> Policy {
         let (rules, diagnostics) = parse_rules("KEEPALIVE_RULES", text);
@@ -116,8 +119,11 @@ mod tests {
     #[test]
     fn per_rule_timers_fall_back_to_the_global_ones() {
         let settings = Settings {
-            idle_secs: Some(60),
-            interval_secs: Some(5),
+            timers: Timers {
+                idle_secs: Some(60),
+                interval_secs: Some(5),
+                ..Timers::default()
+            },
             ..Settings::default()
         };
         let p = policy(
@@ -147,7 +153,10 @@ mod tests {
     #[test]
     fn kernel_defaults_are_read_at_most_once() {
         let settings = Settings {
-            user_timeout: Some(UserTimeout::Auto),
+            timers: Timers {
+                user_timeout: Some(UserTimeout::Auto),
+                ..Timers::default()
+            },
             ..Settings::default()
         };
         let (rules, _) = parse_rules("R", "port=1:idle=1; port=2:idle=2");

@@ -1,86 +1,19 @@
 //! The socket options to set on every TCP socket, computed once from the
 //! settings so that the hot path only walks a small fixed array.
 
-use crate::config::{Settings, UserTimeout, MAX_USER_TIMEOUT_MS};
-
-/// A set of the five keepalive options, one bit each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct OptionSet(u8);
-
-impl OptionSet {
-    pub const EMPTY: OptionSet = OptionSet(0);
-    pub const KEEPALIVE: OptionSet = OptionSet(1);
-    pub const IDLE: OptionSet = OptionSet(2);
-    pub const INTERVAL: OptionSet = OptionSet(4);
-    pub const COUNT: OptionSet = OptionSet(8);
-    pub const USER_TIMEOUT: OptionSet = OptionSet(16);
-
-    /// The keepalive option `(level, name)`, or `None` for any other option
-    /// (SO_KEEPALIVE's number means another option at the TCP level).
-    pub fn of(level: i32, name: i32) -> Option<OptionSet> {
-        match (level, name) {
-            (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => Some(OptionSet::KEEPALIVE),
-            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => Some(OptionSet::IDLE),
-            (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => Some(OptionSet::INTERVAL),
-            (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => Some(OptionSet::COUNT),
-            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => Some(OptionSet::USER_TIMEOUT),
-            _ => None,
-        }
-    }
-
-    pub fn bits(self) -> u8 {
-        self.0
-    }
-
-    pub fn from_bits(bits: u8) -> OptionSet {
-        OptionSet(bits & 0b1_1111)
-    }
-
-    pub fn union(self, other: OptionSet) -> OptionSet {
-        OptionSet(self.0 | other.0)
-    }
-
-    /// Whether any option of `other` is in this set (for one option: it is).
-    pub fn contains(self, other: OptionSet) -> bool {
-        self.0 & other.0 != 0
-    }
-}
-
-/// One `setsockopt(fd, level, name, &value, sizeof(int))` call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SockOpt {
-    pub level: i32,
-    pub name: i32,
-    pub value: i32,
-    /// Which of the five options this is.
-    pub bit: OptionSet,
-}
-
-/// An option's name as in C, for debug lines: `TCP_USER_TIMEOUT`, or
-/// `level 6, option 99` for one that is not ours.
-pub fn option_label(level: i32, name: i32) -> Option<&'static str> {
-    Some(match OptionSet::of(level, name)? {
-        OptionSet::KEEPALIVE => "SO_KEEPALIVE",
-        OptionSet::IDLE => "TCP_KEEPIDLE",
-        OptionSet::INTERVAL => "TCP_KEEPINTVL",
-        OptionSet::COUNT => "TCP_KEEPCNT",
-        _ => "TCP_USER_TIMEOUT",
-    })
-}
-
-impl SockOpt {
-    /// The option's name as in C, for debug lines.
-    pub fn label(&self) -> &'static str {
-        option_label(self.level, self.name).unwrap_or("?")
-    }
-}
+use crate::options::{OptionSet, SockOpt};
+use crate::settings::Settings;
+use crate::timers::{UserTimeout, MAX_USER_TIMEOUT_MS};
 
 /// The kernel's defaults (`net.ipv4.tcp_keepalive_{time,intvl,probes}`), needed
 /// only to derive `TCP_USER_TIMEOUT=auto` for timers left unset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelDefaults {
+    /// `net.ipv4.tcp_keepalive_time`, seconds.
     pub idle_secs: u32,
+    /// `net.ipv4.tcp_keepalive_intvl`, seconds.
     pub interval_secs: u32,
+    /// `net.ipv4.tcp_keepalive_probes`.
     pub count: u32,
 }
 
@@ -104,6 +37,8 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The options, in the order they are set.
+    #[inline]
     pub fn options(&self) -> &[SockOpt] {
         &self.options[..self.len]
     }
@@ -135,16 +70,16 @@ impl Plan {
         }
         plan.push(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
         let timers = [
-            (libc::TCP_KEEPIDLE, settings.idle_secs),
-            (libc::TCP_KEEPINTVL, settings.interval_secs),
-            (libc::TCP_KEEPCNT, settings.count),
+            (libc::TCP_KEEPIDLE, settings.timers.idle_secs),
+            (libc::TCP_KEEPINTVL, settings.timers.interval_secs),
+            (libc::TCP_KEEPCNT, settings.timers.count),
         ];
         for (name, value) in timers {
             if let Some(value) = value {
                 plan.push(libc::IPPROTO_TCP, name, value);
             }
         }
-        if let Some(timeout) = settings.user_timeout {
+        if let Some(timeout) = settings.timers.user_timeout {
             let millis = match timeout {
                 UserTimeout::Millis(millis) => millis,
                 UserTimeout::Auto => auto_user_timeout_ms(settings, kernel_defaults()),
@@ -158,9 +93,14 @@ impl Plan {
 /// (idle + interval x count) seconds, in milliseconds: the time keepalive
 /// itself would take to declare an idle peer dead.
 pub fn auto_user_timeout_ms(settings: &Settings, defaults: KernelDefaults) -> u32 {
-    let idle = u64::from(settings.idle_secs.unwrap_or(defaults.idle_secs));
-    let interval = u64::from(settings.interval_secs.unwrap_or(defaults.interval_secs));
-    let count = u64::from(settings.count.unwrap_or(defaults.count));
+    let idle = u64::from(settings.timers.idle_secs.unwrap_or(defaults.idle_secs));
+    let interval = u64::from(
+        settings
+            .timers
+            .interval_secs
+            .unwrap_or(defaults.interval_secs),
+    );
+    let count = u64::from(settings.timers.count.unwrap_or(defaults.count));
     let millis = (idle + interval * count) * 1000;
     millis.min(u64::from(MAX_USER_TIMEOUT_MS)) as u32
 }
@@ -168,6 +108,7 @@ pub fn auto_user_timeout_ms(settings: &Settings, defaults: KernelDefaults) -> u3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timers::Timers;
 
     fn never() -> KernelDefaults {
         panic!("kernel defaults read although not needed")
@@ -185,7 +126,10 @@ mod tests {
     fn disabled_plan_is_empty() {
         let settings = Settings {
             enabled: false,
-            idle_secs: Some(5),
+            timers: Timers {
+                idle_secs: Some(5),
+                ..Timers::default()
+            },
             ..Settings::default()
         };
         assert!(Plan::new(&settings, never).options().is_empty());
@@ -194,10 +138,12 @@ mod tests {
     #[test]
     fn every_configured_option_in_order() {
         let settings = Settings {
-            idle_secs: Some(60),
-            interval_secs: Some(10),
-            count: Some(6),
-            user_timeout: Some(UserTimeout::Millis(1234)),
+            timers: Timers {
+                idle_secs: Some(60),
+                interval_secs: Some(10),
+                count: Some(6),
+                user_timeout: Some(UserTimeout::Millis(1234)),
+            },
             ..Settings::default()
         };
         let plan = Plan::new(&settings, never);
@@ -221,8 +167,11 @@ mod tests {
     #[test]
     fn auto_user_timeout_uses_effective_values() {
         let settings = Settings {
-            idle_secs: Some(2),
-            user_timeout: Some(UserTimeout::Auto),
+            timers: Timers {
+                idle_secs: Some(2),
+                user_timeout: Some(UserTimeout::Auto),
+                ..Timers::default()
+            },
             ..Settings::default()
         };
         let defaults = KernelDefaults {
@@ -237,9 +186,12 @@ mod tests {
     #[test]
     fn auto_user_timeout_is_clamped_to_int_max() {
         let settings = Settings {
-            idle_secs: Some(32767),
-            interval_secs: Some(32767),
-            count: Some(127),
+            timers: Timers {
+                idle_secs: Some(32767),
+                interval_secs: Some(32767),
+                count: Some(127),
+                ..Timers::default()
+            },
             ..Settings::default()
         };
         assert_eq!(

@@ -1,0 +1,503 @@
+//! The socket lifecycle as a pure state machine: a descriptor's record, an
+//! event and the policy give the record to write and the one step to take.
+//! The library's `actions` perform them: they read the record from the
+//! table, call one function here, write the result (a compare-and-swap
+//! where a concurrent change must win) and do the step (set the options,
+//! ask for the peer's address, print a debug line).
+//!
+//! What a socket we did not create is (`Foreign`) and where a connection
+//! goes (`Endpoint`) come in as values or closures: the system calls that
+//! learn them stay in the library, and are made only when a transition
+//! needs them.
+//!
+//! ```text
+//! socket()  TCP, no rules ----------------------> Decided (configured)
+//!           TCP, rules -------------------------> Pending
+//!           not TCP ----------------------------> LeftAlone
+//! connect() Pending / foreign Unknown, rules ---> Decided (by destination)
+//!           foreign Unknown, no rules ----------> Decided (configured)
+//!           foreign, keepalive on / not TCP ----> Decided / LeftAlone (untouched)
+//! listen()  Pending, inbound fixed -------------> Decided (its connections inherit)
+//!           ... and listen() failed ------------> Pending again, options undone
+//! accept()  from Decided / LeftAlone -----------> the same (inherited)
+//!           from Pending / foreign listener ----> Decided (by peer, or fixed)
+//! dup*()    the copy ---------------------------> the original's kind and choices
+//! close()   ------------------------------------> Unknown (a new generation)
+//! ```
+//!
+//! Every write that creates or copies a record starts a new generation, so
+//! a decision taken for one socket never lands on the next one to get its
+//! number (`Record::next`).
+//!
+//! The transitions run in every hooked call: they are `#[inline]` so that
+//! the library's hot path pays no call or copy for this separation
+//! (scripts/bench.sh counts the instructions per socket).
+
+use crate::endpoint::Endpoint;
+use crate::fd_state::{Choices, Kind, Record};
+use crate::options::OptionSet;
+use crate::policy::Policy;
+use crate::rules::{Address, Connection, Decision, Direction};
+
+/// What the kernel says about a socket we did not create (`SO_PROTOCOL`,
+/// `SO_TYPE`, `SO_KEEPALIVE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreign {
+    /// Not a TCP stream socket: never touched.
+    NotTcp,
+    /// TCP with keepalive already on: its owner chose (a parent, systemd's
+    /// `KeepAlive=`), and we cannot tell which timers, so it stays as is.
+    KeepaliveOn,
+    /// TCP with keepalive off: nobody configured it; ours to decide.
+    KeepaliveOff,
+}
+
+impl Foreign {
+    /// The kind such a socket is recorded as.
+    #[inline]
+    pub fn kind(self) -> Kind {
+        match self {
+            Foreign::NotTcp => Kind::LeftAlone,
+            Foreign::KeepaliveOn => Kind::Decided,
+            Foreign::KeepaliveOff => Kind::Unknown,
+        }
+    }
+}
+
+/// The call a socket is configured at, as debug lines name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `socket()`.
+    Socket,
+    /// `connect()`.
+    Connect,
+    /// `listen()`.
+    Listen,
+    /// `accept()`.
+    Accept,
+}
+
+impl Via {
+    /// The call's name.
+    #[inline]
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Socket => "socket",
+            Via::Connect => "connect",
+            Via::Listen => "listen",
+            Via::Accept => "accept",
+        }
+    }
+}
+
+/// How a connection was decided under rules, for the plan and debug lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reason {
+    /// Made or accepted.
+    pub direction: Direction,
+    /// What the rules say.
+    pub decision: Decision,
+    /// The other end, when it was looked at.
+    pub remote: Option<Address>,
+    /// The service port, when it was looked at.
+    pub port: Option<u16>,
+}
+
+/// Setting a socket's options: the global plan (`reason` `None`, no rules)
+/// or the plan of a decision, minus what the program chose itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Configure {
+    /// Where.
+    pub via: Via,
+    /// The program's own choices, which win.
+    pub choices: Choices,
+    /// Why, under rules.
+    pub reason: Option<Reason>,
+}
+
+/// The one thing to do after the record is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing.
+    Nothing,
+    /// Set options.
+    Configure(Configure),
+    /// Set a listener's options, remembering their values first so that a
+    /// failed `listen()` can put them back (`failed_listen`).
+    ConfigureListener(Configure),
+    /// Ask the kernel for the peer (and maybe the local port), then
+    /// configure by `inbound_decision`.
+    DecideInbound {
+        /// The program's own choices, which win.
+        choices: Choices,
+    },
+    /// Debug only: a socket left alone because it is not TCP.
+    NotTcp,
+    /// Debug only: a socket waiting for its decision.
+    Pending,
+    /// Debug only: a foreign socket seen at `connect()`, left alone.
+    ForeignAtConnect(Foreign),
+    /// Debug only: the number was closed and reused during `connect()`.
+    ReusedDuringConnect,
+}
+
+impl Step {
+    /// Whether the step acts on the socket, and so must be skipped when
+    /// the write before it failed (the number names something else now).
+    /// Debug lines are printed either way.
+    #[inline]
+    pub fn needs_write(&self) -> bool {
+        matches!(
+            self,
+            Step::Configure(_) | Step::ConfigureListener(_) | Step::DecideInbound { .. }
+        )
+    }
+}
+
+/// A record to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Unconditionally: the number starts naming something new.
+    Store(Record),
+    /// Only if the table still holds `from` (no close, reuse or choice of
+    /// the program in between).
+    Replace {
+        /// The record the decision was taken on.
+        from: Record,
+        /// The new record.
+        to: Record,
+    },
+}
+
+/// A transition: the record to write, if any, then the step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// The write.
+    pub write: Option<Write>,
+    /// What to do next (`Step::needs_write`: only if the write succeeded).
+    pub step: Step,
+}
+
+impl Transition {
+    const NOTHING: Transition = Transition {
+        write: None,
+        step: Step::Nothing,
+    };
+
+    fn store(record: Record, step: Step) -> Transition {
+        Transition {
+            write: Some(Write::Store(record)),
+            step,
+        }
+    }
+
+    fn replace(from: Record, to: Record, step: Step) -> Transition {
+        Transition {
+            write: Some(Write::Replace { from, to }),
+            step,
+        }
+    }
+}
+
+/// A successful `socket()`. `previous`: the number's record before.
+#[inline]
+pub fn socket(policy: &Policy, previous: Record, tcp: bool) -> Transition {
+    if !tcp {
+        return Transition::store(
+            previous.next(Kind::LeftAlone, Choices::default()),
+            Step::NotTcp,
+        );
+    }
+    if policy.eager {
+        let configure = Configure {
+            via: Via::Socket,
+            choices: Choices::default(),
+            reason: None,
+        };
+        let decided = previous.next(Kind::Decided, Choices::default());
+        return Transition::store(decided, Step::Configure(configure));
+    }
+    Transition::store(
+        previous.next(Kind::Pending, Choices::default()),
+        Step::Pending,
+    )
+}
+
+/// Before `connect()`: without rules, a socket that never came through our
+/// `socket()` is probed once and configured before the handshake. Returns
+/// the transition and the record `after_connect` is to check against
+/// (`None`: nothing left to decide there).
+#[inline]
+pub fn before_connect(
+    policy: &Policy,
+    record: Record,
+    probe: impl FnOnce() -> Option<Foreign>,
+) -> (Transition, Option<Record>) {
+    if !policy.eager || record.kind != Kind::Unknown {
+        return (Transition::NOTHING, Some(record));
+    }
+    let transition = match probe() {
+        None => Transition::NOTHING,
+        Some(Foreign::KeepaliveOff) => {
+            let configure = Configure {
+                via: Via::Connect,
+                choices: record.choices,
+                reason: None,
+            };
+            let decided = record.with_kind(Kind::Decided);
+            Transition::replace(record, decided, Step::Configure(configure))
+        }
+        Some(foreign) => Transition::replace(
+            record,
+            record.with_kind(foreign.kind()),
+            Step::ForeignAtConnect(foreign),
+        ),
+    };
+    (transition, None)
+}
+
+/// After a `connect()` that succeeded or is in progress, with rules: a
+/// pending (or foreign, keepalive off) socket is decided by its
+/// destination. `before` is what `before_connect` returned, `now` the
+/// record after the call. The write is a claim: if it fails, `reclaim`
+/// says whether to try again on the record found then.
+#[inline]
+pub fn after_connect(
+    policy: &Policy,
+    before: Option<Record>,
+    now: Record,
+    probe: impl FnOnce() -> Option<Foreign>,
+    destination: impl FnOnce() -> Option<Endpoint>,
+) -> Transition {
+    let Some(before) = before else {
+        return Transition::NOTHING;
+    };
+    if policy.eager {
+        return Transition::NOTHING;
+    }
+    if now.generation != before.generation {
+        return Transition {
+            write: None,
+            step: Step::ReusedDuringConnect,
+        };
+    }
+    match now.kind {
+        Kind::Pending => {}
+        Kind::Unknown => match probe() {
+            Some(Foreign::KeepaliveOff) => {}
+            Some(foreign) => {
+                let step = Step::ForeignAtConnect(foreign);
+                return Transition::replace(now, now.with_kind(foreign.kind()), step);
+            }
+            None => return Transition::NOTHING,
+        },
+        _ => return Transition::NOTHING,
+    }
+    // AF_UNSPEC (dissolving an association) or no IP address: the real
+    // connect() fails or connects nothing; decide at the next one.
+    let Some(destination) = destination() else {
+        return Transition::NOTHING;
+    };
+    let connection = Connection {
+        direction: Direction::Out,
+        remote: destination.address,
+        port: Some(destination.port),
+    };
+    let reason = Reason {
+        direction: Direction::Out,
+        decision: policy.selection.decide(&connection),
+        remote: Some(destination.address),
+        port: Some(destination.port),
+    };
+    let configure = Configure {
+        via: Via::Connect,
+        choices: now.choices,
+        reason: Some(reason),
+    };
+    Transition::replace(
+        now,
+        now.with_kind(Kind::Decided),
+        Step::Configure(configure),
+    )
+}
+
+/// After a failed claim by `after_connect` (`claimed`: the record it
+/// expected, `found`: the one in the table): the claim again on `found`,
+/// with the program's newer choices, if the number still names the same
+/// undecided socket; `None` to give up.
+pub fn reclaim(claimed: Transition, found: Record) -> Option<Transition> {
+    let Some(Write::Replace { from, .. }) = claimed.write else {
+        return None;
+    };
+    let Step::Configure(configure) = claimed.step else {
+        return None;
+    };
+    if found.generation != from.generation || found.kind != from.kind {
+        return None;
+    }
+    let configure = Configure {
+        choices: found.choices,
+        ..configure
+    };
+    let decided = found.with_kind(Kind::Decided);
+    Some(Transition::replace(
+        found,
+        decided,
+        Step::Configure(configure),
+    ))
+}
+
+/// Before `listen()`: a pending socket is decided now when no rule looks at
+/// inbound addresses (every connection it accepts would be decided alike,
+/// and inherits the listener's options).
+#[inline]
+pub fn before_listen(policy: &Policy, record: Record) -> Transition {
+    if record.kind != Kind::Pending {
+        return Transition::NOTHING;
+    }
+    let Some(decision) = policy.inbound_fixed else {
+        return Transition::NOTHING;
+    };
+    let configure = Configure {
+        via: Via::Listen,
+        choices: record.choices,
+        reason: Some(Reason {
+            direction: Direction::In,
+            decision,
+            remote: None,
+            port: None,
+        }),
+    };
+    let decided = record.with_kind(Kind::Decided);
+    Transition::replace(record, decided, Step::ConfigureListener(configure))
+}
+
+/// After `listen()` failed: the record `before_listen` decided goes back to
+/// `before` (and the shell restores the options' values, if this write
+/// succeeds), so the socket is exactly one that never called `listen()`.
+pub fn failed_listen(before: Record) -> Write {
+    Write::Replace {
+        from: before.with_kind(Kind::Decided),
+        to: before,
+    }
+}
+
+/// After `accept()` on `listener` returned a socket whose number had the
+/// record `previous`. `probe` is asked about the listener if we never saw
+/// it. Returns the listener's new record, if probed, and the transition of
+/// the accepted socket.
+#[inline]
+pub fn accept(
+    policy: &Policy,
+    listener: Record,
+    previous: Record,
+    probe: impl FnOnce() -> Option<Foreign>,
+) -> (Option<Write>, Transition) {
+    let mut listening = listener;
+    let mut probed = None;
+    if listening.kind == Kind::Unknown {
+        let kind = match probe() {
+            None => return (None, Transition::NOTHING),
+            Some(Foreign::KeepaliveOff) => Kind::ForeignListener,
+            Some(foreign) => foreign.kind(),
+        };
+        let to = listening.with_kind(kind);
+        probed = Some(Write::Replace {
+            from: listening,
+            to,
+        });
+        listening = to;
+    }
+    let choices = listening.choices;
+    let transition = match listening.kind {
+        // The kernel copied the listener's options into the new socket.
+        Kind::Decided | Kind::LeftAlone => {
+            Transition::store(previous.next(listening.kind, choices), Step::Nothing)
+        }
+        Kind::ForeignListener | Kind::Pending | Kind::Unknown => {
+            let step = match (policy.eager, policy.inbound_fixed) {
+                (true, _) => Step::Configure(Configure {
+                    via: Via::Accept,
+                    choices,
+                    reason: None,
+                }),
+                (false, Some(decision)) => Step::Configure(Configure {
+                    via: Via::Accept,
+                    choices,
+                    reason: Some(Reason {
+                        direction: Direction::In,
+                        decision,
+                        remote: None,
+                        port: None,
+                    }),
+                }),
+                (false, None) => Step::DecideInbound { choices },
+            };
+            Transition::store(previous.next(Kind::Decided, choices), step)
+        }
+    };
+    (probed, transition)
+}
+
+/// `Step::DecideInbound`, once the kernel gave the peer (and the local port,
+/// if `policy.inbound_needs_port`): the configuration to apply.
+pub fn inbound_decision(
+    policy: &Policy,
+    choices: Choices,
+    peer: Address,
+    port: Option<u16>,
+) -> Configure {
+    let connection = Connection {
+        direction: Direction::In,
+        remote: peer,
+        port,
+    };
+    Configure {
+        via: Via::Accept,
+        choices,
+        reason: Some(Reason {
+            direction: Direction::In,
+            decision: policy.selection.decide(&connection),
+            remote: Some(peer),
+            port,
+        }),
+    }
+}
+
+/// After `dup()` and friends: the copy `new_fd` (whose record was
+/// `previous`) names the same socket as the original (`None`: the original
+/// cannot be followed, and neither can its copy).
+#[inline]
+pub fn dup(original: Option<Record>, previous: Record) -> Record {
+    match original {
+        Some(source) => previous.next(source.kind, source.choices),
+        None => previous.next(Kind::LeftAlone, Choices::default()),
+    }
+}
+
+/// After the program's own successful `setsockopt()` of a keepalive
+/// option (`value`: the int it passed, if readable): the option is its own
+/// from now on, whatever the socket's state; `SO_KEEPALIVE=0` switches us
+/// off for it entirely.
+#[inline]
+pub fn program_set(record: Record, option: OptionSet, value: Option<i32>) -> Record {
+    let mut updated = record;
+    updated.choices.record(option, value);
+    updated
+}
+
+/// Whether the program set an option before the socket was decided, so
+/// that we will not set it later (for the debug line).
+#[inline]
+pub fn undecided(record: Record) -> bool {
+    record.kind == Kind::Pending || record.kind == Kind::Unknown
+}
+
+/// Before `close()`: nothing known, a new generation.
+#[inline]
+pub fn close(record: Record) -> Record {
+    record.closed()
+}
+
+#[cfg(test)]
+mod tests;
