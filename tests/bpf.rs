@@ -810,3 +810,36 @@ fn calls_made_before_the_attachment_are_unseen() {
         "keepalive=1 idle=25 intvl=75 cnt=9 user_timeout=0"
     );
 }
+
+/// `keepalive --status` says which attachment covers a process: its own
+/// cgroup's or an ancestor's; none outside.
+#[test]
+fn status_names_the_attachment_that_covers_a_process() {
+    root();
+    let parent = TestCgroup::top("status");
+    let nested = TestCgroup::new(&parent.path, "nested");
+    assert!(parent.attach(&["--idle", "25"]).contains("attached"));
+    let status_of = |cgroup: Option<&TestCgroup>| {
+        let mut sleeper = Command::new("sleep");
+        sleeper.arg("30");
+        if let Some(cgroup) = cgroup {
+            cgroup.enter(&mut sleeper);
+        }
+        // Killed when dropped, at the end of this closure.
+        let sleeper = Process::spawn(sleeper, "sleep");
+        let mut cmd = keepalive();
+        cmd.arg("--status")
+            .arg(sleeper.id().to_string())
+            .arg("--json");
+        let out = common::run(cmd, PROMPT);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        common::stdout(&out)
+    };
+    let key = |path: &Path| format!("\"bpf_attachment\":\"{}\"", path.display());
+    let inside = status_of(Some(&parent));
+    assert!(inside.contains(&key(&parent.path)), "{inside}");
+    let below = status_of(Some(&nested));
+    assert!(below.contains(&key(&parent.path)), "{below}");
+    let outside = status_of(None);
+    assert!(outside.contains("\"bpf_attachment\":null"), "{outside}");
+}

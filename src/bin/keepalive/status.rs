@@ -67,6 +67,9 @@ pub struct ProcessStatus {
     pub connections: Vec<Connection>,
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
+    /// The cgroup whose kernel-side attachment (`--attach`, `--bpf`) covers
+    /// the process, if any.
+    pub bpf_attachment: Option<PathBuf>,
 }
 
 /// Why a process could not be read, as one line.
@@ -161,6 +164,8 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
         listed
     });
 
+    let bpf_attachment = kernel_side_attachment(pid, &mut notes);
+
     let rows = proc::tcp_rows(pid);
     let pidfd = Pidfd::open(pid);
     let mut refusal: Option<String> = pidfd.as_ref().err().map(|e| format!("pidfd_open: {e}"));
@@ -212,7 +217,29 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
         connections,
         warnings,
         notes,
+        bpf_attachment,
     })
+}
+
+/// Whether a kernel-side attachment covers the process's cgroup; a note
+/// says which, or why it could not be told (it needs root).
+fn kernel_side_attachment(pid: i32, notes: &mut Vec<String>) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(proc::path(pid, "cgroup")).ok()?;
+    let cgroup = crate::bpf::cgroup::own_path(&text)?;
+    match crate::bpf::covering_attachment(&cgroup) {
+        Ok(Some(directory)) => {
+            notes.push(format!(
+                "kernel-side mode: the attachment on {} covers this process's cgroup",
+                directory.display()
+            ));
+            Some(directory)
+        }
+        Ok(None) => None,
+        Err(error) => {
+            notes.push(format!("kernel-side mode: could not tell ({error})"));
+            None
+        }
+    }
 }
 
 /// A TCP socket the table does not list: not yet bound, connected or listening.

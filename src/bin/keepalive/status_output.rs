@@ -83,7 +83,7 @@ pub fn json(status: &ProcessStatus) -> String {
         "{{\"pid\":{},\"exe\":{},\"started_as\":{},\"library_loaded\":{},\"library\":{},\
          \"settings\":{{\"keepalive\":{},\"idle\":{},\"interval\":{},\"count\":{},\
          \"user_timeout_ms\":{},\"direction\":{},\"rules\":{},\"path\":{},\"programs\":{}}},\
-         \"listed\":{},\"connections\":[{}],\"warnings\":{},\"notes\":{}}}",
+         \"listed\":{},\"bpf_attachment\":{},\"connections\":[{}],\"warnings\":{},\"notes\":{}}}",
         status.pid,
         status
             .exe
@@ -108,6 +108,10 @@ pub fn json(status: &ProcessStatus) -> String {
             .map_or("null".to_string(), |p| string(p.name)),
         programs,
         boolean(status.listed),
+        status
+            .bpf_attachment
+            .as_ref()
+            .map_or("null".to_string(), |d| string(&d.display().to_string())),
         connections.join(","),
         strings(&status.warnings),
         strings(&status.notes),

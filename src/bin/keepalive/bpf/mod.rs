@@ -27,7 +27,7 @@ use keepalive_core::policy::Policy;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use syscalls::{MapSpec, CGROUP_SETSOCKOPT, CGROUP_SOCK_OPS};
 
 /// The names bpftool and `--attach`/`--detach` know ours by.
@@ -221,6 +221,26 @@ fn detach_found(cgroup: &File, found: Vec<(u32, OwnedFd)>) -> Result<(), String>
             .map_err(|e| bpf_error("detach our program", e))?;
     }
     Ok(())
+}
+
+/// The cgroup v2 directory whose attachment of ours covers a process in
+/// `cgroup_path` (its `0::` line in /proc/PID/cgroup): that cgroup or the
+/// nearest ancestor with our sock_ops program (the innermost wins). `Err`
+/// when it cannot be told: no cgroup2 mounted, or no privileges to list a
+/// cgroup's programs.
+pub fn covering_attachment(cgroup_path: &str) -> Result<Option<PathBuf>, String> {
+    let mount = cgroup::mount()?;
+    let mut directory = mount.join(cgroup_path.trim_start_matches('/'));
+    loop {
+        if let Ok(cgroup) = cgroup::open(&directory) {
+            if ours(&cgroup)?.iter().any(|(t, _)| *t == CGROUP_SOCK_OPS) {
+                return Ok(Some(directory));
+            }
+        }
+        if directory == mount || !directory.pop() {
+            return Ok(None);
+        }
+    }
 }
 
 /// `--detach DIR`. False if nothing of ours was attached there.
