@@ -247,8 +247,9 @@ pub fn on_noexec_mount(mountinfo: &str, file: &Path) -> Option<bool> {
     best.map(|(_, noexec)| noexec)
 }
 
-/// Mount points escape spaces and such as `\040`.
-fn unescape_octal(text: &str) -> String {
+/// Mount points escape spaces and such as `\040` (mountinfo writes space,
+/// tab, newline and backslash as `\ooo`).
+pub fn unescape_octal(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -16,31 +16,8 @@ pub fn find_mount(mountinfo: &str) -> Option<PathBuf> {
         let fstype = right.split(' ').next()?;
         let mountpoint = fields.get(4)?;
         (fstype == "cgroup2" && fields.get(3) == Some(&"/"))
-            .then(|| PathBuf::from(unescape(mountpoint)))
+            .then(|| PathBuf::from(crate::proc::unescape_octal(mountpoint)))
     })
-}
-
-/// mountinfo writes space, tab, newline and backslash as \ooo.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match (bytes[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// This process's cgroup v2 path, from the `0::PATH` line of /proc/self/cgroup.
