@@ -430,18 +430,26 @@ fn strace_needed() {
 
 // --- Seen from outside: ss -tno -------------------------------------------
 
-/// The `ss` line of the connection whose local port is `local_port`.
-fn line_with_local_port(ss_output: &str, local_port: &str) -> String {
-    let suffix = format!(":{local_port}");
+/// The `ss` line of the connection from `local_port` to `peer_port`. The
+/// peer's port matters too: one local port may serve two connections to
+/// different destinations at once (the kernel reuses ephemeral ports).
+fn line_of_connection(ss_output: &str, local_port: &str, peer_port: &str) -> String {
+    let (local_suffix, peer_suffix) = (format!(":{local_port}"), format!(":{peer_port}"));
     ss_output
         .lines()
         .find(|line| {
             // With a state filter ss prints: Recv-Q Send-Q Local Peer [timer].
-            line.split_whitespace()
-                .nth(2)
-                .is_some_and(|local| local.ends_with(&suffix))
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words
+                .get(2)
+                .is_some_and(|local| local.ends_with(&local_suffix))
+                && words
+                    .get(3)
+                    .is_some_and(|peer| peer.ends_with(&peer_suffix))
         })
-        .unwrap_or_else(|| panic!("no connection from port {local_port} in:\n{ss_output}"))
+        .unwrap_or_else(|| {
+            panic!("no connection from port {local_port} to port {peer_port} in:\n{ss_output}")
+        })
         .to_string()
 }
 
@@ -520,7 +528,7 @@ fn loopback_destinations_get_their_rules_timers_seen_with_ss() {
     let ss = String::from_utf8_lossy(&ss.stdout).into_owned();
     for ((to, local_port), (address, idle)) in clients(&client.stdout()).iter().zip(destinations) {
         assert_eq!(to, &format!("{address}:{port}"));
-        let line = line_with_local_port(&ss, local_port);
+        let line = line_of_connection(&ss, local_port, &port);
         println!("{address:<18} {line}");
         assert_timer(&line, idle, address);
     }
@@ -595,7 +603,7 @@ fn namespaces_outbound_rules_per_network_port_and_family() {
     let client = connect_all(&net.client, true, &env, &to);
     let ss = net.client.output("ss", &["-tnoH", "state", "established"]);
     for ((_, local_port), ((address, port), idle)) in clients(&client.stdout()).iter().zip(cases) {
-        let line = line_with_local_port(&ss, local_port);
+        let line = line_of_connection(&ss, local_port, port);
         println!("{address}:{port:<6} {line}");
         assert_timer(&line, idle, &format!("{address} port {port}"));
     }
