@@ -44,7 +44,8 @@ impl<F: Copy> Real<F> {
         if address == MISSING {
             return None;
         }
-        assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
+        // Checked when compiled, never at run time (no panic in a hook).
+        const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<*mut c_void>()) };
         // SAFETY: F is the C type of the function dlsym found by this name.
         Some(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&address) })
     }
