@@ -1,4 +1,4 @@
-//! Which sockets and which options are ours to care about. Pure functions of
+//! Which sockets are ours to care about (which options: `options`). Pure functions of
 //! the arguments a program passes, so every rule is unit-tested.
 
 /// True for `socket(AF_INET|AF_INET6, SOCK_STREAM[|SOCK_NONBLOCK|SOCK_CLOEXEC],
@@ -11,20 +11,6 @@ pub fn is_tcp_socket_request(domain: i32, socket_type: i32, protocol: i32) -> bo
     (domain == libc::AF_INET || domain == libc::AF_INET6)
         && base_type == libc::SOCK_STREAM
         && (protocol == 0 || protocol == libc::IPPROTO_TCP)
-}
-
-/// True for the options whose value the program may choose itself and that
-/// we must then never overwrite.
-#[inline]
-pub fn is_keepalive_option(level: i32, name: i32) -> bool {
-    match level {
-        libc::SOL_SOCKET => name == libc::SO_KEEPALIVE,
-        libc::IPPROTO_TCP => matches!(
-            name,
-            libc::TCP_KEEPIDLE | libc::TCP_KEEPINTVL | libc::TCP_KEEPCNT | libc::TCP_USER_TIMEOUT
-        ),
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -63,18 +49,5 @@ mod tests {
                 "{domain} {socket_type} {protocol}"
             );
         }
-    }
-
-    #[test]
-    fn keepalive_options() {
-        assert!(is_keepalive_option(SOL_SOCKET, SO_KEEPALIVE));
-        assert!(is_keepalive_option(IPPROTO_TCP, TCP_KEEPIDLE));
-        assert!(is_keepalive_option(IPPROTO_TCP, TCP_USER_TIMEOUT));
-        assert!(!is_keepalive_option(IPPROTO_TCP, TCP_NODELAY));
-        assert!(!is_keepalive_option(SOL_SOCKET, SO_REUSEADDR));
-        // SO_KEEPALIVE's number (9) means TCP_DEFER_ACCEPT at the TCP level and
-        // IP_PKTOPTIONS at the IP level: levels must not be confused.
-        assert!(!is_keepalive_option(IPPROTO_TCP, SO_KEEPALIVE));
-        assert!(!is_keepalive_option(IPPROTO_IP, SO_KEEPALIVE));
     }
 }

@@ -106,3 +106,39 @@ impl SockOpt {
         option_label(self.level, self.name).unwrap_or("?")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libc::*;
+
+    #[test]
+    fn the_five_keepalive_options_and_no_other() {
+        assert_eq!(
+            OptionSet::of(SOL_SOCKET, SO_KEEPALIVE),
+            Some(OptionSet::KEEPALIVE)
+        );
+        assert_eq!(
+            OptionSet::of(IPPROTO_TCP, TCP_KEEPIDLE),
+            Some(OptionSet::IDLE)
+        );
+        assert_eq!(
+            OptionSet::of(IPPROTO_TCP, TCP_KEEPINTVL),
+            Some(OptionSet::INTERVAL)
+        );
+        assert_eq!(
+            OptionSet::of(IPPROTO_TCP, TCP_KEEPCNT),
+            Some(OptionSet::COUNT)
+        );
+        assert_eq!(
+            OptionSet::of(IPPROTO_TCP, TCP_USER_TIMEOUT),
+            Some(OptionSet::USER_TIMEOUT)
+        );
+        assert_eq!(OptionSet::of(IPPROTO_TCP, TCP_NODELAY), None);
+        assert_eq!(OptionSet::of(SOL_SOCKET, SO_REUSEADDR), None);
+        // SO_KEEPALIVE's number (9) means TCP_DEFER_ACCEPT at the TCP level and
+        // IP_PKTOPTIONS at the IP level: levels must not be confused.
+        assert_eq!(OptionSet::of(IPPROTO_TCP, SO_KEEPALIVE), None);
+        assert_eq!(OptionSet::of(IPPROTO_IP, SO_KEEPALIVE), None);
+    }
+}
