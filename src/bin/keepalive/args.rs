@@ -230,6 +230,15 @@ mod tests {
         parse(words.iter().map(OsString::from))
     }
 
+    /// Each option given, as (setting, value text), in order.
+    fn settings_of(invocation: &Invocation) -> Vec<(Setting, String)> {
+        invocation
+            .options
+            .iter()
+            .map(|o| (o.setting, String::from_utf8_lossy(&o.value).into_owned()))
+            .collect()
+    }
+
     fn run_of(invocation: &Invocation) -> (String, Vec<String>) {
         match &invocation.action {
             Action::Run { program, args } => (
@@ -330,13 +339,8 @@ mod tests {
             "prog",
         ])
         .unwrap();
-        let options: Vec<_> = got
-            .options
-            .iter()
-            .map(|o| (o.setting, String::from_utf8_lossy(&o.value).into_owned()))
-            .collect();
         assert_eq!(
-            options,
+            settings_of(&got),
             [
                 (Setting::Rules, "net=10.0.0.0/8:idle=60; *:off".to_string()),
                 (Setting::Direction, "out".to_string()),
@@ -377,13 +381,8 @@ mod tests {
     fn programs_add_up_and_path_is_a_setting() {
         let got =
             parse_words(&["--program", "nginx", "--path=gcp", "--program=python3", "x"]).unwrap();
-        let options: Vec<_> = got
-            .options
-            .iter()
-            .map(|o| (o.setting, String::from_utf8_lossy(&o.value).into_owned()))
-            .collect();
         assert_eq!(
-            options,
+            settings_of(&got),
             [
                 (Setting::Programs, "nginx,python3".to_string()),
                 (Setting::Path, "gcp".to_string()),
