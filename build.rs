@@ -61,7 +61,6 @@ const LAZY_IMPORTS: &[&str] = &[
     "__errno_location",
     "dlsym",
     "getauxval",
-    "secure_getenv",
     "getpid",
     "gettid",
     "syscall",

@@ -11,6 +11,7 @@
 pub mod actions;
 pub mod diagnostics;
 pub mod endpoint;
+mod environment;
 pub mod fd_table;
 mod lineage;
 #[cfg(not(test))]

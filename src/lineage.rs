@@ -11,7 +11,7 @@ use std::ffi::CStr;
 
 /// Whether the parent process already reported these diagnostics.
 /// `ours` gives this process's raw value of one of our variables.
-pub fn parent_reported(names: &[&str], ours: impl Fn(&str) -> Option<Vec<u8>>) -> bool {
+pub fn parent_reported<B: AsRef<[u8]>>(names: &[&str], ours: impl Fn(&str) -> Option<B>) -> bool {
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() };
     if parent <= 1 {
@@ -31,13 +31,14 @@ pub fn parent_reported(names: &[&str], ours: impl Fn(&str) -> Option<Vec<u8>>) -
     let Ok(environ) = std::fs::read(format!("/proc/{parent}/environ")) else {
         return false;
     };
-    let parents = |name: &str| -> Option<Vec<u8>> {
-        environ.split(|&b| b == 0).find_map(|entry| {
-            let value = entry.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
-            Some(value.to_vec())
-        })
+    let parents = |name: &str| -> Option<&[u8]> {
+        environ
+            .split(|&b| b == 0)
+            .find_map(|entry| entry.strip_prefix(name.as_bytes())?.strip_prefix(b"="))
     };
-    names.iter().all(|&name| parents(name) == ours(name))
+    names
+        .iter()
+        .all(|&name| parents(name) == ours(name).as_ref().map(AsRef::as_ref))
 }
 
 /// The path this library was loaded from, as /proc/PID/maps shows it.

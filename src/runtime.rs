@@ -4,13 +4,14 @@
 //! single atomic load: no lock, no allocation.
 
 use crate::diagnostics;
+use crate::environment::OurVariables;
 use keepalive_core::load;
 use keepalive_core::plan::{KernelDefaults, Plan};
 use keepalive_core::policy::Policy;
 use keepalive_core::rules::Selection;
 use keepalive_core::settings::Settings;
 use once_cell::sync::OnceCell;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -135,7 +136,9 @@ fn load() -> Runtime {
         // not steer it, so the library does nothing at all.
         return Runtime::switched_off();
     }
-    let loaded = load::load(secure_getenv_bytes);
+    let variables = OurVariables::read();
+    let lookup = |name: &str| variables.get(name);
+    let loaded = load::load_values(variables.values());
     // A process KEEPALIVE_PROGRAMS does not list is left alone entirely and
     // silently: decided here, once, so its sockets cost one atomic load.
     if let Some(programs) = &loaded.programs {
@@ -148,10 +151,7 @@ fn load() -> Runtime {
     // printed it. With KEEPALIVE_PROGRAMS the parent may have been silent.
     let report = !loaded.diagnostics.is_empty()
         && (loaded.programs.is_some()
-            || !crate::lineage::parent_reported(
-                &keepalive_core::variables::NAMES,
-                secure_getenv_bytes,
-            ));
+            || !crate::lineage::parent_reported(&keepalive_core::variables::NAMES, lookup));
     if debug || report {
         diagnostics::open_private();
     }
@@ -196,22 +196,6 @@ fn load() -> Runtime {
         }
     }
     runtime
-}
-
-extern "C" {
-    // glibc's; the libc crate has no binding for it on Linux.
-    fn secure_getenv(name: *const libc::c_char) -> *mut libc::c_char;
-}
-
-/// One variable's raw bytes, with `secure_getenv` semantics.
-fn secure_getenv_bytes(name: &str) -> Option<Vec<u8>> {
-    let name = CString::new(name).ok()?;
-    // SAFETY: name is NUL-terminated; the result is NULL or a C string that
-    // we copy at once.
-    unsafe {
-        let value = secure_getenv(name.as_ptr());
-        (!value.is_null()).then(|| CStr::from_ptr(value).to_bytes().to_vec())
-    }
 }
 
 /// This network namespace's defaults, needed only for `auto` user timeouts.
@@ -260,6 +244,7 @@ fn read_sysctl(path: &CStr) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CString;
 
     #[test]
     fn sysctls_read_as_std_fs_reads_them() {

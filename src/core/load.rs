@@ -12,75 +12,40 @@ use crate::timers::{
     Timers, MAX_KEEPCNT, MAX_KEEPIDLE_SECS, MAX_KEEPINTVL_SECS, MAX_USER_TIMEOUT_MS,
 };
 use crate::variables::{msantos_meaning, Setting, NAMES};
-use serde::Deserialize;
-
+use std::ops::Range;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
 
-/// The environment as envy sees it: one optional string per variable, in
-/// the order of `NAMES` (envy lower-cases names; we compare without
-/// case). Values are validated afterwards, one variable at a time, so one
-/// bad value never hides the rest.
-#[derive(Debug, Default)]
-struct RawEnvironment {
-    values: [Option<String>; NAMES.len()],
+/// Our variables' values as text, in the order of `NAMES`, borrowed from
+/// whatever the lookup returned: reading them allocates nothing, so the
+/// library's constructor stays cheap in every process (issue 14). A value
+/// that is not UTF-8 has its diagnostic already and counts as unset.
+struct RawEnvironment<'a> {
+    values: [Option<&'a str>; NAMES.len()],
 }
 
-impl RawEnvironment {
-    /// The slot for a variable name as envy gives it (lower case).
-    fn field(&mut self, name: &str) -> Option<&mut Option<String>> {
-        let index = NAMES
-            .iter()
-            .position(|known| known.eq_ignore_ascii_case(name))?;
-        Some(&mut self.values[index])
-    }
-
+impl RawEnvironment<'_> {
     /// The value of one of our variables, by its name.
     fn get(&self, name: &str) -> Option<&str> {
-        let index = NAMES.iter().position(|known| *known == name)?;
-        self.values[index].as_deref()
+        self.values[index_of(name)?]
     }
 }
 
-/// What `#[derive(Deserialize)]` would do for a struct of one field per
-/// variable, keyed by the one table (`variables::NAMES`) instead of a copy
-/// of it as fields: each variable envy hands over goes to its slot; an
-/// unknown one is skipped and a repeated one is an error, as with the derive.
-impl<'de> Deserialize<'de> for RawEnvironment {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> serde::de::Visitor<'de> for Fields {
-            type Value = RawEnvironment;
+/// The position of one of our variables in `NAMES`.
+fn index_of(name: &str) -> Option<usize> {
+    NAMES.iter().position(|known| *known == name)
+}
 
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("struct RawEnvironment")
-            }
+/// The bit of one of our variables in a `Sources` mask.
+fn bit_of(name: &str) -> u32 {
+    index_of(name).map_or(0, bit)
+}
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<RawEnvironment, A::Error> {
-                let mut raw = RawEnvironment::default();
-                while let Some(name) = map.next_key::<String>()? {
-                    match raw.field(&name) {
-                        Some(Some(_)) => {
-                            return Err(serde::de::Error::custom(format!(
-                                "duplicate field `{name}`"
-                            )))
-                        }
-                        Some(slot) => *slot = map.next_value()?,
-                        None => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(raw)
-            }
-        }
-        deserializer.deserialize_struct("RawEnvironment", &[], Fields)
-    }
+/// The bit of the variable `NAMES[index]` in a `Sources` mask.
+fn bit(index: usize) -> u32 {
+    1 << index
 }
 
 /// The result of reading the configuration: the settings to use, what is
@@ -106,76 +71,76 @@ pub struct Loaded {
 /// its own, when they all agree (the setting applies); none when none is,
 /// or when valid spellings disagree (the setting is ignored).
 /// `KEEPALIVE_RULES` is a source as soon as one of its rules is valid.
+/// One bit per variable of `NAMES` (each variable spells one setting).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sources {
-    variables: Vec<(Setting, &'static str)>,
+    variables: u32,
 }
+
+const _: () = assert!(NAMES.len() <= u32::BITS as usize, "one bit per variable");
 
 impl Sources {
     /// The variables `setting` was taken from, in the order of `NAMES`.
     pub fn of(&self, setting: Setting) -> Vec<&'static str> {
-        let named = self.variables.iter().filter(|(s, _)| *s == setting);
-        named.map(|&(_, name)| name).collect()
+        let named = setting.variables().iter();
+        named
+            .copied()
+            .filter(|name| self.variables & bit_of(name) != 0)
+            .collect()
     }
 
-    fn add(&mut self, setting: Setting, names: Vec<&'static str>) {
-        self.variables
-            .extend(names.into_iter().map(|name| (setting, name)));
+    fn add(&mut self, variables: u32) {
+        self.variables |= variables;
     }
 }
 
 /// What one setting's spellings came to: the value (`None` when unset,
-/// bad or conflicting) and the spellings that are valid on their own, with
-/// the meaning of each (`None`: msantos' "not set").
+/// bad or conflicting) and the spellings that are its sources.
 struct Resolved<T> {
     value: Option<T>,
-    valid: Vec<(&'static str, Option<T>)>,
-}
-
-impl<T: PartialEq> Resolved<T> {
-    /// The valid spellings if they all mean the same.
-    fn sources(&self) -> Vec<&'static str> {
-        let agree = self.valid.windows(2).all(|pair| pair[0].1 == pair[1].1);
-        let names = self.valid.iter().map(|&(name, _)| name);
-        if agree {
-            names.collect()
-        } else {
-            Vec::new()
-        }
-    }
+    sources: u32,
 }
 
 /// Resolves one setting from all its spellings: each is parsed on its own
 /// (a bad one gets its own diagnostic and is ignored), and valid spellings
 /// that disagree are a conflict, which ignores the setting (and stops
-/// there: later spellings are not looked at).
+/// there: later spellings are not looked at). `expected` (what is valid)
+/// is only written out for a diagnostic.
 fn resolve<T: Copy + PartialEq>(
     raw: &RawEnvironment,
-    names: &[&'static str],
-    expected: &str,
+    names: Range<usize>,
+    expected: &dyn Fn() -> String,
     parse: &dyn Fn(&str) -> Option<T>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Resolved<T> {
-    let mut resolved = Resolved {
-        value: None,
-        valid: Vec::new(),
-    };
+    // The spellings valid on their own, and whether they all mean the same
+    // (msantos' "not set" being a meaning of its own).
+    let mut valid = 0;
+    let mut first_meaning: Option<Option<T>> = None;
+    let mut agree = true;
     let mut chosen: Option<(&'static str, &str, T)> = None;
-    for &name in names {
-        let Some(text) = raw.get(name) else { continue };
-        let Some(meaning) = msantos_meaning(name, text) else {
-            resolved.valid.push((name, None));
+    for index in names {
+        let name = NAMES[index];
+        let Some(text) = raw.values[index] else {
             continue;
         };
-        let Some(value) = parse(meaning) else {
-            diagnostics.push(Diagnostic::Invalid {
-                variable: name,
-                value: text.to_string(),
-                expected: expected.to_string(),
-            });
-            continue;
+        let meaning = match msantos_meaning(name, text) {
+            None => None,
+            Some(meaning) => match parse(meaning) {
+                Some(value) => Some(value),
+                None => {
+                    diagnostics.push(Diagnostic::Invalid {
+                        variable: name,
+                        value: text.to_string(),
+                        expected: expected(),
+                    });
+                    continue;
+                }
+            },
         };
-        resolved.valid.push((name, Some(value)));
+        valid |= bit(index);
+        agree &= *first_meaning.get_or_insert(meaning) == meaning;
+        let Some(value) = meaning else { continue };
         match chosen {
             None => chosen = Some((name, text, value)),
             Some((first, first_text, first_value)) if first_value != value => {
@@ -185,14 +150,18 @@ fn resolve<T: Copy + PartialEq>(
                     second: name,
                     second_value: text.to_string(),
                 });
-                resolved.value = None;
-                return resolved;
+                return Resolved {
+                    value: None,
+                    sources: 0,
+                };
             }
             Some(_) => {}
         }
     }
-    resolved.value = chosen.map(|(_, _, value)| value);
-    resolved
+    Resolved {
+        value: chosen.map(|(_, _, value)| value),
+        sources: if agree { valid } else { 0 },
+    }
 }
 
 fn parse_on_off(text: &str) -> Option<bool> {
@@ -212,23 +181,31 @@ fn parse_zero_one(text: &str) -> Option<bool> {
 }
 
 /// Reads our variables through `lookup` (which returns the raw bytes of a
-/// variable, or `None` when unset) and validates them.
-pub fn load(lookup: impl Fn(&str) -> Option<Vec<u8>>) -> Loaded {
+/// variable, or `None` when unset) and validates them. Nothing is copied
+/// unless something is wrong: the library runs this in every process.
+pub fn load<B: AsRef<[u8]>>(lookup: impl Fn(&str) -> Option<B>) -> Loaded {
+    load_values(NAMES.map(lookup))
+}
+
+/// `load` with the raw value of each variable given in the order of
+/// `NAMES`: the library reads them in one pass over its environment.
+pub fn load_values<B: AsRef<[u8]>>(bytes: [Option<B>; NAMES.len()]) -> Loaded {
     let mut diagnostics = Vec::new();
-    let mut pairs = Vec::new();
-    for name in NAMES {
-        let Some(bytes) = lookup(name) else { continue };
-        match String::from_utf8(bytes) {
-            Ok(text) => pairs.push((name.to_string(), text)),
-            Err(err) => diagnostics.push(Diagnostic::NotUtf8 {
+    let mut raw = RawEnvironment {
+        values: [None; NAMES.len()],
+    };
+    for ((name, bytes), text) in NAMES.iter().zip(&bytes).zip(&mut raw.values) {
+        let Some(bytes) = bytes.as_ref().map(AsRef::as_ref) else {
+            continue;
+        };
+        match std::str::from_utf8(bytes) {
+            Ok(value) => *text = Some(value),
+            Err(_) => diagnostics.push(Diagnostic::NotUtf8 {
                 variable: name,
-                value: String::from_utf8_lossy(err.as_bytes()).into_owned(),
+                value: String::from_utf8_lossy(bytes).into_owned(),
             }),
         }
     }
-    // Only strings reach envy, and every field is an optional string, so it
-    // cannot fail; an error would mean a field is missing for a name above.
-    let raw: RawEnvironment = envy::from_iter(pairs).unwrap_or_default();
     let mut sources = Sources::default();
     let (mut settings, selection) = validate(&raw, &mut diagnostics, &mut sources);
     let (path, programs) = validate_scope(&raw, &mut diagnostics, &mut sources);
@@ -255,12 +232,12 @@ fn validate_scope(
 ) -> (Option<&'static Preset>, Option<Programs>) {
     let path = resolve(
         raw,
-        Setting::Path.variables(),
-        &format!("one of {}", presets::names()),
+        Setting::Path.indices(),
+        &|| format!("one of {}", presets::names()),
         &presets::find,
         diagnostics,
     );
-    sources.add(Setting::Path, path.sources());
+    sources.add(path.sources);
     let programs = raw.get("KEEPALIVE_PROGRAMS").and_then(|list| {
         let parsed = programs::parse(list);
         if parsed.is_none() {
@@ -273,7 +250,7 @@ fn validate_scope(
         parsed
     });
     if programs.is_some() {
-        sources.add(Setting::Programs, vec!["KEEPALIVE_PROGRAMS"]);
+        sources.add(bit_of("KEEPALIVE_PROGRAMS"));
     }
     (path.value, programs)
 }
@@ -285,9 +262,25 @@ fn validate_enabled(
     diagnostics: &mut Vec<Diagnostic>,
     sources: &mut Sources,
 ) -> bool {
-    let names = Setting::Enabled.variables();
-    let mut ours = resolve(raw, &names[..1], "on or off", &parse_on_off, diagnostics);
-    let dontdie = resolve(raw, &names[1..], "1 or 0", &parse_zero_one, diagnostics);
+    let Range { start, end } = Setting::Enabled.indices();
+    let on_or_off = || "on or off".to_string();
+    let mut ours = resolve(
+        raw,
+        start..start + 1,
+        &on_or_off,
+        &parse_on_off,
+        diagnostics,
+    );
+    let one_or_zero = || "1 or 0".to_string();
+    let dontdie = resolve(
+        raw,
+        start + 1..end,
+        &one_or_zero,
+        &parse_zero_one,
+        diagnostics,
+    );
+    // Both spellings always mean on or off: they agree unless they conflict.
+    let mut agreeing = ours.sources | dontdie.sources;
     if let (Some(on), Some(theirs)) = (ours.value, dontdie.value) {
         if on != theirs {
             diagnostics.push(Diagnostic::Conflict {
@@ -297,14 +290,13 @@ fn validate_enabled(
                 second_value: raw.get("DD_USE_KEEPALIVE").unwrap_or_default().to_string(),
             });
             ours.value = None;
+            agreeing = 0;
         }
     } else if ours.value.is_none() {
         ours.value = dontdie.value;
     }
-    let enabled = ours.value;
-    ours.valid.extend(dontdie.valid);
-    sources.add(Setting::Enabled, ours.sources());
-    enabled.unwrap_or(true)
+    sources.add(agreeing);
+    ours.value.unwrap_or(true)
 }
 
 fn validate(
@@ -317,12 +309,12 @@ fn validate(
         let parse = move |text: &str| parse_quantity(text, quantity);
         let resolved = resolve(
             raw,
-            setting.variables(),
-            &quantity.describe(),
+            setting.indices(),
+            &|| quantity.describe(),
             &parse,
             diagnostics,
         );
-        sources.add(setting, resolved.sources());
+        sources.add(resolved.sources);
         resolved.value
     };
     let idle_secs = number(
@@ -340,29 +332,31 @@ fn validate(
     let count = number(Setting::Count, Quantity::Count { max: MAX_KEEPCNT });
     let user_timeout = resolve(
         raw,
-        Setting::UserTimeout.variables(),
-        &Quantity::Millis {
-            max: MAX_USER_TIMEOUT_MS,
-        }
-        .describe(),
+        Setting::UserTimeout.indices(),
+        &|| {
+            Quantity::Millis {
+                max: MAX_USER_TIMEOUT_MS,
+            }
+            .describe()
+        },
         &parse_user_timeout,
         diagnostics,
     );
-    sources.add(Setting::UserTimeout, user_timeout.sources());
+    sources.add(user_timeout.sources);
     let directions = resolve(
         raw,
-        Setting::Direction.variables(),
-        "out, in or both",
+        Setting::Direction.indices(),
+        &|| "out, in or both".to_string(),
         &rules::parse_directions,
         diagnostics,
     );
-    sources.add(Setting::Direction, directions.sources());
+    sources.add(directions.sources);
     // A bad rule drops only itself, so the rules report their own lines.
     let rules = match raw.get("KEEPALIVE_RULES") {
         Some(text) => {
             let (rules, bad) = rules::parse_rules("KEEPALIVE_RULES", text);
             if bad.is_empty() || !rules.is_empty() {
-                sources.add(Setting::Rules, vec!["KEEPALIVE_RULES"]);
+                sources.add(bit_of("KEEPALIVE_RULES"));
             }
             diagnostics.extend(bad);
             rules
@@ -371,12 +365,12 @@ fn validate(
     };
     let debug = resolve(
         raw,
-        Setting::Debug.variables(),
-        "0 or 1",
+        Setting::Debug.indices(),
+        &|| "0 or 1".to_string(),
         &parse_zero_one,
         diagnostics,
     );
-    sources.add(Setting::Debug, debug.sources());
+    sources.add(debug.sources);
     let settings = Settings {
         enabled,
         debug: debug.value.unwrap_or(false),

@@ -2,6 +2,8 @@
 //! spells, and what the other libraries' names mean. Only these are ever
 //! looked up; nothing else in the environment matters.
 
+use std::ops::Range;
+
 /// Every variable, in the order diagnostics are printed, with the setting
 /// it spells. The spellings of one setting stand together: ours first, then
 /// the TCP-Keepalive-HOWTO's libkeepalive (`TCP_*`, also msantos') and
@@ -84,13 +86,18 @@ impl Setting {
     /// Every variable that spells this setting, in the order `load` reads
     /// them (a run of `VARIABLES`).
     pub fn variables(self) -> &'static [&'static str] {
+        &NAMES[self.indices()]
+    }
+
+    /// Where `variables()` stand in `NAMES`.
+    pub fn indices(self) -> Range<usize> {
         let start = VARIABLES.iter().position(|&(_, s)| s == self);
         let start = start.unwrap_or(NAMES.len());
         let len = VARIABLES[start..]
             .iter()
             .take_while(|&&(_, s)| s == self)
             .count();
-        &NAMES[start..start + len]
+        start..start + len
     }
 }
 
