@@ -74,6 +74,7 @@ const LAZY_IMPORTS: &[&str] = &[
     "sigismember",
     "sigpending",
     "sigtimedwait",
+    "pthread_setcancelstate",
     // ours: the descriptor table's pages, the private stderr, fclose's
     // descriptor, the real functions' owner, one line per process tree
     "mmap",

@@ -135,25 +135,28 @@ pub fn write_line(line: &[u8]) {
         return;
     }
     let _errno = crate::sockopt::ErrnoGuard::save();
-    without_sigpipe(|| {
-        // One writev, so that threads' lines never interleave mid-line.
-        let parts = [
-            libc::iovec {
-                iov_base: line.as_ptr() as *mut libc::c_void,
-                iov_len: line.len(),
-            },
-            libc::iovec {
-                iov_base: b"\n".as_ptr() as *mut libc::c_void,
-                iov_len: 1,
-            },
-        ];
-        // SAFETY: both parts point to live bytes of the given lengths.
-        let written = unsafe { libc::writev(fd, parts.as_ptr(), 2) };
-        let written = usize::try_from(written).unwrap_or(0);
-        if written <= line.len() {
-            write_all(fd, &line[written..]);
-            write_all(fd, b"\n");
-        }
+    // write() is a cancellation point: never ours to act on (see `cancel`).
+    crate::cancel::held_off(|| {
+        without_sigpipe(|| {
+            // One writev, so that threads' lines never interleave mid-line.
+            let parts = [
+                libc::iovec {
+                    iov_base: line.as_ptr() as *mut libc::c_void,
+                    iov_len: line.len(),
+                },
+                libc::iovec {
+                    iov_base: b"\n".as_ptr() as *mut libc::c_void,
+                    iov_len: 1,
+                },
+            ];
+            // SAFETY: both parts point to live bytes of the given lengths.
+            let written = unsafe { libc::writev(fd, parts.as_ptr(), 2) };
+            let written = usize::try_from(written).unwrap_or(0);
+            if written <= line.len() {
+                write_all(fd, &line[written..]);
+                write_all(fd, b"\n");
+            }
+        })
     });
 }
 

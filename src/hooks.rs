@@ -6,6 +6,18 @@
 //! which our constructor calls: every real function is found before the
 //! program runs, so no hook ever looks one up from a signal handler or in a
 //! forked child (see `real`).
+//!
+//! Why `"C-unwind"`: glibc's `pthread_cancel` (and `pthread_exit` from a
+//! cleanup handler) is a forced unwind through the cancelled thread's
+//! frames, and accept, connect, close, fclose, fcntl(F_SETLKW) are
+//! cancellation points: a thread cancelled inside the real call is unwound
+//! through the real function and then through our hook. Under `"C"` both
+//! are declared unable to unwind, which only happens to work; `"C-unwind"`
+//! says what really happens. A hook's frame holds nothing to drop around
+//! the real call, and our own work runs under `catch_unwind` with
+//! cancellation held off (`actions`, `cancel`), so no Rust panic leaves a
+//! hook and no cancellation is acted on inside our code
+//! (tests/reliability.rs, tests/c/cancelprobe.c).
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -26,7 +38,7 @@ macro_rules! hooks {
         mod real_fn {
             use super::*;
             $(
-                pub static $name: Real<unsafe extern "C" fn($($type),*) -> $ret> =
+                pub static $name: Real<unsafe extern "C-unwind" fn($($type),*) -> $ret> =
                     Real::new(match CStr::from_bytes_with_nul(
                         concat!(stringify!($name), "\0").as_bytes(),
                     ) {
@@ -39,7 +51,7 @@ macro_rules! hooks {
         $(
             $(#[$doc])*
             #[no_mangle]
-            pub unsafe extern "C" fn $name($($arg: $type),*) -> $ret {
+            pub unsafe extern "C-unwind" fn $name($($arg: $type),*) -> $ret {
                 let Some($real) = real_fn::$name.get() else {
                     return missing($fallback);
                 };

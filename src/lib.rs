@@ -6,9 +6,11 @@
 //! `actions` (what each hook does), which perform the core's steps with
 //! `sockopt` (system calls, errno), `endpoint` (sockaddr reading) and
 //! `fd_table` (what we know per descriptor). Around them: `diagnostics`
-//! (safe stderr lines), `runtime` (load once), `scope` (which program).
+//! (safe stderr lines), `runtime` (load once), `scope` (which program),
+//! `cancel` (the program's pthread_cancel kept out of our own calls).
 
 pub mod actions;
+mod cancel;
 pub mod diagnostics;
 pub mod endpoint;
 mod environment;

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 /// Stored when nothing was found, so that we ask `dlsym` only once.
 const MISSING: *mut c_void = 1 as *mut c_void;
 
-/// The real function `F` (an `unsafe extern "C" fn` type) named `name`.
+/// The real function `F` (an `unsafe extern "C-unwind" fn` type, see
+/// `hooks`) named `name`.
 pub struct Real<F> {
     address: AtomicPtr<c_void>,
     name: &'static CStr,

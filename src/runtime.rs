@@ -79,8 +79,10 @@ fn load_once() -> Option<&'static Runtime> {
             Ok(_) => {
                 // A bug of ours while loading must not leave the other threads
                 // waiting on every call: then the library is simply off.
-                let runtime =
-                    std::panic::catch_unwind(load).unwrap_or_else(|_| Runtime::switched_off());
+                // Its /proc reads and writes are cancellation points: held
+                // off (see `cancel`).
+                let runtime = std::panic::catch_unwind(|| crate::cancel::held_off(load))
+                    .unwrap_or_else(|_| Runtime::switched_off());
                 let _ = RUNTIME.set(runtime);
                 return RUNTIME.get();
             }
@@ -199,7 +201,12 @@ fn load() -> Runtime {
 }
 
 /// This network namespace's defaults, needed only for `auto` user timeouts.
+/// open/read/close are cancellation points: held off (see `cancel`).
 pub fn read_kernel_defaults() -> KernelDefaults {
+    crate::cancel::held_off(read_kernel_defaults_now)
+}
+
+fn read_kernel_defaults_now() -> KernelDefaults {
     let linux = KernelDefaults::LINUX;
     KernelDefaults {
         idle_secs: read_sysctl(c"/proc/sys/net/ipv4/tcp_keepalive_time").unwrap_or(linux.idle_secs),

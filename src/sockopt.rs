@@ -7,8 +7,9 @@ use keepalive_core::options::SockOpt;
 use libc::{c_int, c_void, socklen_t};
 use std::mem::size_of;
 
+/// The real `setsockopt` (`"C-unwind"`, as every real function: see `hooks`).
 pub type SetsockoptFn =
-    unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int;
+    unsafe extern "C-unwind" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int;
 
 pub fn errno() -> i32 {
     // SAFETY: __errno_location always returns this thread's errno.

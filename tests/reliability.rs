@@ -1,7 +1,8 @@
 //! The hook layer under hostile use (tests/c/reliaprobe.c): no hang, no
 //! abort, no library text in a connection, every descriptor followed, no
 //! decision applied to the wrong socket, no stale state, and the program's
-//! own options winning one by one in every mode.
+//! own options winning one by one in every mode; threads cancelled inside
+//! our hooks (tests/c/cancelprobe.c) cancelled as without us.
 
 mod common;
 
@@ -296,5 +297,115 @@ fn the_program_s_own_options_win_one_by_one_in_every_mode() {
             "keepalive=1 idle=7200 intvl=75 cnt=9 user_timeout=0".to_string()
         };
         assert_eq!(line(&run, "accepted"), want, "memcached {env:?}");
+    }
+}
+
+/// Runs tests/c/cancelprobe.c, which cancels a thread (pthread_cancel) in
+/// `call`; the exit status, the thread's fate and the sockets the program
+/// makes afterwards are checked by the caller.
+fn cancel_probe(call: &str, preload: bool, env: &[(&str, &str)]) -> Output {
+    let mut cmd = command(c_program("cancelprobe"), preload, env);
+    cmd.arg(call);
+    let out = run(cmd, DEADLINE);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cancelprobe {call} {env:?} (preloaded: {preload}): {:?}\n{}{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("{call} joined=canceled cleanup=1\n")),
+        "cancelprobe {call} {env:?}: {}",
+        stdout(&out)
+    );
+    out
+}
+
+/// glibc cancels a thread by a forced unwind through its frames: one
+/// blocked in accept(), accept4(), connect() or fcntl(F_OFD_SETLKW) is
+/// unwound through the real function and our hook. The program must see
+/// what it sees without us: the thread cancelled, its cleanup handler run,
+/// exit status 0; and its sockets, before and after, configured as usual.
+#[test]
+fn a_thread_cancelled_inside_a_hooked_call_is_cancelled_as_without_us() {
+    let untouched = "keepalive=0 idle=7200 intvl=75 cnt=9 user_timeout=0";
+    let modes: [(&[(&str, &str)], &str); 3] = [
+        (&[("KEEPIDLE", "61")], "keepalive=1 idle=61 "),
+        (
+            &[("KEEPIDLE", "61"), ("KEEPALIVE_RULES", "*:idle=300")],
+            "keepalive=1 idle=300 ",
+        ),
+        (
+            &[("KEEPIDLE", "61"), ("KEEPALIVE_DEBUG", "1")],
+            "keepalive=1 idle=61 ",
+        ),
+    ];
+    for call in ["accept", "accept4", "connect", "fcntl-setlkw"] {
+        let control = cancel_probe(call, false, &[]);
+        assert_eq!(line(&control, "client"), untouched, "{call}");
+        assert_eq!(line(&control, "accepted"), untouched, "{call}");
+        for (env, configured) in modes {
+            let out = cancel_probe(call, true, env);
+            for label in ["client", "accepted"] {
+                let words = line(&out, label);
+                assert!(
+                    words.starts_with(configured),
+                    "{call} {env:?} {label}: {words}"
+                );
+            }
+            if call == "connect" {
+                // Closed by the cleanup handler in the middle of the unwind.
+                // Configured at socket(); with rules, undecided: its
+                // connect() never returned.
+                let words = line(&out, "connecting");
+                let rules = env.iter().any(|(name, _)| *name == "KEEPALIVE_RULES");
+                let want = if rules { untouched } else { configured };
+                assert!(words.starts_with(want), "{call} {env:?}: {words}");
+            }
+        }
+    }
+}
+
+/// A cancellation requested while the thread is outside any cancellation
+/// point waits for the next one; socket() is none, so it returns its
+/// descriptor first. Our debug line inside socket() is a write(), a
+/// cancellation point: it must not act on the request (with the old
+/// library the forced unwind met our catch_unwind and the process aborted:
+/// "FATAL: exception not rethrown", exit 134).
+#[test]
+fn a_pending_cancellation_waits_for_the_program_s_next_cancellation_point() {
+    let control = cancel_probe("pending-socket", false, &[]);
+    assert!(stdout(&control).contains("socket returned fd="));
+    for env in [
+        &[("KEEPIDLE", "61")][..],
+        &[("KEEPIDLE", "61"), ("KEEPALIVE_DEBUG", "1")][..],
+        &[
+            ("KEEPIDLE", "61"),
+            ("KEEPALIVE_DEBUG", "1"),
+            ("KEEPALIVE_RULES", "*:idle=300"),
+        ][..],
+    ] {
+        let out = cancel_probe("pending-socket", true, env);
+        assert!(
+            stdout(&out).contains("socket returned fd="),
+            "{env:?}: {}",
+            stdout(&out)
+        );
+        if env.contains(&("KEEPALIVE_DEBUG", "1")) {
+            // The debug line of the thread's socket() was written whole.
+            let made = stdout(&out)
+                .split("socket returned fd=")
+                .nth(1)
+                .and_then(|rest| rest.lines().next())
+                .unwrap()
+                .to_string();
+            assert!(
+                stderr(&out).contains(&format!("fd {made} (AF_INET, socket): ")),
+                "{env:?}: {}",
+                stderr(&out)
+            );
+        }
     }
 }

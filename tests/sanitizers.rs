@@ -168,6 +168,11 @@ fn cases() -> Vec<Case> {
         expect: "case=close-again-EBADF rc=-1 errno=9",
         ..case("errnoprobe", &["errno"], &rules)
     });
+    // A thread cancelled (a forced unwind) inside our hooks, and one whose
+    // pending cancellation meets our debug line.
+    cases.push(case("cancelprobe", &["accept"], &debug));
+    cases.push(case("cancelprobe", &["connect"], &rules));
+    cases.push(case("cancelprobe", &["pending-socket"], &debug));
     for args in [
         vec!["dlopen", lib, "local"],
         vec!["dlopen", lib, "global"],
