@@ -79,10 +79,11 @@ fn load_once() -> Option<&'static Runtime> {
             Ok(_) => {
                 // A bug of ours while loading must not leave the other threads
                 // waiting on every call: then the library is simply off.
-                // Its /proc reads and writes are cancellation points: held
-                // off (see `cancel`).
-                let runtime = std::panic::catch_unwind(|| crate::cancel::held_off(load))
-                    .unwrap_or_else(|_| Runtime::switched_off());
+                // Its few cancellation points (/proc reads, stderr lines)
+                // are held off where they are made (see `cancel`), so the
+                // common load pays nothing for it.
+                let runtime =
+                    std::panic::catch_unwind(load).unwrap_or_else(|_| Runtime::switched_off());
                 let _ = RUNTIME.set(runtime);
                 return RUNTIME.get();
             }
@@ -153,7 +154,9 @@ fn load() -> Runtime {
     // printed it. With KEEPALIVE_PROGRAMS the parent may have been silent.
     let report = !loaded.diagnostics.is_empty()
         && (loaded.programs.is_some()
-            || !crate::lineage::parent_reported(&keepalive_core::variables::NAMES, lookup));
+            || !crate::cancel::held_off(|| {
+                crate::lineage::parent_reported(&keepalive_core::variables::NAMES, lookup)
+            }));
     if debug || report {
         diagnostics::open_private();
     }
