@@ -1,10 +1,19 @@
 //! Link settings of libkeepalive.so that keep the start-up of every process
 //! it is preloaded into cheap (issue 14; figures in scripts/bench.sh).
 //!
-//! 1. (Tried and dropped: linking the unwinder statically, libgcc_eh.a
-//!    instead of libgcc_s.so.1, saved about 21k instructions at start-up but
-//!    raised the glibc floor from 2.34 to 2.35 (`_dl_find_object`), which
-//!    would shut out RHEL 9. tests/package.rs guards the floor.)
+//! 1. Static unwinder (x86_64). The unwinder, which runs only when a panic
+//!    of ours is caught, is linked in from libgcc_eh.a instead of needing
+//!    libgcc_s.so.1: one shared object fewer for the dynamic linker to find,
+//!    map, relocate and version-check in every process (about 20k
+//!    instructions and 100 KiB). Rust's std asks for `-lgcc_s`; a linker
+//!    script of that name in a search directory of the library's own link,
+//!    found first, hands over `libgcc_eh.a` instead: the same unwinder,
+//!    built for static use. But gcc 12's libgcc_eh.a calls
+//!    `_dl_find_object`, new in glibc 2.35: imported from libc, it would
+//!    raise the glibc floor from 2.34 (RHEL 9) to 2.35, as a first attempt
+//!    did (tests/package.rs guards the floor). So the library defines its
+//!    own, hidden (`src/unwinder_support.rs`), which the linker binds first.
+//!    Elsewhere (arm64) the library keeps needing libgcc_s.so.1.
 //!
 //! 2. Lazy binding. With immediate binding the dynamic linker looks up every
 //!    libc function the library imports before the program's main(), most
@@ -82,18 +91,6 @@ const LAZY_IMPORTS: &[&str] = &[
     "fileno",
     "dladdr",
     "getppid",
-    // libgcc_s: the unwinder, used only if a panic of ours is caught
-    "_Unwind_RaiseException",
-    "_Unwind_DeleteException",
-    "_Unwind_Backtrace",
-    "_Unwind_GetLanguageSpecificData",
-    "_Unwind_GetIP",
-    "_Unwind_GetIPInfo",
-    "_Unwind_GetRegionStart",
-    "_Unwind_GetTextRelBase",
-    "_Unwind_GetDataRelBase",
-    "_Unwind_SetGR",
-    "_Unwind_SetIP",
 ];
 
 fn main() {
@@ -101,13 +98,19 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
 
     let mut trampolines = String::new();
-    // The trampolines are x86_64 instructions; elsewhere (arm64) the
-    // library keeps the default binding, correct but slower to start.
+    // The trampolines and the unwinder's `_dl_find_object` are x86_64 code;
+    // elsewhere (arm64) the library keeps the default binding and
+    // libgcc_s.so.1, correct but slower to start.
     let x86_64 = env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64");
     if !x86_64 {
         fs::write(out.join("lazy_imports.s"), "").expect("write OUT_DIR/lazy_imports.s");
         return;
     }
+    // `-L` for the library's link only (the command keeps libgcc_s.so.1:
+    // it has no `_dl_find_object` of its own). ld searches it before gcc's
+    // own directories, where the real libgcc_s.so is.
+    fs::write(out.join("libgcc_s.so"), "INPUT(-lgcc_eh)\n").expect("write OUT_DIR/libgcc_s.so");
+    println!("cargo:rustc-cdylib-link-arg=-L{}", out.display());
     for name in LAZY_IMPORTS {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--wrap={name}");
         trampolines.push_str(&format!(

@@ -256,6 +256,10 @@ pub fn after_socket(
     protocol: i32,
 ) {
     shielded((), || {
+        // Tests only: a bug of ours, which `shielded` must catch.
+        if cfg!(feature = "panic-in-hook") {
+            panic!("panic-in-hook: a test-only panic in after_socket");
+        }
         let Some((runtime, set)) = active(set) else {
             return;
         };

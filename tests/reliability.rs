@@ -90,6 +90,78 @@ fn a_hook_without_a_real_function_behind_it_never_aborts() {
     assert_eq!(stdout(&out).trim(), "via-dlsym socket=fd errno=0 dup2=95");
 }
 
+/// sockprobe under the library built with `panic-in-hook`: our part of
+/// every socket() panics. The process must exit normally (0, not SIGABRT:
+/// a panic the unwinder cannot unwind aborts), and the program must see its
+/// calls exactly as without the library. This is the only thing that runs
+/// the unwinder, linked statically with its own `_dl_find_object` on
+/// x86_64 (build.rs, src/unwinder_support.rs).
+fn with_panicking_library(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = command(c_program("sockprobe"), false, env);
+    cmd.env("LD_PRELOAD", library_with("panic-in-hook"));
+    cmd.args(args);
+    let out = run(cmd, DEADLINE);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {:?}\n{}{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    // The control: the panic really happened (std's default message).
+    assert!(
+        stderr(&out).contains("panic-in-hook: a test-only panic"),
+        "{args:?}: {}",
+        stderr(&out)
+    );
+    out
+}
+
+#[test]
+fn a_caught_panic_of_ours_leaves_socket_and_errno_as_without_us() {
+    let env = [("KEEPIDLE", "61")];
+    let socket = ["socket", "inet", "stream", "0"];
+    let out = with_panicking_library(&socket, &env);
+    // The socket is the program's, errno as it set it, the library loaded,
+    // and the socket left alone: the panic cut our part short.
+    let text = stdout(&out);
+    assert!(text.starts_with("rc=0 errno=4242 loaded=1\n"), "{text}");
+    assert!(text.contains("socket fd=3 keepalive=0 "), "{text}");
+    // The control: the same library without the panic configures it.
+    let mut plain = command(c_program("sockprobe"), true, &env);
+    plain.args(socket);
+    let plain = stdout(&run(plain, DEADLINE));
+    assert!(plain.contains("keepalive=1 idle=61"), "{plain}");
+    // Every result and errno of the failure and success cases, as without
+    // the library.
+    let mut without = command(c_program("sockprobe"), false, &[]);
+    without.arg("errno");
+    let without = stdout(&run(without, DEADLINE));
+    assert!(without.contains("case=connect-refused"), "{without}");
+    assert_eq!(stdout(&with_panicking_library(&["errno"], &env)), without);
+}
+
+#[test]
+fn panics_caught_in_many_threads_at_once_never_abort() {
+    // 4 threads x 50 sockets: 200 panics unwound concurrently (the
+    // unwinder's own locks, dl_iterate_phdr's), none configured.
+    let out = with_panicking_library(&["threads", "4", "50", "61"], &[("KEEPIDLE", "61")]);
+    assert_eq!(stdout(&out).trim(), "sockets=200 configured=0");
+}
+
+#[test]
+fn a_backtrace_of_a_caught_panic_walks_through_the_program() {
+    // RUST_BACKTRACE makes std's panic message walk the stack with
+    // _Unwind_Backtrace: through our frames, the program's main and libc's,
+    // each found by the library's own _dl_find_object.
+    let env = [("KEEPIDLE", "61"), ("RUST_BACKTRACE", "full")];
+    let out = with_panicking_library(&["socket", "inet", "stream", "0"], &env);
+    let text = stderr(&out);
+    assert!(text.contains(" - main\n"), "{text}");
+    assert!(text.contains("__libc_start_main"), "{text}");
+}
+
 #[test]
 fn debug_text_never_reaches_a_connection_swapped_onto_fd_2() {
     let peer = TcpListener::bind("127.0.0.1:0").unwrap();
