@@ -422,3 +422,61 @@ fn a_bad_value_is_reported_once_per_process_tree() {
     assert_eq!(err.lines().count(), 2, "{err}");
     assert!(err.contains("\"91x\""), "{err}");
 }
+
+/// The library reads its variables in one pass over `environ` (not with
+/// `getenv`), so it must read what `getenv` would: the first entry of a
+/// name, and no entry without `=`. execenv builds environments no shell can
+/// (a name twice) and prints getenv's answers as the oracle.
+#[test]
+fn variables_are_read_as_getenv_reads_them_first_entry_wins() {
+    let library = library().to_str().unwrap().to_string();
+    let sockprobe = c_program("sockprobe");
+    let run_with = |entries: &[&str]| {
+        let mut cmd = std::process::Command::new(c_program("execenv"));
+        cmd.arg(format!("LD_PRELOAD={library}"));
+        cmd.args(entries).arg("--").arg(&sockprobe);
+        cmd.args(["socket", "inet", "stream", "0"]);
+        run(cmd, DEADLINE)
+    };
+    let getenv_lines = |out: &std::process::Output, name: &str| -> Vec<String> {
+        let prefix = format!("getenv {name}");
+        let text = stdout(out);
+        let lines = text.lines().filter(|line| line.starts_with(&prefix));
+        lines.map(str::to_string).collect()
+    };
+
+    // The first of two entries wins; the second, bad, is never read.
+    let out = run_with(&["KEEPIDLE=61", "KEEPIDLE=oops"]);
+    assert_eq!(getenv_lines(&out, "KEEPIDLE"), ["getenv KEEPIDLE=61"; 2]);
+    assert!(options_of(&out, "socket").starts_with("keepalive=1 idle=61 "));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+
+    // The other way round: the bad one is read and reported, once.
+    let out = run_with(&["KEEPIDLE=oops", "KEEPIDLE=61"]);
+    assert_eq!(getenv_lines(&out, "KEEPIDLE"), ["getenv KEEPIDLE=oops"; 2]);
+    assert!(!options_of(&out, "socket").contains("idle=61"));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("libkeepalive: KEEPIDLE=\"oops\" is not valid"),
+        "{err}"
+    );
+
+    // An entry without `=` is no variable; an empty value is a value.
+    let out = run_with(&["KEEPCNT", "KEEPCNT=5", "KEEPINTVL="]);
+    assert_eq!(
+        getenv_lines(&out, "KEEPCNT"),
+        ["getenv KEEPCNT=5", "getenv KEEPCNT=5"]
+    );
+    assert!(
+        options_of(&out, "socket").contains(" cnt=5"),
+        "{}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("libkeepalive: KEEPINTVL=\"\" is not valid"),
+        "{err}"
+    );
+}

@@ -13,6 +13,7 @@ use crate::timers::{
 };
 use crate::variables::{msantos_meaning, Setting, NAMES};
 use std::ops::Range;
+
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
@@ -82,11 +83,10 @@ const _: () = assert!(NAMES.len() <= u32::BITS as usize, "one bit per variable")
 impl Sources {
     /// The variables `setting` was taken from, in the order of `NAMES`.
     pub fn of(&self, setting: Setting) -> Vec<&'static str> {
-        let named = setting.variables().iter();
-        named
-            .copied()
-            .filter(|name| self.variables & bit_of(name) != 0)
-            .collect()
+        let set = setting
+            .indices()
+            .filter(|&index| self.variables & bit(index) != 0);
+        set.map(|index| NAMES[index]).collect()
     }
 
     fn add(&mut self, variables: u32) {
