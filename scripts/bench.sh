@@ -193,12 +193,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 # Peak resident memory of a process started with the variant's
 # environment, KiB: VmHWM of `cat /proc/self/status`, read by the process
 # about itself (a fresh address space: nothing of the launcher is counted).
-# The median of 11 runs.
+# The median of 31 runs: where the loader puts each library decides which
+# 64 KiB stretches of it the kernel maps around a fault, so single runs
+# differ by tens of KiB.
 peak_rss() { # variant
-    for _ in $(seq 11); do
+    for _ in $(seq 31); do
         variant_env "$1"
         "${setup[@]}" /bin/cat /proc/self/status | awk '/^VmHWM:/ { print $2 }'
-    done | sort -n | sed -n 6p
+    done | sort -n | sed -n 16p
 }
 
 # User-space instructions per operation, counted by callgrind: unlike
