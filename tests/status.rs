@@ -36,10 +36,18 @@ print("ready", flush=True)
 sys.stdin.read()
 "#;
 
+/// Written once per test binary: the tests run in parallel, and rewriting
+/// the file while another test's python3 was reading it gave that one an
+/// empty script (it exited at once, without "ready": a flaky failure).
 fn target_script() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-target.py");
-    std::fs::write(&path, TARGET).unwrap();
-    path
+    static SCRIPT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SCRIPT
+        .get_or_init(|| {
+            let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-target.py");
+            std::fs::write(&path, TARGET).unwrap();
+            path
+        })
+        .clone()
 }
 
 /// The Python target, started with `preload` as LD_PRELOAD (if any) and `env`.
