@@ -29,20 +29,6 @@
 
 #include "options.h"
 
-static void check(int ok, const char *what) {
-    if (!ok) {
-        perror(what);
-        exit(2);
-    }
-}
-
-static void report(const char *label, int fd) {
-    printf("%s", label);
-    print_option_words(fd);
-    printf("\n");
-    fflush(stdout);
-}
-
 static const char *call;
 static struct sockaddr_in addr;
 static int lfd, connecting_fd = -1, lock_fd = -1;
@@ -51,7 +37,7 @@ static atomic_int tid, cleaned_up, made_fd = -1;
 static void cleanup(void *arg) {
     (void)arg;
     if (connecting_fd >= 0) {
-        report("connecting", connecting_fd);
+        report_socket("connecting", connecting_fd);
         close(connecting_fd); /* through our hook, in the middle of the unwind */
     }
     if (made_fd >= 0) printf("socket returned fd=%d\n", (int)made_fd);
@@ -165,7 +151,7 @@ int main(int argc, char **argv) {
     check(connect(client, (struct sockaddr *)&addr, sizeof addr) == 0, "connect");
     int accepted = accept(lfd, NULL, NULL);
     check(accepted >= 0, "accept");
-    report("client", client);
-    report("accepted", accepted);
+    report_socket("client", client);
+    report_socket("accepted", accepted);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* Shared by the C probes: the keepalive options the kernel reports for a
  * socket, printed as " keepalive=1 idle=60 intvl=10 cnt=6 user_timeout=0"
- * (or "idle=err92" when getsockopt fails), for the Rust tests to parse. */
+ * (or "idle=err92" when getsockopt fails), for the Rust tests to parse;
+ * and the probes' common helpers. */
 #ifndef KEEPALIVE_TEST_OPTIONS_H
 #define KEEPALIVE_TEST_OPTIONS_H
 
@@ -8,6 +9,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 static void print_option_words(int fd) {
@@ -26,6 +28,23 @@ static void print_option_words(int fd) {
         else
             printf(" %s=err%d", options[i].key, errno);
     }
+}
+
+/* Exits with status 2, naming what failed, unless ok. */
+static inline void check(int ok, const char *what) {
+    if (!ok) {
+        perror(what);
+        exit(2);
+    }
+}
+
+/* "LABEL keepalive=... user_timeout=..." on a line of its own, flushed: the
+ * tests read it while the probe runs. */
+static inline void report_socket(const char *label, int fd) {
+    printf("%s", label);
+    print_option_words(fd);
+    printf("\n");
+    fflush(stdout);
 }
 
 #endif

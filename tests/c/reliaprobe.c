@@ -43,20 +43,6 @@
 
 #include "options.h"
 
-static void check(int ok, const char *what) {
-    if (!ok) {
-        perror(what);
-        exit(2);
-    }
-}
-
-static void report(const char *label, int fd) {
-    printf("%s", label);
-    print_option_words(fd);
-    printf("\n");
-    fflush(stdout);
-}
-
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -197,12 +183,12 @@ static int cmd_high_fd(int number) {
     check(setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &off, sizeof off) == 0, "keepalive off");
     check(connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0, "connect");
     printf("fd=%d ", fd);
-    report("off", fd);
+    report_socket("off", fd);
 
     fd = fcntl(socket(AF_INET, SOCK_STREAM, 0), F_DUPFD, number + 1);
     check(setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) == 0, "idle");
     check(connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0, "connect");
-    report("idle", fd);
+    report_socket("idle", fd);
 
     struct sockaddr_in quiet_addr;
     int quiet = fcntl(listener(&quiet_addr, 8), F_DUPFD, number + 2);
@@ -212,7 +198,7 @@ static int cmd_high_fd(int number) {
     int accepted = accept(quiet, NULL, NULL);
     check(accepted >= 0, "accept");
     int high_accepted = fcntl(accepted, F_DUPFD, number + 3);
-    report("accepted", high_accepted);
+    report_socket("accepted", high_accepted);
     (void)lfd;
     return 0;
 }
@@ -243,7 +229,7 @@ static int cmd_close_in_connect(void) {
     check(accept(lfd, NULL, NULL) >= 0, "accept"); /* room: the SYN gets through */
     pthread_join(thread, NULL);
     printf("same-number=%d ", reused == old_number);
-    report("reused", reused);
+    report_socket("reused", reused);
     return 0;
 }
 
@@ -314,8 +300,8 @@ static int cmd_own(const char *which) {
     check(connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0, "connect");
     int accepted = accept(lfd, NULL, NULL);
     check(accepted >= 0, "accept");
-    report("client", fd);
-    report("accepted", accepted);
+    report_socket("client", fd);
+    report_socket("accepted", accepted);
     return 0;
 }
 

@@ -24,13 +24,6 @@
 
 #include "options.h"
 
-static void check(int ok, const char *what) {
-    if (!ok) {
-        perror(what);
-        exit(2);
-    }
-}
-
 static int listener(struct sockaddr_in *addr, int backlog) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     socklen_t len = sizeof *addr;
@@ -41,12 +34,6 @@ static int listener(struct sockaddr_in *addr, int backlog) {
               listen(fd, backlog) == 0 && getsockname(fd, (struct sockaddr *)addr, &len) == 0,
           "listener");
     return fd;
-}
-
-static void report(const char *label, int fd) {
-    printf("%s", label);
-    print_option_words(fd);
-    printf("\n");
 }
 
 static void on_alarm(int sig) { (void)sig; }
@@ -69,7 +56,7 @@ static int cmd_eintr(void) {
     check(accept(lfd, NULL, NULL) >= 0, "accept"); /* room: the handshake completes */
     struct pollfd ready = {.fd = fd, .events = POLLOUT};
     poll(&ready, 1, 5000);
-    report("client", fd);
+    report_socket("client", fd);
     return 0;
 }
 
@@ -83,7 +70,7 @@ static int cmd_dup_choice(void) {
     check(copy >= 0 && copy2 == 100, "dup");
     close(fd); /* only the copies remain */
     check(connect(copy, (struct sockaddr *)&addr, sizeof addr) == 0, "connect");
-    report("client", copy);
+    report_socket("client", copy);
     return 0;
 }
 
@@ -105,7 +92,7 @@ static int cmd_failed_listen(void) {
     int lrc = listen(fd, 8);
     printf("listen rc=%d errno=%d\n", lrc, lrc ? errno : 0);
     check(connect(fd, (struct sockaddr *)&server, sizeof server) == 0, "connect");
-    report("client", fd);
+    report_socket("client", fd);
     return 0;
 }
 
