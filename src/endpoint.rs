@@ -51,34 +51,30 @@ pub fn query(
 mod tests {
     use super::*;
 
-    fn v4_bytes(octets: [u8; 4], port: u16) -> Vec<u8> {
-        let mut bytes = vec![0u8; 16];
-        bytes[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
-        bytes[2..4].copy_from_slice(&port.to_be_bytes());
-        bytes[4..8].copy_from_slice(&octets);
-        bytes
-    }
-
-    fn v6_bytes(text: &str, port: u16) -> Vec<u8> {
-        let mut bytes = vec![0u8; 28];
-        bytes[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
-        bytes[2..4].copy_from_slice(&port.to_be_bytes());
-        bytes[8..24].copy_from_slice(&text.parse::<std::net::Ipv6Addr>().unwrap().octets());
-        bytes
-    }
-
+    // Real C structs here (the byte layouts are the core's tests): what a
+    // program passes to connect().
     #[test]
     fn raw_pointers() {
-        let bytes = v4_bytes([10, 0, 0, 1], 22);
-        let ptr = bytes.as_ptr().cast::<sockaddr>();
-        // SAFETY: bytes is 16 bytes long.
+        // SAFETY: all-zero is a valid sockaddr_in and sockaddr_in6.
+        let mut v4: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        v4.sin_family = libc::AF_INET as libc::sa_family_t;
+        v4.sin_port = 22u16.to_be();
+        v4.sin_addr.s_addr = u32::from_ne_bytes([10, 0, 0, 1]);
+        let v4_len = size_of::<libc::sockaddr_in>() as socklen_t;
+        let ptr = (&v4 as *const libc::sockaddr_in).cast::<sockaddr>();
+        // SAFETY: all-zero is a valid sockaddr_in6.
+        let mut v6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        v6.sin6_port = 9u16.to_be();
+        v6.sin6_addr.s6_addr[15] = 1;
+        // SAFETY: each pointer is null or points to its whole struct.
         unsafe {
-            assert!(read(std::ptr::null(), 16).is_none());
-            assert_eq!(read(ptr, 16).unwrap().port, 22);
+            assert!(read(std::ptr::null(), v4_len).is_none());
+            assert_eq!(read(ptr, v4_len).unwrap().port, 22);
             assert!(read(ptr, 8).is_none());
             // A longer length than any sockaddr reads no further than one.
-            let long = v6_bytes("::1", 9);
-            assert_eq!(read(long.as_ptr().cast(), 1000).unwrap().port, 9);
+            let long = read((&v6 as *const libc::sockaddr_in6).cast(), 1000).unwrap();
+            assert_eq!((long.address.to_string().as_str(), long.port), ("::1", 9));
         }
     }
 }
