@@ -26,5 +26,7 @@ pub mod programs;
 pub mod quantity;
 pub mod rules;
 pub mod settings;
+#[cfg(test)]
+mod test_inputs;
 pub mod timers;
 pub mod variables;

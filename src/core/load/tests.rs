@@ -367,17 +367,7 @@ fn every_name_is_read() {
 fn parser_never_accepts_out_of_range() {
     // A small exhaustive sweep over short inputs of the parser's alphabet.
     let alphabet = ["0", "1", "9", "m", "s", "h", " ", "+", "-", "x"];
-    let mut inputs = vec![String::new()];
-    for _ in 0..4 {
-        let mut next = Vec::new();
-        for prefix in &inputs {
-            for piece in alphabet {
-                next.push(format!("{prefix}{piece}"));
-            }
-        }
-        inputs.extend(next);
-    }
-    for text in inputs {
+    for text in crate::test_inputs::joinings(&alphabet, 4) {
         if let Some(v) = parse_quantity(&text, Quantity::Seconds { max: 32767 }) {
             assert!((1..=32767).contains(&v), "{text:?} -> {v}");
             assert!(text.bytes().all(|b| b.is_ascii_alphanumeric()), "{text:?}");

@@ -402,17 +402,7 @@ fn parser_never_panics_on_short_inputs() {
     let alphabet = [
         "*", ":", ";", ",", "=", "/", "-", "1", "net", "port", "off", "::",
     ];
-    let mut inputs = vec![String::new()];
-    for _ in 0..4 {
-        let mut next = Vec::new();
-        for prefix in &inputs {
-            for piece in alphabet {
-                next.push(format!("{prefix}{piece}"));
-            }
-        }
-        inputs = next;
-    }
-    for text in inputs {
+    for text in crate::test_inputs::joinings(&alphabet, 4) {
         let (rules, diagnostics) = parse_rules("KEEPALIVE_RULES", &text);
         let pieces = text.split(';').filter(|p| !p.trim().is_empty()).count();
         assert_eq!(rules.len() + diagnostics.len(), pieces, "{text:?}");
