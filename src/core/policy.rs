@@ -13,6 +13,7 @@
 use crate::plan::{KernelDefaults, Plan};
 use crate::rules::{Action, Decision, Direction, Selection};
 use crate::settings::Settings;
+use crate::timers::Timers;
 
 /// The selection, and the plan of each of its outcomes.
 #[derive(Debug)]
@@ -51,12 +52,14 @@ impl Policy {
         let rule_plans = selection
             .rules
             .iter()
-            .map(|rule| match rule.action {
-                Action::Off => None,
-                Action::On => Some(global),
-                Action::Timers(timers) => {
-                    Some(Plan::new(&settings.with_rule_timers(timers), &mut defaults))
-                }
+            .map(|rule| {
+                let timers = match rule.action {
+                    Action::Off => return None,
+                    Action::On => Timers::default(),
+                    Action::Timers(timers) => timers,
+                };
+                let settings = settings.with_rule(timers, rule.override_program);
+                Some(Plan::new(&settings, &mut defaults))
             })
             .collect();
         Policy {
@@ -148,6 +151,31 @@ mod tests {
         assert!(p.plan_for(Decision::Matched(9)).is_none());
         assert_eq!(p.inbound_fixed, None);
         assert!(!p.inbound_needs_port);
+    }
+
+    #[test]
+    fn a_rule_s_override_replaces_the_global_one_for_its_connections() {
+        let overrides = |p: &Policy, decision| p.plan_for(decision).map(|p| p.override_program);
+        let text = "port=1:on,override=on; port=2:idle=5,override=off; port=3:on; port=4:off";
+        let p = policy(&Settings::default(), Directions::Both, text);
+        assert_eq!(overrides(&p, Decision::Unmatched), Some(false));
+        assert_eq!(overrides(&p, Decision::Matched(0)), Some(true));
+        assert_eq!(overrides(&p, Decision::Matched(1)), Some(false));
+        assert_eq!(overrides(&p, Decision::Matched(2)), Some(false));
+        assert_eq!(overrides(&p, Decision::Matched(3)), None);
+        // The same options with and without override.
+        assert_eq!(
+            labels(p.plan_for(Decision::Matched(0))),
+            labels(p.plan_for(Decision::Unmatched))
+        );
+        let settings = Settings {
+            override_program: true,
+            ..Settings::default()
+        };
+        let p = policy(&settings, Directions::Both, text);
+        assert_eq!(overrides(&p, Decision::Unmatched), Some(true));
+        assert_eq!(overrides(&p, Decision::Matched(1)), Some(false));
+        assert_eq!(overrides(&p, Decision::Matched(2)), Some(true));
     }
 
     #[test]
