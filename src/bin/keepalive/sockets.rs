@@ -21,6 +21,12 @@ pub struct Socket {
     fd: OwnedFd,
 }
 
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// A handle on a process for copying its descriptors.
 pub struct Pidfd {
     fd: OwnedFd,

@@ -164,7 +164,10 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
         listed
     });
 
-    let bpf_attachment = kernel_side_attachment(pid, &mut notes);
+    let bpf_attachment = kernel_side_attachment(pid, !library.is_empty(), &mut notes);
+    let records = bpf_attachment
+        .as_ref()
+        .and_then(|_| crate::bpf::SocketRecords::open().ok().flatten());
 
     let rows = proc::tcp_rows(pid);
     let pidfd = Pidfd::open(pid);
@@ -178,7 +181,14 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
                 if row.is_none() && !socket.is_tcp() {
                     continue;
                 }
-                socket.options().ok()
+                let options = socket.options().ok();
+                if let Some(record) = records.as_ref().and_then(|r| r.of(&socket)) {
+                    let user_timeout = options.map_or(0, |o| o.user_timeout_ms);
+                    for note in record.notes(user_timeout) {
+                        notes.push(format!("kernel-side mode, fd {fd}: {note}"));
+                    }
+                }
+                options
             }
             Some(Err(error)) => {
                 refusal.get_or_insert_with(|| format!("pidfd_getfd: {error}"));
@@ -221,20 +231,47 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
     })
 }
 
-/// Whether a kernel-side attachment covers the process's cgroup; a note
-/// says which, or why it could not be told (it needs root).
-fn kernel_side_attachment(pid: i32, notes: &mut Vec<String>) -> Option<PathBuf> {
+/// Whether a kernel-side attachment covers the process's cgroup; notes say
+/// which, with the settings that apply (not the library's), or why it could
+/// not be told (it needs root). A warning if the library is loaded into a
+/// Go program, whose sockets only the kernel-side mode reaches.
+fn kernel_side_attachment(
+    pid: i32,
+    library_loaded: bool,
+    notes: &mut Vec<String>,
+) -> Option<PathBuf> {
+    if library_loaded {
+        let go = std::fs::File::open(proc::path(pid, "exe"))
+            .is_ok_and(|file| crate::elf::inspect(&file) == crate::elf::Kind::Go);
+        if go {
+            notes.push(
+                "warning: the library is loaded but this is a Go program, which makes its \
+                 own system calls: the library cannot reach its sockets; use the kernel-side \
+                 mode (keepalive --bpf, or --attach on its cgroup)"
+                    .to_string(),
+            );
+        }
+    }
     let text = std::fs::read_to_string(proc::path(pid, "cgroup")).ok()?;
     let cgroup = crate::bpf::cgroup::own_path(&text)?;
-    match crate::bpf::covering_attachment(&cgroup) {
-        Ok(Some(directory)) => {
+    match crate::bpf::attachments_covering(&cgroup) {
+        Ok(found) => {
+            let first = found.first()?;
             notes.push(format!(
-                "kernel-side mode: the attachment on {} covers this process's cgroup",
-                directory.display()
+                "kernel-side mode: the attachment on {} decides this process's connections: \
+                 {} (these apply, not the library's settings)",
+                first.directory.display(),
+                first.describe()
             ));
-            Some(directory)
+            for outer in &found[1..] {
+                notes.push(format!(
+                    "kernel-side mode: the outer attachment on {} ({}) leaves them to it",
+                    outer.directory.display(),
+                    outer.describe()
+                ));
+            }
+            Some(first.directory.clone())
         }
-        Ok(None) => None,
         Err(error) => {
             notes.push(format!("kernel-side mode: could not tell ({error})"));
             None

@@ -8,13 +8,13 @@
 //!
 //! | offset | field |
 //! |---|---|
-//! | 0 | directions: bit 0 outbound, bit 1 inbound |
+//! | 0 | flags: bit 0 outbound, bit 1 inbound (`KEEPALIVE_DIRECTION`) |
 //! | 4 | number of rules in use |
 //! | 8 | the plan for connections no rule matches (`PLAN_SIZE` bytes) |
 //! | 32 | `MAX_RULES` rules of `RULE_SIZE` bytes |
 //!
-//! A plan is a bit set of the options to set (bit i = `OPTIONS[i]`) and
-//! their five values. A rule is its flags, a port range, a network (address
+//! A plan is a bit set of the options to set (bit i = `OPTIONS[i]`, and
+//! `OVERRIDE`: our values replace the program's own) and their five values. A rule is its flags, a port range, a network (address
 //! and mask as 16 bytes each, IPv4 as `::ffff:a.b.c.d`) and its plan.
 
 use keepalive_core::plan::Plan;
@@ -36,10 +36,14 @@ pub const OPTIONS: [(i32, i32); 5] = [
     (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
 ];
 
-pub const DIRECTIONS: i16 = 0;
+pub const FLAGS: i16 = 0;
 pub const RULE_COUNT: i16 = 4;
 pub const GLOBAL_PLAN: i16 = 8;
 pub const RULES: i16 = 32;
+
+/// In a plan's flags: under override our values replace the program's own
+/// (the setsockopt program rewrites its later calls for these options).
+pub const OVERRIDE: u32 = 1 << 8;
 
 /// Within a plan: the bit set, then one value per option.
 pub const PLAN_FLAGS: i16 = 0;
@@ -55,7 +59,7 @@ pub const RULE_MASK: i16 = 28;
 pub const RULE_PLAN: i16 = 44;
 pub const RULE_SIZE: i16 = RULE_PLAN + PLAN_SIZE;
 
-/// Direction bits, in `DIRECTIONS` and in a rule's flags.
+/// Direction bits, in `FLAGS` and in a rule's flags.
 pub const OUT: u32 = 1;
 pub const IN: u32 = 2;
 /// The rule has a network; `NET_V4`: an IPv4 one (for readers of the map:
@@ -70,7 +74,7 @@ fn put(value: &mut [u8], offset: usize, field: u32) {
     value[offset..offset + 4].copy_from_slice(&field.to_ne_bytes());
 }
 
-fn put_plan(value: &mut [u8], offset: usize, plan: Option<&Plan>) {
+fn put_plan(value: &mut [u8], offset: usize, plan: Option<&Plan>, overrides: bool) {
     let mut flags = 0;
     for option in plan.map(Plan::options).unwrap_or_default() {
         if let Some(bit) = OPTIONS
@@ -84,6 +88,9 @@ fn put_plan(value: &mut [u8], offset: usize, plan: Option<&Plan>) {
                 option.value as u32,
             );
         }
+    }
+    if overrides && flags != 0 {
+        flags |= OVERRIDE;
     }
     put(value, offset + PLAN_FLAGS as usize, flags);
 }
@@ -115,7 +122,8 @@ fn network_of(rule: &Rule) -> Option<(u32, [u8; 16], [u8; 16])> {
 }
 
 /// The map value for `policy`, or a message if it has too many rules.
-pub fn encode(policy: &Policy) -> Result<Vec<u8>, String> {
+/// `overrides`: whether a decision's plan replaces the program's own values.
+pub fn encode(policy: &Policy, overrides: impl Fn(Decision) -> bool) -> Result<Vec<u8>, String> {
     let rules = &policy.selection.rules;
     if rules.len() > MAX_RULES {
         return Err(format!(
@@ -126,7 +134,7 @@ pub fn encode(policy: &Policy) -> Result<Vec<u8>, String> {
     let mut value = vec![0u8; VALUE_SIZE];
     put(
         &mut value,
-        DIRECTIONS as usize,
+        FLAGS as usize,
         direction_bits(policy.selection.directions),
     );
     put(&mut value, RULE_COUNT as usize, rules.len() as u32);
@@ -134,6 +142,7 @@ pub fn encode(policy: &Policy) -> Result<Vec<u8>, String> {
         &mut value,
         GLOBAL_PLAN as usize,
         policy.plan_for(Decision::Unmatched),
+        overrides(Decision::Unmatched),
     );
     for (index, rule) in rules.iter().enumerate() {
         let base = RULES as usize + index * RULE_SIZE as usize;
@@ -157,6 +166,7 @@ pub fn encode(policy: &Policy) -> Result<Vec<u8>, String> {
             &mut value,
             base + RULE_PLAN as usize,
             policy.plan_for(Decision::Matched(index)),
+            overrides(Decision::Matched(index)),
         );
     }
     Ok(value)
@@ -191,9 +201,9 @@ mod tests {
 
     #[test]
     fn global_plan_and_directions() {
-        let value = encode(&policy(Directions::Out, "")).unwrap();
+        let value = encode(&policy(Directions::Out, ""), |_| false).unwrap();
         assert_eq!(value.len(), VALUE_SIZE);
-        assert_eq!(field(&value, DIRECTIONS), OUT);
+        assert_eq!(field(&value, FLAGS), OUT);
         assert_eq!(field(&value, RULE_COUNT), 0);
         // SO_KEEPALIVE=1 and TCP_KEEPIDLE=60.
         assert_eq!(field(&value, GLOBAL_PLAN + PLAN_FLAGS), 0b11);
@@ -206,7 +216,7 @@ mod tests {
         let value = encode(&policy(
             Directions::Both,
             "dir=in,net=10.1.0.0/16,port=80-90:cnt=3; net=fd00::/8:off; net=::ffff:127.0.0.1:on",
-        ))
+        ), |decision| decision == Decision::Matched(2))
         .unwrap();
         assert_eq!(field(&value, RULE_COUNT), 3);
         let first = RULES;
@@ -238,13 +248,19 @@ mod tests {
             OUT | IN | HAS_NET | NET_V4
         );
         assert_eq!(&value[(third + RULE_MASK) as usize..][..16], &[0xff; 16]);
+        // Override is per plan; an off plan has nothing to override with.
+        assert_eq!(
+            field(&value, third + RULE_PLAN + PLAN_FLAGS),
+            0b11 | OVERRIDE
+        );
+        assert_eq!(field(&value, GLOBAL_PLAN + PLAN_FLAGS), 0b11);
     }
 
     #[test]
     fn the_librarys_64_rules_fill_every_slot() {
         // The library's parser already stops at 64 rules (its own message).
         let text = vec!["port=1:on"; MAX_RULES].join("; ");
-        let value = encode(&policy(Directions::Both, &text)).unwrap();
+        let value = encode(&policy(Directions::Both, &text), |_| false).unwrap();
         assert_eq!(field(&value, RULE_COUNT), 64);
         let last = RULES + 63 * RULE_SIZE;
         assert_eq!(field(&value, last + RULE_PORT_HIGH), 1);
