@@ -32,12 +32,41 @@ pub fn own_path(proc_cgroup: &str) -> Option<String> {
 pub fn mount() -> Result<PathBuf, String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-    find_mount(&mountinfo).ok_or_else(|| {
-        "no cgroup v2 hierarchy is mounted; mount one with \
-         `mkdir -p /sys/fs/cgroup/unified && mount -t cgroup2 none /sys/fs/cgroup/unified` \
-         (hosts booted with systemd.unified_cgroup_hierarchy=1 have it at /sys/fs/cgroup)"
-            .to_string()
-    })
+    find_mount(&mountinfo).ok_or_else(no_mount_message)
+}
+
+/// The name `ip netns add` gave this process's network namespace, if any:
+/// the /run/netns entry that is the same namespace as ours.
+fn named_netns() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::metadata("/proc/self/ns/net").ok()?;
+    std::fs::read_dir("/run/netns")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let other = std::fs::metadata(entry.path()).ok()?;
+            (other.dev() == ours.dev() && other.ino() == ours.ino())
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+}
+
+/// Why no cgroup2 is seen, and what works. Under `ip netns exec`, which
+/// remounts /sys, mounting one is not the answer: running the namespace
+/// inside keepalive is. In a container, attaching from the host is.
+fn no_mount_message() -> String {
+    if let Some(name) = named_netns() {
+        return format!(
+            "this runs in network namespace {name} through `ip netns exec`, which remounts \
+             /sys without the cgroup v2 hierarchy; run the namespace inside keepalive \
+             instead: keepalive --bpf [OPTIONS] -- ip netns exec {name} PROGRAM [ARGS...]"
+        );
+    }
+    "no cgroup v2 hierarchy is mounted here; mount one with \
+     `mkdir -p /sys/fs/cgroup/unified && mount -t cgroup2 none /sys/fs/cgroup/unified` \
+     (hosts booted with systemd.unified_cgroup_hierarchy=1 have it at /sys/fs/cgroup); \
+     in a container, attach from the host instead: keepalive --attach on the container's \
+     cgroup (the 0:: line of /proc/PID/cgroup, under the host's cgroup2 mount)"
+        .to_string()
 }
 
 /// The directory of this process's own cgroup v2.
