@@ -12,12 +12,17 @@ mod elf;
 mod environment;
 mod locate;
 mod mode;
+mod net_cgroups;
 mod output;
+mod pinned;
 mod proc;
 mod reach;
 mod sockets;
 mod status;
+mod status_command;
 mod status_output;
+mod status_target;
+mod unit;
 
 use args::{Action, Invocation};
 use environment::Overrides;
@@ -125,7 +130,7 @@ fn main() -> ExitCode {
         Action::Attach { cgroup } => attach_cgroup(&overrides, Path::new(&cgroup)),
         Action::Detach { cgroup } => detach_cgroup(Path::new(&cgroup)),
         Action::Status { targets, json } => {
-            if status::run(&targets, json) {
+            if status_command::run(&targets, json) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
