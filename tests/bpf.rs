@@ -164,13 +164,16 @@ impl Running {
 }
 
 /// The cgroups `keepalive --bpf` with process id `pid` made under ours
-/// (`keepalive.PID.START`).
+/// (`keepalive.PID.START`; `keepalive.PID` before issue 19).
 fn bpf_cgroups_of(pid: u32) -> Vec<PathBuf> {
-    let prefix = format!("keepalive.{pid}.");
+    let name = format!("keepalive.{pid}");
     fs::read_dir(own_cgroup())
         .unwrap()
         .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|entry| {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            file_name == name || file_name.starts_with(&format!("{name}."))
+        })
         .map(|entry| entry.path())
         .collect()
 }
@@ -1049,7 +1052,7 @@ fn a_killed_bpf_run_leaves_nothing_a_later_run_trips_over() {
         .find_map(|l| l.strip_prefix("0::/"))
         .unwrap()
         .to_string();
-    assert!(name.starts_with("keepalive.1."), "{name}");
+    assert!(name.starts_with("keepalive.1"), "{name}");
     let stale = own_cgroup().join(&name);
     // keepalive is unshare's child: SIGKILL it, as the OOM killer would.
     let children = format!("/proc/{0}/task/{0}/children", first.id());
@@ -1072,7 +1075,7 @@ fn a_killed_bpf_run_leaves_nothing_a_later_run_trips_over() {
     drop(first);
     let out = common::run(in_new_pid_namespace("cat /proc/self/cgroup"), PROMPT);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
-    assert!(common::stdout(&out).contains("0::/keepalive.1."));
+    assert!(common::stdout(&out).contains("0::/keepalive.1"));
     assert!(!stale.exists(), "{} not cleaned up", stale.display());
 }
 

@@ -74,7 +74,7 @@ fn put(value: &mut [u8], offset: usize, field: u32) {
     value[offset..offset + 4].copy_from_slice(&field.to_ne_bytes());
 }
 
-fn put_plan(value: &mut [u8], offset: usize, plan: Option<&Plan>, overrides: bool) {
+fn put_plan(value: &mut [u8], offset: usize, plan: Option<&Plan>) {
     let mut flags = 0;
     for option in plan.map(Plan::options).unwrap_or_default() {
         if let Some(bit) = OPTIONS
@@ -89,7 +89,7 @@ fn put_plan(value: &mut [u8], offset: usize, plan: Option<&Plan>, overrides: boo
             );
         }
     }
-    if overrides && flags != 0 {
+    if plan.is_some_and(|plan| plan.override_program) && flags != 0 {
         flags |= OVERRIDE;
     }
     put(value, offset + PLAN_FLAGS as usize, flags);
@@ -122,8 +122,7 @@ fn network_of(rule: &Rule) -> Option<(u32, [u8; 16], [u8; 16])> {
 }
 
 /// The map value for `policy`, or a message if it has too many rules.
-/// `overrides`: whether a decision's plan replaces the program's own values.
-pub fn encode(policy: &Policy, overrides: impl Fn(Decision) -> bool) -> Result<Vec<u8>, String> {
+pub fn encode(policy: &Policy) -> Result<Vec<u8>, String> {
     let rules = &policy.selection.rules;
     if rules.len() > MAX_RULES {
         return Err(format!(
@@ -142,7 +141,6 @@ pub fn encode(policy: &Policy, overrides: impl Fn(Decision) -> bool) -> Result<V
         &mut value,
         GLOBAL_PLAN as usize,
         policy.plan_for(Decision::Unmatched),
-        overrides(Decision::Unmatched),
     );
     for (index, rule) in rules.iter().enumerate() {
         let base = RULES as usize + index * RULE_SIZE as usize;
@@ -166,7 +164,6 @@ pub fn encode(policy: &Policy, overrides: impl Fn(Decision) -> bool) -> Result<V
             &mut value,
             base + RULE_PLAN as usize,
             policy.plan_for(Decision::Matched(index)),
-            overrides(Decision::Matched(index)),
         );
     }
     Ok(value)
@@ -201,7 +198,7 @@ mod tests {
 
     #[test]
     fn global_plan_and_directions() {
-        let value = encode(&policy(Directions::Out, ""), |_| false).unwrap();
+        let value = encode(&policy(Directions::Out, "")).unwrap();
         assert_eq!(value.len(), VALUE_SIZE);
         assert_eq!(field(&value, FLAGS), OUT);
         assert_eq!(field(&value, RULE_COUNT), 0);
@@ -215,8 +212,8 @@ mod tests {
     fn rules_with_mapped_ipv4_networks_ports_and_actions() {
         let value = encode(&policy(
             Directions::Both,
-            "dir=in,net=10.1.0.0/16,port=80-90:cnt=3; net=fd00::/8:off; net=::ffff:127.0.0.1:on",
-        ), |decision| decision == Decision::Matched(2))
+            "dir=in,net=10.1.0.0/16,port=80-90:cnt=3; net=fd00::/8:off; net=::ffff:127.0.0.1:on,override=on",
+        ))
         .unwrap();
         assert_eq!(field(&value, RULE_COUNT), 3);
         let first = RULES;
@@ -260,7 +257,7 @@ mod tests {
     fn the_librarys_64_rules_fill_every_slot() {
         // The library's parser already stops at 64 rules (its own message).
         let text = vec!["port=1:on"; MAX_RULES].join("; ");
-        let value = encode(&policy(Directions::Both, &text), |_| false).unwrap();
+        let value = encode(&policy(Directions::Both, &text)).unwrap();
         assert_eq!(field(&value, RULE_COUNT), 64);
         let last = RULES + 63 * RULE_SIZE;
         assert_eq!(field(&value, last + RULE_PORT_HIGH), 1);

@@ -67,7 +67,7 @@ pub fn config_value(loaded: &Loaded) -> Result<Vec<u8>, String> {
             count: read("tcp_keepalive_probes", KernelDefaults::LINUX.count),
         }
     });
-    maps::encode(&policy, |_| false)
+    maps::encode(&policy)
 }
 
 /// "5.10.0-8-amd64" -> (5, 10).
