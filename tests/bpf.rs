@@ -1258,3 +1258,118 @@ fn status_shows_the_deciding_attachment_and_who_set_each_option() {
         assert!(json.contains(&expected), "{expected:?} not in {json}");
     }
 }
+
+/// Issue 19 item 7: under `--override` our values replace the program's
+/// own for the options we set, before connect() (Go's listener, a C
+/// program's setsockopt) and after it (Go's dialer), on both ends.
+#[test]
+fn override_replaces_the_programs_own_values() {
+    root();
+    let base = ["--idle", "5", "--interval", "2"];
+    let own = ["idle=99", "after:idle=77", "after:intvl=30"];
+    assert_seen(
+        &bpf_connect(&base, "127.0.0.1", &own),
+        "keepalive=1 idle=77 intvl=30 cnt=9 user_timeout=0",
+        "the program wins by default",
+    );
+    let overriding = ["--override", "--idle", "5", "--interval", "2"];
+    let ours = "keepalive=1 idle=5 intvl=2 cnt=9 user_timeout=0";
+    assert_seen(
+        &bpf_connect(&overriding, "127.0.0.1", &own),
+        ours,
+        "C client under --override",
+    );
+    let port = common::free_port();
+    let mut cmd = keepalive();
+    cmd.arg("--bpf").args(overriding).arg(probe());
+    cmd.args(["accept", "127.0.0.1", &port.to_string()]);
+    assert_seen(
+        &accepted(cmd, port, &own),
+        ours,
+        "C server under --override",
+    );
+    // A rule's override=on, for its connections only.
+    let rule = [
+        "--idle",
+        "5",
+        "--rule",
+        "net=127.0.0.0/8:intvl=2,override=on",
+    ];
+    assert_seen(
+        &bpf_connect(&rule, "127.0.0.1", &own),
+        ours,
+        "rule with override=on",
+    );
+    // Go's default dialer sets idle and interval (15 s) after connect().
+    let port = peer("127.0.0.1");
+    let mut cmd = keepalive();
+    cmd.args([
+        "--bpf",
+        "--override",
+        "--idle",
+        "5",
+        "--interval",
+        "1",
+        "--count",
+        "3",
+    ])
+    .arg(go_probe());
+    cmd.args([&format!("127.0.0.1:{port}"), "default", "3000"]);
+    assert_seen(
+        &observe(cmd, port),
+        "keepalive=1 idle=5 intvl=1 cnt=3 user_timeout=0",
+        "Go, default dialer, --override",
+    );
+}
+
+/// Issue 19 item 7, measured: a Go client with the default dialer under
+/// `--bpf --override --idle 5 --interval 1 --count 3` notices its peer gone
+/// in about 8 s (5 + 3 x 1), not Go's 15 + 15 x 3.
+#[test]
+fn a_go_client_under_override_notices_a_cut_peer_in_8_seconds() {
+    root();
+    let go = go_probe();
+    let pair = Pair::new();
+    let mut server = Command::new("nc");
+    server.args(["-l", "5000"]);
+    pair.server.enter(&mut server);
+    let _server = Process::spawn(server, "nc server");
+    pair.server.wait_listening(5000);
+    let mut cmd = keepalive();
+    cmd.args([
+        "--bpf",
+        "--override",
+        "--idle",
+        "5",
+        "--interval",
+        "1",
+        "--count",
+        "3",
+    ]);
+    cmd.arg(go)
+        .args([&format!("{SERVER_ADDR}:5000"), "default", "wait"]);
+    pair.client.enter(&mut cmd);
+    let mut client = Running::spawn(cmd, "Go client");
+    client.wait_stdout("connected", PROMPT).expect("connected");
+    assert!(
+        client.stdout().contains("idle=5 intvl=1 cnt=3"),
+        "{}",
+        client.stdout()
+    );
+    pair.server.vanish();
+    let vanished = Instant::now();
+    let (_, ended) = client
+        .wait_exit(Duration::from_secs(14))
+        .expect("the Go client never noticed its dead peer");
+    let took = ended - vanished;
+    eprintln!("Go client noticed its dead peer after {took:?} (budget 8 s)");
+    assert!(
+        client.stdout().contains("closed err=110"),
+        "{}",
+        client.stdout()
+    );
+    assert!(
+        took >= Duration::from_secs(7) && took < Duration::from_secs(11),
+        "{took:?}"
+    );
+}
