@@ -988,6 +988,35 @@ fn concurrent_attaches_leave_one_pair() {
         "after the update",
     );
     assert_eq!(attached_programs(&cgroup.path), 2);
+    // Stray pairs of ours (as older versions' races left them): the next
+    // --attach repairs the cgroup to one pair, with its settings.
+    other_attachment(&cgroup.path, "pair");
+    other_attachment(&cgroup.path, "pair");
+    assert_eq!(attached_programs(&cgroup.path), 6);
+    assert!(cgroup
+        .attach(&["--idle", "33"])
+        .contains("replaced our programs"));
+    assert_eq!(attached_programs(&cgroup.path), 2);
+    assert_seen(
+        &connect_in(&cgroup, &[]),
+        "keepalive=1 idle=33 intvl=75 cnt=9 user_timeout=0",
+        "after the repair",
+    );
+}
+
+/// tests/c/bpfattach.c: another tool's `exclusive` sock_ops program, or a
+/// stray `pair` of ours; returns what it printed (the exclusive one's id).
+fn other_attachment(cgroup: &Path, what: &str) -> String {
+    let out = common::run(
+        {
+            let mut cmd = Command::new(build_c("bpfattach", "bpfattach", &[]));
+            cmd.arg(cgroup).arg(what);
+            cmd
+        },
+        PROMPT,
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::stdout(&out).trim().to_string()
 }
 
 /// Issue 19 item 4: another tool's exclusive sock_ops program on the cgroup
@@ -998,17 +1027,7 @@ fn an_exclusive_program_refuses_and_nothing_of_ours_stays() {
     root();
     let cgroup = TestCgroup::top("exclusive");
     let below = TestCgroup::new(&cgroup.path, "below");
-    let holder = build_c("bpfexclusive", "bpfexclusive", &[]);
-    let out = common::run(
-        {
-            let mut cmd = Command::new(holder);
-            cmd.arg(&cgroup.path);
-            cmd
-        },
-        PROMPT,
-    );
-    assert!(out.status.success(), "{}", common::stderr(&out));
-    let id = common::stdout(&out).trim().to_string();
+    let id = other_attachment(&cgroup.path, "exclusive");
     for (target, holder_on) in [(&cgroup, &cgroup), (&below, &cgroup)] {
         let mut cmd = keepalive();
         cmd.arg("--attach").arg(&target.path).args(["--idle", "30"]);
@@ -1372,4 +1391,65 @@ fn a_go_client_under_override_notices_a_cut_peer_in_8_seconds() {
         took >= Duration::from_secs(7) && took < Duration::from_secs(11),
         "{took:?}"
     );
+}
+
+/// Issue 19 item 10: `--status` warns when the library is loaded into a Go
+/// program (here built with cgo, so ld.so does load it), whose sockets only
+/// the kernel-side mode reaches.
+#[test]
+fn status_warns_when_the_library_is_loaded_into_a_go_program() {
+    root();
+    let go = go_probe_with_cgo();
+    let port = peer("127.0.0.1");
+    let mut cmd = common::command(&go, true, &[]);
+    cmd.args([&format!("127.0.0.1:{port}"), "default", "20000"]);
+    let client = Running::spawn(cmd, "Go client with the library");
+    client.wait_stdout("connected", PROMPT).expect("connected");
+    let mut cmd = keepalive();
+    cmd.arg("--status")
+        .arg(client.id().to_string())
+        .arg("--json");
+    let out = common::run(cmd, PROMPT);
+    let json = common::stdout(&out);
+    assert!(json.contains("\"library_loaded\":true"), "{json}");
+    let warnings = json
+        .split("\"warnings\":")
+        .nth(1)
+        .and_then(|rest| rest.split("\"notes\":").next())
+        .unwrap_or_default();
+    assert!(
+        warnings.contains("this is a Go program, which makes its own system calls")
+            && warnings.contains("keepalive --bpf"),
+        "{json}"
+    );
+}
+
+/// tests/go/goprobe.go built with cgo: dynamically linked, so LD_PRELOAD
+/// loads the library into it (which still cannot reach Go's sockets).
+fn go_probe_with_cgo() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("go");
+            fs::create_dir_all(&dir).unwrap();
+            let out = dir.join("goprobe-cgo");
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/goprobe.go");
+            let result = Command::new("go")
+                .args(["build", "-o"])
+                .arg(&out)
+                .arg(&source)
+                .env("GOFLAGS", "-mod=mod")
+                .env("GOCACHE", dir.join("cache"))
+                .env("GOPATH", dir.join("path"))
+                .env("CGO_ENABLED", "1")
+                .output()
+                .expect("go not found: apt-get install -y golang-go");
+            assert!(
+                result.status.success(),
+                "go build: {}",
+                String::from_utf8_lossy(&result.stderr)
+            );
+            out
+        })
+        .clone()
 }

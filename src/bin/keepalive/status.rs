@@ -171,7 +171,15 @@ fn read_pinned(process: &Pinned) -> Result<ProcessStatus, Failure> {
         listed
     });
 
-    let bpf_attachment = kernel_side_attachment(pid, &cgroup_text, !library.is_empty(), &mut notes);
+    if !library.is_empty() && is_go(pid) {
+        warnings.push(
+            "the library is loaded but this is a Go program, which makes its own system \
+             calls: the library cannot reach its sockets; use the kernel-side mode \
+             (keepalive --bpf, or --attach on its cgroup)"
+                .to_string(),
+        );
+    }
+    let bpf_attachment = kernel_side_attachment(&cgroup_text, &mut notes);
     // The attachments' record of each socket: who set which option.
     let records = bpf_attachment
         .as_ref()
@@ -299,27 +307,17 @@ fn socket_options(
     }
 }
 
+/// Whether the process runs a Go program (its sockets are out of the
+/// library's reach even when it is loaded).
+fn is_go(pid: i32) -> bool {
+    std::fs::File::open(format!("/proc/{pid}/exe"))
+        .is_ok_and(|file| crate::elf::inspect(&file) == crate::elf::Kind::Go)
+}
+
 /// Whether a kernel-side attachment covers the process's cgroup; notes say
-/// which, with the settings that apply (not the library's), or why it could
-/// not be told (it needs root). A warning note if the library is loaded
-/// into a Go program, whose sockets only the kernel-side mode reaches.
-fn kernel_side_attachment(
-    pid: i32,
-    cgroup_text: &str,
-    library_loaded: bool,
-    notes: &mut Vec<String>,
-) -> Option<PathBuf> {
-    let go = library_loaded
-        && std::fs::File::open(format!("/proc/{pid}/exe"))
-            .is_ok_and(|file| crate::elf::inspect(&file) == crate::elf::Kind::Go);
-    if go {
-        notes.push(
-            "warning: the library is loaded but this is a Go program, which makes its \
-             own system calls: the library cannot reach its sockets; use the kernel-side \
-             mode (keepalive --bpf, or --attach on its cgroup)"
-                .to_string(),
-        );
-    }
+/// which, with the settings that apply (not the library's), and the outer
+/// ones it overrules, or why it could not be told (it needs root).
+fn kernel_side_attachment(cgroup_text: &str, notes: &mut Vec<String>) -> Option<PathBuf> {
     let cgroup = crate::bpf::cgroup::own_path(cgroup_text)?;
     match crate::bpf::attachments_covering(&cgroup) {
         Ok(found) => {
