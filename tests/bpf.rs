@@ -1105,6 +1105,10 @@ fn a_killed_bpf_run_leaves_nothing_a_later_run_trips_over() {
 #[test]
 fn a_signal_before_program_starts_leaves_no_cgroup() {
     root();
+    Command::new("strace")
+        .arg("-V")
+        .output()
+        .expect("strace not found: apt-get install -y strace");
     let mut cmd = Command::new("strace");
     cmd.args([
         "-f",
@@ -1128,7 +1132,7 @@ fn a_signal_before_program_starts_leaves_no_cgroup() {
             .parse()
             .ok()
     })
-    .expect("strace: apt-get install -y strace");
+    .expect("strace started keepalive");
     let made = wait_for(PROMPT, || bpf_cgroups_of(keepalive_pid).pop())
         .expect("keepalive made its cgroup");
     // SAFETY: kill(2) on the keepalive this test started.
