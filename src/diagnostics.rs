@@ -64,6 +64,11 @@ pub fn open_private() {
     }
 }
 
+/// Whether we hold a duplicate of stderr to write to.
+pub fn has_private() -> bool {
+    PRIVATE.load(Ordering::Acquire) >= 0
+}
+
 /// Closes our duplicate (start-up diagnostics written, no debug).
 pub fn close_private() {
     let fd = PRIVATE.swap(-1, Ordering::AcqRel);

@@ -151,12 +151,16 @@ fn load() -> Runtime {
     }
     let debug = loaded.settings.debug;
     // One line per process tree: not again in a child whose parent already
-    // printed it. With KEEPALIVE_PROGRAMS the parent may have been silent.
-    let report = !loaded.diagnostics.is_empty()
-        && (loaded.programs.is_some()
-            || !crate::cancel::held_off(|| {
-                crate::lineage::parent_reported(&keepalive_core::variables::NAMES, lookup)
-            }));
+    // wrote it where ours would go. With KEEPALIVE_PROGRAMS the parent may
+    // have been silent.
+    let reported_by_parent = if loaded.diagnostics.is_empty() || loaded.programs.is_some() {
+        None
+    } else {
+        crate::cancel::held_off(|| {
+            crate::lineage::parent_reported(&keepalive_core::variables::NAMES, lookup)
+        })
+    };
+    let report = !loaded.diagnostics.is_empty() && reported_by_parent.is_none();
     if debug || report {
         diagnostics::open_private();
     }
@@ -164,6 +168,18 @@ fn load() -> Runtime {
         for line in &loaded.diagnostics {
             diagnostics::write_line(line.to_string().as_bytes());
         }
+    }
+    if !loaded.diagnostics.is_empty() {
+        // For our children: where these lines went (nowhere if we could not
+        // write them), or where our parent's went.
+        let written_to = if report {
+            diagnostics::has_private()
+                .then(crate::lineage::stderr_id)
+                .flatten()
+        } else {
+            reported_by_parent
+        };
+        crate::lineage::record(written_to);
     }
     if !debug {
         diagnostics::close_private();
