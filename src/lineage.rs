@@ -54,8 +54,8 @@ pub fn record(written_to: Option<FileId>) {
 /// stderr: then it said them already. `ours` gives this process's raw
 /// value of one of our variables.
 pub fn parent_reported<B: AsRef<[u8]>>(
-    names: &[&str],
-    ours: impl Fn(&str) -> Option<B>,
+    names: &[&[u8]],
+    ours: impl Fn(&[u8]) -> Option<B>,
 ) -> Option<FileId> {
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() };
@@ -68,10 +68,10 @@ pub fn parent_reported<B: AsRef<[u8]>>(
     let maps = std::fs::read(format!("/proc/{parent}/maps")).ok()?;
     let parent_base = base_address(&maps, library.path.as_os_str().as_encoded_bytes())?;
     let environ = std::fs::read(format!("/proc/{parent}/environ")).ok()?;
-    let parents = |name: &str| -> Option<&[u8]> {
+    let parents = |name: &[u8]| -> Option<&[u8]> {
         environ
             .split(|&b| b == 0)
-            .find_map(|entry| entry.strip_prefix(name.as_bytes())?.strip_prefix(b"="))
+            .find_map(|entry| entry.strip_prefix(name)?.strip_prefix(b"="))
     };
     let same_values = names
         .iter()

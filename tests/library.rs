@@ -423,6 +423,42 @@ fn a_bad_value_is_reported_once_per_process_tree() {
     assert!(err.contains("\"91x\""), "{err}");
 }
 
+/// A name that is almost ours gets one line naming it and the variable it
+/// probably meant; the settings the program gets are unchanged. A name that
+/// is no near miss of ours stays silent.
+#[test]
+fn names_that_are_almost_ours_get_one_line() {
+    for (name, meant) in [
+        ("KEEPALIVE_IDLE", "KEEPIDLE"),
+        ("KEEPIDEL", "KEEPIDLE"),
+        ("KEEPALIVE_RULE", "KEEPALIVE_RULES"),
+    ] {
+        let out = probe(&["socket", "inet", "stream", "0"], true, &[(name, "60")]);
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "libkeepalive: {name} is not a variable libkeepalive reads: \
+                 did you mean {meant}? ignoring it\n"
+            )
+        );
+        assert!(
+            options_of(&out, "socket").starts_with("keepalive=1 idle=7200 "),
+            "{}",
+            stdout(&out)
+        );
+    }
+    let silent = [("DD_ENV", "prod"), ("KEEPASS_DB", "x"), ("TERMINFO", "/x")];
+    let out = probe(&["socket", "inet", "stream", "0"], true, &silent);
+    assert_eq!(stderr(&out), "");
+    // Once per process tree, as the other lines.
+    let probe = c_program("lifeprobe");
+    let probe = probe.to_str().unwrap();
+    let mut cmd = command("sh", true, &[("KEEPIDEL", "60")]);
+    cmd.args(["-c", &format!("{probe} socket; {probe} socket")]);
+    let err = stderr(&run(cmd, Duration::from_secs(30)));
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
 /// A container's entrypoint (PID 1 of its PID namespace) with the library
 /// prints the line; the processes it starts, whose parent is PID 1, do not
 /// print it again.
