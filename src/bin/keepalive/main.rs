@@ -254,10 +254,15 @@ fn run_check(overrides: &Overrides, program: Option<&OsStr>) -> ExitCode {
         return status;
     }
     let valid = report_diagnostics(&loaded.diagnostics, overrides);
+    let names: Vec<OsString> = std::env::vars_os().map(|(name, _)| name).collect();
+    let near_misses = check::near_misses(names.iter().map(|name| name.as_bytes()));
+    for line in &near_misses {
+        output::warn(line);
+    }
     if let Some(program) = program {
         warn_if_unreachable(program);
     }
-    if valid && library.is_ok() {
+    if valid && near_misses.is_empty() && library.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
