@@ -5,6 +5,7 @@
 //! The settings, rules and messages come from the pure core
 //! (`keepalive_core`), the same as the library's.
 
+mod agent;
 mod args;
 mod bpf;
 mod check;
@@ -17,6 +18,7 @@ mod proc;
 mod reach;
 mod sockets;
 mod status;
+mod status_all;
 mod status_output;
 
 use args::{Action, Invocation};
@@ -41,6 +43,8 @@ Usage: keepalive [OPTIONS] [--] PROGRAM [ARGS...]
        keepalive --attach CGROUP_DIR [OPTIONS]
        keepalive --detach CGROUP_DIR
        keepalive --status PID|CGROUP-DIR|UNIT [--json]
+       keepalive --status --all [--path NAME] [--json]
+       keepalive --agent [OPTIONS] [--quiet] [--persist] [--ready FILE] [CGROUP_DIR]
 
 Runs PROGRAM with libkeepalive.so preloaded, so that its TCP sockets use
 keepalive. Options override the environment variables of the same setting.
@@ -84,6 +88,18 @@ Options:
                        failed), the settings it started with, and every TCP
                        socket's effective keepalive options. TARGET is a PID, a
                        cgroup directory or a systemd unit; repeatable
+  --status --all       every established TCP connection of the host (read from the
+                       kernel's socket tables), its process, cgroup, keepalive
+                       timers and who set them; with --path NAME, exit 1 if a
+                       connection would be dropped by that path's idle timeout
+  --agent [CGROUP_DIR] node agent (root, foreground): the options and variables
+                       as the default for every process under CGROUP_DIR (the
+                       whole cgroup v2 hierarchy if none), and a workload's own
+                       variables (KEEPIDLE=60, KEEPALIVE=off...) for its cgroup;
+                       SIGTERM/SIGINT detach everything and exit 0
+  --quiet              --agent: no line per cgroup configured/changed/released
+  --persist            --agent: leave the attachments in place on exit
+  --ready FILE         --agent: write 'attachments N' there once ready
   --json               --status as JSON, one object per PID target
   -h, --help           print this help
   -V, --version        print the version
@@ -120,6 +136,26 @@ fn main() -> ExitCode {
         },
         Action::Attach { cgroup } => attach_cgroup(&overrides, Path::new(&cgroup)),
         Action::Detach { cgroup } => detach_cgroup(Path::new(&cgroup)),
+        Action::Agent {
+            cgroup,
+            quiet,
+            persist,
+            ready,
+        } => match bpf_settings(&overrides) {
+            Ok(value) => {
+                let settings =
+                    agent::describe_node(|name| overrides.lookup(name, environment::inherited));
+                let options = agent::Options {
+                    cgroup: cgroup.map(Into::into),
+                    quiet,
+                    persist,
+                    ready: ready.map(Into::into),
+                };
+                agent::run(&value, &settings, options)
+            }
+            Err(code) => code,
+        },
+        Action::StatusAll { json } => status_all::run(&overrides, json),
         Action::Status { targets, json } => {
             if status::run(&targets, json) {
                 ExitCode::SUCCESS

@@ -1,0 +1,115 @@
+//! The cgroup v2 hierarchy the agent works in. In a pod with a private
+//! cgroup namespace the agent first joins the host's (hostPID gives it
+//! /proc/1/ns/cgroup), so that /proc/PID/cgroup paths are the host's. Where
+//! no cgroup2 is mounted (a cgroup v1-only host, e.g. EKS on Amazon Linux
+//! 2), it mounts one in a mount namespace of its own, as Cilium and Grafana
+//! Beyla do; the host's mounts are left as they were.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Where the private hierarchy is mounted, inside the agent's own mount
+/// namespace (the directory is created on the host's /run).
+pub const PRIVATE_MOUNT: &str = "/run/keepalive-agent/cgroup2";
+
+/// The cgroup2 mount, and a note to log when the agent had to make it.
+pub fn mount() -> Result<(PathBuf, Option<String>), String> {
+    join_host_cgroup_namespace();
+    if let Ok(mount) = crate::bpf::cgroup::mount() {
+        return Ok((mount, None));
+    }
+    mount_private().map(|mount| {
+        let note = format!(
+            "no cgroup v2 hierarchy is mounted (a cgroup v1-only host): mounted one at {} \
+             in the agent's own mount namespace; every process is in its root there, so \
+             the node default covers the host and a workload's own variables cannot get \
+             a cgroup of their own",
+            mount.display()
+        );
+        (mount, Some(note))
+    })
+}
+
+/// Joins pid 1's cgroup namespace if it differs from ours (a pod with
+/// hostPID). Failing that, paths stay relative to our namespace: harmless
+/// where it is the host's.
+fn join_host_cgroup_namespace() {
+    let same = |a: &str, b: &str| {
+        let (Ok(a), Ok(b)) = (std::fs::read_link(a), std::fs::read_link(b)) else {
+            return true;
+        };
+        a == b
+    };
+    if same("/proc/1/ns/cgroup", "/proc/self/ns/cgroup") {
+        return;
+    }
+    if let Ok(host) = std::fs::File::open("/proc/1/ns/cgroup") {
+        // SAFETY: setns(2) with an open namespace descriptor.
+        unsafe { libc::setns(host.as_raw_fd(), libc::CLONE_NEWCGROUP) };
+    }
+}
+
+fn mount_private() -> Result<PathBuf, String> {
+    let cannot = |what: &str, error: io::Error| {
+        let why = match error.raw_os_error() {
+            Some(libc::EPERM) => {
+                " (mounting needs CAP_SYS_ADMIN; in Kubernetes, the DaemonSet of \
+                 deploy/kubernetes/node-agent.yaml has it)"
+            }
+            Some(libc::ENODEV) => " (this kernel has no cgroup2 file system)",
+            _ => "",
+        };
+        format!(
+            "no cgroup v2 hierarchy is mounted, and the agent cannot mount a private \
+             one: cannot {what}: {error}{why}"
+        )
+    };
+    // SAFETY: unshare(2) of the mount namespace, for this process only.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(cannot("make a mount namespace", io::Error::last_os_error()));
+    }
+    // Our mounts must not propagate back to the host.
+    let root = CString::new("/").unwrap_or_default();
+    // SAFETY: mount(2) changing propagation only.
+    let slave = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        )
+    };
+    if slave != 0 {
+        return Err(cannot(
+            "make the mount namespace private",
+            io::Error::last_os_error(),
+        ));
+    }
+    let target = Path::new(PRIVATE_MOUNT);
+    std::fs::create_dir_all(target).map_err(|e| cannot(&format!("create {PRIVATE_MOUNT}"), e))?;
+    let (source, fstype) = (
+        CString::new("cgroup2").unwrap_or_default(),
+        CString::new("cgroup2").unwrap_or_default(),
+    );
+    let path = CString::new(PRIVATE_MOUNT).unwrap_or_default();
+    // SAFETY: mount(2) with NUL-terminated strings.
+    let mounted = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            path.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if mounted != 0 {
+        return Err(cannot(
+            &format!("mount cgroup2 on {PRIVATE_MOUNT}"),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(target.to_path_buf())
+}
