@@ -4,10 +4,10 @@
 //! updates an attachment of ours already there instead of adding one: so a
 //! restarted agent adopts what it made before.
 
+use super::exec_events::monotonic_ns;
 use super::workload::{describe, Variables, Workload};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// A workload cgroup's attachment: the variables it was made from and who
 /// asked for it, for the log.
@@ -82,7 +82,7 @@ impl Attachments {
         directory: &Path,
         workload: &Workload,
         value: &[u8],
-        since_exec: Option<Duration>,
+        exec_ns: Option<u64>,
     ) {
         let done = match crate::bpf::attach(directory, value) {
             Ok(done) => done,
@@ -103,8 +103,12 @@ impl Attachments {
             (false, "updated") => "configured (adopted)",
             (false, _) => "configured",
         };
-        let when = since_exec
-            .map(|d| format!(" ({} ms after its exec)", d.as_millis()))
+        // The window in which its sockets got the node default.
+        let when = exec_ns
+            .map(|at| {
+                let window = monotonic_ns().saturating_sub(at);
+                format!(" ({:.1} ms after its exec)", window as f64 / 1e6)
+            })
             .unwrap_or_default();
         let entry = Entry {
             variables: workload.variables.clone(),

@@ -27,6 +27,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
 use stop_signals::StopSignals;
 
 /// What the command line asked of the agent.
@@ -127,8 +128,7 @@ pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
             match events.read() {
                 Ok(Batch::Execs(execs)) => {
                     for exec in execs {
-                        let since = exec_events::monotonic_ns().saturating_sub(exec.at_ns);
-                        agent.consider(exec.pid, Some(Duration::from_nanos(since)));
+                        agent.consider(exec.pid, Some(exec.at_ns));
                     }
                 }
                 Ok(Batch::Lost) => {
@@ -173,9 +173,10 @@ impl Agent {
         }
     }
 
-    /// A process that exec'd (or was found by the walk): if it has our
-    /// variables, its cgroup gets them. True if it had any.
-    fn consider(&mut self, pid: i32, since_exec: Option<Duration>) -> bool {
+    /// A process that exec'd at `exec_ns` (CLOCK_MONOTONIC), or was found
+    /// by the walk: if it has our variables, its cgroup gets them. True if
+    /// it had any.
+    fn consider(&mut self, pid: i32, exec_ns: Option<u64>) -> bool {
         let mount = &self.mount;
         let node = &self.node;
         let under_node = |path: &str| mount.join(path.trim_start_matches('/')).starts_with(node);
@@ -219,7 +220,7 @@ impl Agent {
         match crate::bpf::config_value(&loaded) {
             Ok(value) => self
                 .attachments
-                .workload(&directory, &workload, &value, since_exec),
+                .workload(&directory, &workload, &value, exec_ns),
             Err(message) => eprintln!(
                 "keepalive: agent: {}: {}: {message}",
                 directory.display(),
