@@ -6,10 +6,11 @@
 //! guard, also when it fails.
 //!
 //! Workloads start as a container's entrypoint does: a shell with the
-//! workload's environment that waits a moment, then execs the program. The
-//! agent attaches on the shell's exec; a socket made before that gets the
-//! node default (the window measured in
-//! `the_window_between_exec_and_attachment_is_logged`).
+//! workload's environment that execs the program. The agent attaches on the
+//! shell's exec; a socket made before that gets the node default (the
+//! window measured in `the_window_between_exec_and_attachment_is_logged`),
+//! so the shell of a workload with variables waits until `bpftool` shows
+//! the attachment on its cgroup before it execs the probe.
 
 mod common;
 
@@ -31,9 +32,6 @@ const PROMPT: Duration = Duration::from_secs(10);
 const HOLD: &str = "hold=3000";
 /// What a static probe reports without us: keepalive off, kernel defaults.
 const UNTOUCHED: &str = "keepalive=0 idle=7200 intvl=75 cnt=9 user_timeout=0";
-/// The entrypoint's pause before it execs the workload: well above the
-/// agent's window (a few ms, see the window test).
-const ENTRYPOINT_PAUSE: &str = "0.3";
 
 fn keepalive() -> Command {
     let mut cmd = common::command(env!("CARGO_BIN_EXE_keepalive"), false, &[]);
@@ -223,12 +221,29 @@ struct Seen {
     timer: Option<f64>,
 }
 
-/// A workload in `cgroup`: an entrypoint shell with `env` that pauses, then
-/// execs `program connect 127.0.0.1 PORT hold`; waits for its connection.
+/// A workload in `cgroup`: an entrypoint shell with `env` that execs
+/// `program connect 127.0.0.1 PORT hold` (once its attachment is there, if
+/// `env` has our variables); waits for its connection.
 fn workload_in(cgroup: &TestCgroup, env: &[(&str, &str)], program: &Path) -> Seen {
+    let ours = env
+        .iter()
+        .any(|(name, _)| common::our_variables().any(|v| v == *name));
+    run_workload(cgroup, env, program, ours)
+}
+
+/// `workload_in`, waiting for an attachment on the cgroup if `attached`.
+fn run_workload(cgroup: &TestCgroup, env: &[(&str, &str)], program: &Path, attached: bool) -> Seen {
     let port = peer();
+    let wait = if attached {
+        format!(
+            "until bpftool cgroup show {} | grep -q keepalive_ops; do sleep 0.02; done; ",
+            cgroup.path.display()
+        )
+    } else {
+        String::new()
+    };
     let script = format!(
-        "sleep {ENTRYPOINT_PAUSE}; exec {} connect 127.0.0.1 {port} {HOLD}",
+        "{wait}exec {} connect 127.0.0.1 {port} {HOLD}",
         program.display()
     );
     let mut cmd = common::command("sh", false, env);
@@ -403,11 +418,8 @@ fn a_workload_that_also_preloads_the_library_gets_the_same_values() {
     drop(agent);
     // The library alone (no attachment left): the same again.
     let alone = TestCgroup::top("library-alone");
-    assert_seen(
-        &workload_in(&alone, &with_preload, &dynamic_probe()),
-        expected,
-        "library alone",
-    );
+    let seen = run_workload(&alone, &with_preload, &dynamic_probe(), false);
+    assert_seen(&seen, expected, "library alone");
 }
 
 #[test]
@@ -624,4 +636,61 @@ fn a_cgroup_v1_only_host_gets_a_private_cgroup2() {
         message.contains("cannot mount a private one") && message.contains("CAP_SYS_ADMIN"),
         "{message}"
     );
+}
+
+#[test]
+fn status_all_names_the_attachment_and_marks_connections_at_risk() {
+    root();
+    let node = TestCgroup::top("status");
+    let agent = Agent::start(&node.path, &["--idle", "40"]);
+    let covered = node.child("covered");
+    let port = peer();
+    let start = |cgroup: Option<&TestCgroup>| {
+        let mut cmd = Command::new(probe());
+        cmd.args(["connect", "127.0.0.1", &port.to_string(), "hold=8000"]);
+        if let Some(cgroup) = cgroup {
+            cgroup.enter(&mut cmd);
+        }
+        let process = Process::spawn(cmd, "probe");
+        process.wait_stdout("connected", PROMPT).unwrap();
+        process
+    };
+    let inside = start(Some(&covered));
+    let outside = start(None);
+    let mut cmd = keepalive();
+    cmd.args(["--status", "--all", "--path", "aws-nlb", "--json"]);
+    let out = common::run(cmd, PROMPT);
+    let text = common::stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "a connection at risk: {text}");
+    let row_of = |pid: u32| {
+        let key = format!("\"pid\":{pid},");
+        text.split("{\"local\"")
+            .find(|row| row.contains(&key))
+            .unwrap_or_else(|| panic!("no row for pid {pid}: {text}"))
+            .to_string()
+    };
+    let row = row_of(inside.id());
+    assert!(row.contains("\"keepalive\":true"), "{row}");
+    assert!(
+        row.contains(&format!(
+            "\"set_by\":\"attachment {}\"",
+            node.path.display()
+        )),
+        "{row}"
+    );
+    assert!(row.contains("\"at_risk\":false"), "{row}");
+    let row = row_of(outside.id());
+    assert!(row.contains("\"keepalive\":false"), "{row}");
+    assert!(row.contains("\"at_risk\":true"), "{row}");
+    // The human view says the same.
+    let mut cmd = keepalive();
+    cmd.args(["--status", "--all", "--path", "aws-nlb"]);
+    let out = common::run(cmd, PROMPT);
+    let text = common::stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("pid {} ", outside.id())))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("AT RISK: aws-nlb"), "{line}");
+    drop(agent);
 }

@@ -16,6 +16,7 @@ mod mode;
 mod output;
 mod proc;
 mod reach;
+mod sock_diag;
 mod sockets;
 mod status;
 mod status_all;
