@@ -67,8 +67,8 @@ Options:
                        ACTION = off, on, or idle=S,intvl=S,cnt=N,user_timeout=MS
                        e.g. --rule 'net=10.0.0.0/8,port=5432:idle=60' --rule '*:off'
   --path NAME          timers chosen for a middlebox's idle timeout (KEEPALIVE_PATH):
-                       aws-nlb, aws-natgw (350 s), azure-lb (4 min), gcp (10 min),
-                       ipvs (900 s); --idle, --interval, --count override its timers
+                       aws-nlb, aws-natgw, aws-nitro (350 s), azure-lb (4 min),
+                       gcp (10 min), ipvs (900 s); --idle, --interval, --count override its timers
   --program NAME       only processes whose executable (or the path they were
                        started by) has this base name get keepalive; others are
                        left alone silently (KEEPALIVE_PROGRAMS); repeatable
