@@ -176,6 +176,9 @@ mod tests {
         assert!(find("GCP").is_none());
         assert!(find(" gcp").is_none());
         assert!(find("").is_none());
-        assert_eq!(names(), "aws-nlb, aws-natgw, aws-nitro, azure-lb, gcp, ipvs");
+        assert_eq!(
+            names(),
+            "aws-nlb, aws-natgw, aws-nitro, azure-lb, gcp, ipvs"
+        );
     }
 }
