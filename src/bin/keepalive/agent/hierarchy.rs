@@ -14,11 +14,19 @@ use std::path::{Path, PathBuf};
 /// namespace (the directory is created on the host's /run).
 pub const PRIVATE_MOUNT: &str = "/run/keepalive-agent/cgroup2";
 
-/// The cgroup2 mount, and a note to log when the agent had to make it.
-pub fn mount() -> Result<(PathBuf, Option<String>), String> {
+/// The cgroup2 mount (the one holding `wanted`, if several), and a note
+/// to log when the agent had to make it.
+pub fn mount(wanted: Option<&Path>) -> Result<(PathBuf, Option<String>), String> {
     join_host_cgroup_namespace();
-    if let Ok(mount) = crate::bpf::cgroup::mount() {
-        return Ok((mount, None));
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    let mounts = cgroup2_mounts(&mountinfo);
+    let holding = mounts
+        .iter()
+        .filter(|mount| wanted.map_or(true, |wanted| wanted.starts_with(mount)))
+        .max_by_key(|mount| mount.as_os_str().len());
+    if let Some(mount) = holding.or(mounts.first()) {
+        return Ok((mount.clone(), None));
     }
     mount_private().map(|mount| {
         let note = format!(
@@ -30,6 +38,22 @@ pub fn mount() -> Result<(PathBuf, Option<String>), String> {
         );
         (mount, Some(note))
     })
+}
+
+/// Every mount of the cgroup2 hierarchy's root, from mountinfo's lines
+/// `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE ...`
+/// (a pod has its own /sys/fs/cgroup and the host's under /host).
+fn cgroup2_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            let mountpoint = fields.get(4)?;
+            (right.split(' ').next() == Some("cgroup2") && fields.get(3) == Some(&"/"))
+                .then(|| PathBuf::from(crate::proc::unescape_octal(mountpoint)))
+        })
+        .collect()
 }
 
 /// Joins pid 1's cgroup namespace if it differs from ours (a pod with
@@ -112,4 +136,26 @@ fn mount_private() -> Result<PathBuf, String> {
         ));
     }
     Ok(target.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cgroup2_root_mount_is_found() {
+        let mountinfo = "\
+35 24 0:30 / /sys/fs/cgroup ro - cgroup2 cgroup2 rw
+36 24 0:30 /kubepods/pod1/ctr /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+41 31 0:30 / /host/sys/fs/cgroup ro shared:9 - cgroup2 cgroup2 rw
+42 31 0:39 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+";
+        assert_eq!(
+            cgroup2_mounts(mountinfo),
+            [
+                PathBuf::from("/sys/fs/cgroup"),
+                PathBuf::from("/host/sys/fs/cgroup")
+            ]
+        );
+    }
 }

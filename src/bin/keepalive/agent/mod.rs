@@ -32,6 +32,7 @@ use stop_signals::StopSignals;
 
 /// What the command line asked of the agent.
 pub struct Options {
+    /// Absolute, or relative to the cgroup2 mount.
     pub cgroup: Option<PathBuf>,
     pub quiet: bool,
     pub persist: bool,
@@ -62,11 +63,17 @@ fn fail(message: &str) -> ExitCode {
 
 /// Runs the agent with the node default `value` (`settings` describes it).
 pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
-    let (mount, note) = match hierarchy::mount() {
+    let wanted = options.cgroup.as_deref().filter(|c| c.is_absolute());
+    let (mount, note) = match hierarchy::mount(wanted) {
         Ok(found) => found,
         Err(message) => return fail(&message),
     };
-    let node = options.cgroup.clone().unwrap_or_else(|| mount.clone());
+    // A relative CGROUP_DIR (system.slice) is in the hierarchy, wherever it
+    // is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts).
+    let node = match &options.cgroup {
+        Some(cgroup) => mount.join(cgroup),
+        None => mount.clone(),
+    };
     let node = node.canonicalize().unwrap_or(node);
     if !node.starts_with(&mount) {
         return fail(&format!(
