@@ -194,6 +194,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
                 option: "--off",
                 value: b"off".to_vec(),
             }),
+            // KEEPALIVE_OVERRIDE=on: our values replace the program's own.
+            "--override" => options.push(OptionValue {
+                setting: Setting::Override,
+                option: "--override",
+                value: b"on".to_vec(),
+            }),
             "--check" => check = true,
             "--status" => status_targets.push(
                 args.next()
@@ -374,6 +380,24 @@ mod tests {
         assert_eq!(
             run_of(&got),
             ("--weird-name".to_string(), vec!["-x".to_string()])
+        );
+    }
+
+    #[test]
+    fn override_sets_its_variable() {
+        let got = parse_words(&["--override", "--idle=5", "go-client"]).unwrap();
+        assert_eq!(
+            settings_of(&got),
+            [
+                (Setting::Override, "on".to_string()),
+                (Setting::Idle, "5".to_string())
+            ]
+        );
+        assert_eq!(got.options[0].option, "--override");
+        assert_eq!(Setting::Override.variables(), ["KEEPALIVE_OVERRIDE"]);
+        assert_eq!(
+            parse_words(&["--override=off", "x"]).unwrap_err(),
+            "--override takes no value"
         );
     }
 

@@ -13,14 +13,19 @@ mod elf;
 mod environment;
 mod locate;
 mod mode;
+mod net_cgroups;
 mod output;
+mod pinned;
 mod proc;
 mod reach;
 mod sock_diag;
 mod sockets;
 mod status;
 mod status_all;
+mod status_command;
 mod status_output;
+mod status_target;
+mod unit;
 
 use args::{Action, Invocation};
 use environment::Overrides;
@@ -65,6 +70,7 @@ Options:
                        (KEEPALIVE_RULES); repeatable, first match wins:
                        MATCH:ACTION, MATCH = * or dir=in|out,net=CIDR,port=N[-M]
                        ACTION = off, on, or idle=S,intvl=S,cnt=N,user_timeout=MS
+                       (on or timers may add override=on|off)
                        e.g. --rule 'net=10.0.0.0/8,port=5432:idle=60' --rule '*:off'
   --path NAME          timers chosen for a middlebox's idle timeout (KEEPALIVE_PATH):
                        aws-nlb, aws-natgw, aws-nitro (350 s), azure-lb (4 min),
@@ -74,6 +80,9 @@ Options:
                        left alone silently (KEEPALIVE_PROGRAMS); repeatable
   --debug              the library reports each socket on stderr (KEEPALIVE_DEBUG=1)
   --off                preload the library but touch no socket (KEEPALIVE=off)
+  --override           our values replace the program's own for the options we
+                       set, even those it sets itself (KEEPALIVE_OVERRIDE=on);
+                       by default the program's own choices win
   --check              print the settings PROGRAM would get and where each comes
                        from; exit 1 if any is bad. PROGRAM is only inspected.
   --bpf                kernel-side mode (root): run PROGRAM in a new child
@@ -158,7 +167,7 @@ fn main() -> ExitCode {
         },
         Action::StatusAll { json } => status_all::run(&overrides, json),
         Action::Status { targets, json } => {
-            if status::run(&targets, json) {
+            if status_command::run(&targets, json) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
