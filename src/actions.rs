@@ -761,6 +761,18 @@ pub fn before_close(fd: i32) {
     fd_table::forget(fd);
 }
 
+/// Before `fclose()`: the stream's descriptor, if it has one, as for
+/// `close()`. `fileno` sets errno to EBADF on a stream with no descriptor
+/// (`fmemopen`, `open_memstream`, `fopencookie`), and the real `fclose`
+/// then succeeds without touching errno: so errno is kept as it was.
+pub fn before_fclose(fileno: impl FnOnce() -> i32) {
+    let _errno = crate::sockopt::ErrnoGuard::save();
+    let fd = fileno();
+    if fd >= 0 {
+        before_close(fd);
+    }
+}
+
 /// Before `close_range()` or `closefrom()`: every number in the range is
 /// forgotten, unless the call only marks them close-on-exec.
 pub fn before_close_range(first: u32, last: u32, flags: i32) {

@@ -221,7 +221,7 @@ hooks! {
     |real| {
         if !stream.is_null() {
             // SAFETY: the program hands fclose a stream; fileno only reads it.
-            actions::before_close(unsafe { libc::fileno(stream) });
+            actions::before_fclose(|| unsafe { libc::fileno(stream) });
         }
         real(stream)
     }
