@@ -71,8 +71,10 @@ pub fn active() -> Option<&'static Runtime> {
 
 #[cold]
 fn load_once() -> Option<&'static Runtime> {
-    // SAFETY: gettid has no preconditions.
-    let me = unsafe { libc::gettid() };
+    // The system call, not libc's gettid(): that is glibc 2.30, above the
+    // shipped library's floor (2.17), and would stop programs at load there.
+    // SAFETY: SYS_gettid has no preconditions.
+    let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
     let mut expected = 0;
     loop {
         match LOADER.compare_exchange(expected, me, Ordering::AcqRel, Ordering::Acquire) {
