@@ -112,8 +112,9 @@ struct Target<'a> {
 /// The caller keeps errno.
 #[inline(always)]
 fn set_options(set: SetsockoptFn, fd: i32, plan: &Plan, choices: Choices) {
+    let ours = choices.left_to_us(plan);
     for option in plan.options() {
-        if choices.leaves_to_us(plan, option) {
+        if ours.contains(option.bit) {
             let _ = sockopt::set(set, fd, option);
         }
     }
@@ -325,10 +326,12 @@ pub fn after_socket(
     if let (Some((runtime, set)), Some(previous)) = (quiet(set), fd_table::load(fd)) {
         let tcp = classify::is_tcp_socket_request(domain, socket_type, protocol);
         let transition = lifecycle::socket(&runtime.policy, previous, tcp);
-        if let (true, Step::Configure(configure)) = (commit(fd, transition.write), transition.step)
-        {
+        if let (true, Step::Configure(_)) = (commit(fd, transition.write), transition.step) {
+            // A new socket: the program has chosen nothing on it yet.
             let _errno = ErrnoGuard::save();
-            set_options(set, fd, runtime.plan(), configure.choices);
+            for option in runtime.plan().options() {
+                let _ = sockopt::set(set, fd, option);
+            }
         }
         return;
     }
