@@ -15,7 +15,7 @@
 //! `setsockopt` runs before the kernel handles every `setsockopt()` of a
 //! process in the cgroup. For the five keepalive options it records that the
 //! program set them (and SO_KEEPALIVE's value); an SO_KEEPALIVE=0 takes back
-//! the user timeout we set; under override it rewrites the program's value
+//! what we set; under override it rewrites the program's value
 //! for an option we set to ours. The storage is cloned into accepted
 //! sockets, so a listener's record is its connections' record.
 
@@ -57,10 +57,13 @@ const OPTION_VALUE: i16 = -8;
 const PEER: i16 = -24;
 /// The service port: the remote one outbound, the local one inbound.
 const PORT: i16 = -28;
+/// An option's value before we set it.
+const PREVIOUS_VALUE: i16 = -32;
 
-/// The bit of SO_KEEPALIVE and of TCP_USER_TIMEOUT in `OPTIONS` order.
+/// The bit of SO_KEEPALIVE in `OPTIONS` order;
+/// the timers are `OPTIONS[1..=TIMERS]`.
 const KEEPALIVE_BIT: u32 = 1;
-const USER_TIMEOUT_INDEX: usize = 4;
+const TIMERS: usize = 3;
 
 /// `::ffff:` as the third address word, as it lies in memory.
 fn mapped_word() -> u32 {
@@ -251,6 +254,28 @@ fn first_matching_rule(a: &mut Asm, apply: Label) {
     a.alu_imm(Alu::Add, R8, maps::GLOBAL_PLAN.into());
 }
 
+/// What a timer was before we set it, kept in r9's record (`KNOWN`,
+/// `PREVIOUS`) so that a later SO_KEEPALIVE=0 can put it back.
+/// bpf_getsockopt reads the timers since Linux 6.0; before, nothing is kept.
+fn previous_value(a: &mut Asm, bit: usize, level: i32, name: i32) {
+    use Reg::*;
+    let unknown = a.label();
+    a.mov(R1, R6);
+    a.mov_imm(R2, level);
+    a.mov_imm(R3, name);
+    a.mov(R4, Fp);
+    a.alu_imm(Alu::Add, R4, PREVIOUS_VALUE.into());
+    a.mov_imm(R5, 4);
+    a.call(Helper::Getsockopt);
+    a.jump_imm(Cond::Ne, R0, 0, unknown);
+    a.load(Size::W, R2, Fp, PREVIOUS_VALUE);
+    a.store(Size::W, R9, record::PREVIOUS + 4 * (bit as i16 - 1), R2);
+    a.load(Size::W, R2, R9, record::KNOWN);
+    a.alu_imm(Alu::Or, R2, 1 << bit);
+    a.store(Size::W, R9, record::KNOWN, R2);
+    a.bind(unknown);
+}
+
 /// bpf_setsockopt for each option of the plan at r8 that the program did
 /// not set (each one under override), recorded in r9's record.
 fn set_options(a: &mut Asm) {
@@ -266,6 +291,9 @@ fn set_options(a: &mut Asm) {
         a.load(Size::W, R2, R9, record::OWNER);
         a.jump32_imm(Cond::Set, R2, 1 << bit, skip); // the program's value wins
         a.bind(ours);
+        if (1..=TIMERS).contains(&bit) {
+            previous_value(a, bit, level, name);
+        }
         a.load(Size::W, R2, R8, maps::PLAN_VALUES + 4 * bit as i16);
         a.store(Size::W, Fp, OPTION_VALUE, R2);
         a.mov(R1, R6);
@@ -296,7 +324,7 @@ fn set_options(a: &mut Asm) {
 }
 
 /// The cgroup/setsockopt program: records which keepalive options the
-/// program set, takes our user timeout back when it turns keepalive off
+/// program set, takes ours back when it turns keepalive off
 /// (`undo`: needs bpf_setsockopt here, Linux 5.15), and under override
 /// rewrites its value for an option we set. Returns 1: the call goes on.
 pub fn setsockopt(shared: BorrowedFd<'_>, undo: bool) -> Vec<Insn> {
@@ -357,8 +385,9 @@ pub fn setsockopt(shared: BorrowedFd<'_>, undo: bool) -> Vec<Insn> {
 }
 
 /// SO_KEEPALIVE with its value at r2: recorded in r7 (the owner word, then
-/// stored); turned off, the user timeout we set is taken back, since it
-/// would end an idle connection the program no longer probes.
+/// stored); turned off, what we set is taken back, as the library does:
+/// the timers' values before ours, and no user timeout (ours would end an
+/// idle connection the program no longer probes).
 fn keepalive_value(a: &mut Asm, undo: bool, done: Label) {
     use Reg::*;
     let off = a.label();
@@ -375,23 +404,36 @@ fn keepalive_value(a: &mut Asm, undo: bool, done: Label) {
         a.goto(done);
         return;
     }
-    let user_timeout = 1 << USER_TIMEOUT_INDEX;
-    a.load(Size::W, R2, R9, record::OURS);
-    a.alu_imm(Alu::And, R2, user_timeout);
-    a.jump32_imm(Cond::Eq, R2, 0, done);
-    a.store_imm(Size::W, Fp, OPTION_VALUE, 0);
-    a.load(Size::Dw, R1, R6, SOCKOPT_SK);
-    a.jump_imm(Cond::Eq, R1, 0, done);
-    a.mov_imm(R2, libc::IPPROTO_TCP);
-    a.mov_imm(R3, libc::TCP_USER_TIMEOUT);
-    a.mov(R4, Fp);
-    a.alu_imm(Alu::Add, R4, OPTION_VALUE.into());
-    a.mov_imm(R5, 4);
-    a.call(Helper::Setsockopt);
-    a.jump_imm(Cond::Ne, R0, 0, done);
-    a.load(Size::W, R2, R9, record::OURS);
-    a.alu_imm(Alu::And, R2, !user_timeout);
-    a.store(Size::W, R9, record::OURS, R2);
+    // Each timer we set and whose value before is known, then our user
+    // timeout (before ours it was 0: the program had not set it).
+    for (bit, &(level, name)) in OPTIONS.iter().enumerate().skip(1) {
+        let next = a.label();
+        a.load(Size::W, R2, R9, record::OURS);
+        a.alu_imm(Alu::And, R2, 1 << bit);
+        a.jump32_imm(Cond::Eq, R2, 0, next);
+        if bit <= TIMERS {
+            a.load(Size::W, R2, R9, record::KNOWN);
+            a.alu_imm(Alu::And, R2, 1 << bit);
+            a.jump32_imm(Cond::Eq, R2, 0, next);
+            a.load(Size::W, R2, R9, record::PREVIOUS + 4 * (bit as i16 - 1));
+            a.store(Size::W, Fp, OPTION_VALUE, R2);
+        } else {
+            a.store_imm(Size::W, Fp, OPTION_VALUE, 0);
+        }
+        a.load(Size::Dw, R1, R6, SOCKOPT_SK);
+        a.jump_imm(Cond::Eq, R1, 0, done);
+        a.mov_imm(R2, level);
+        a.mov_imm(R3, name);
+        a.mov(R4, Fp);
+        a.alu_imm(Alu::Add, R4, OPTION_VALUE.into());
+        a.mov_imm(R5, 4);
+        a.call(Helper::Setsockopt);
+        a.jump_imm(Cond::Ne, R0, 0, next);
+        a.load(Size::W, R2, R9, record::OURS);
+        a.alu_imm(Alu::And, R2, !(1 << bit));
+        a.store(Size::W, R9, record::OURS, R2);
+        a.bind(next);
+    }
     a.goto(done);
 }
 
@@ -410,7 +452,7 @@ pub fn storage_btf() -> Vec<u8> {
         KIND_INT << 24, // info: kind, no members
         4,              // size in bytes
         INT_SIGNED << 24 | 32,
-        // [2] int[8]: the record
+        // [2] int[12]: the record
         0,
         KIND_ARRAY << 24,
         0,
