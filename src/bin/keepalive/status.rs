@@ -113,6 +113,9 @@ fn read_pinned(process: &Pinned) -> Result<ProcessStatus, Failure> {
     let loaded = load::load(lookup);
     let settings = check::report(&loaded, &Overrides::default(), &lookup, &check::read_sysctl);
     let mut warnings: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    let mut names: Vec<&[u8]> = environ.keys().map(Vec::as_slice).collect();
+    names.sort_unstable();
+    warnings.extend(check::near_misses(names));
     let mut notes = Vec::new();
 
     let library: Vec<PathBuf> = maps
