@@ -1112,6 +1112,7 @@ fn a_signal_before_program_starts_leaves_no_cgroup() {
     let mut cmd = Command::new("strace");
     cmd.args([
         "-f",
+        "--seccomp-bpf", // stops only at the traced calls
         "-o",
         "/dev/null",
         "-e",
@@ -1133,8 +1134,13 @@ fn a_signal_before_program_starts_leaves_no_cgroup() {
             .ok()
     })
     .expect("strace started keepalive");
-    let made = wait_for(PROMPT, || bpf_cgroups_of(keepalive_pid).pop())
-        .expect("keepalive made its cgroup");
+    // Generous: the first run of this binary builds Go and C probes beside.
+    let made = wait_for(3 * PROMPT, || bpf_cgroups_of(keepalive_pid).pop()).unwrap_or_else(|| {
+        panic!(
+            "keepalive {keepalive_pid} made no cgroup; its stderr: {}",
+            strace.stderr()
+        )
+    });
     // SAFETY: kill(2) on the keepalive this test started.
     unsafe { libc::kill(keepalive_pid as i32, libc::SIGTERM) };
     let (status, _) = strace.wait_exit(PROMPT).expect("keepalive ended");
