@@ -1,7 +1,10 @@
 //! The kernel-side mode (`keepalive --bpf/--attach/--detach`), end to end
 //! and as root: programs LD_PRELOAD cannot reach (a static C client and
 //! server, Go, an io_uring connect) get keepalive; rules, direction and "the
-//! program wins" behave as in the library. Every case is read from inside
+//! program wins" behave as in the library; attachments compose (nested: the
+//! innermost decides, an inner "off" opts out, concurrent runs leave one
+//! pair, an attach is all or nothing); SO_KEEPALIVE=0 means nothing of ours;
+//! override replaces the program's own values. Every case is read from inside
 //! (the probe's own getsockopt) and from outside (`ss -tnoi`'s keepalive
 //! timer). Every cgroup and attachment a test makes is removed by a Drop
 //! guard, also when it fails.
