@@ -1087,13 +1087,15 @@ fn a_killed_bpf_run_leaves_nothing_a_later_run_trips_over() {
         .unwrap();
     // SAFETY: kill(2) on the keepalive this test started.
     unsafe { libc::kill(keepalive_pid, libc::SIGKILL) };
+    // Another --bpf run of this suite may already have removed the stale
+    // cgroup (its clean-up runs at every start): gone counts as empty.
     wait_for(PROMPT, || {
-        fs::read_to_string(stale.join("cgroup.procs"))
-            .ok()
-            .filter(|procs| procs.trim().is_empty())
+        match fs::read_to_string(stale.join("cgroup.procs")) {
+            Ok(procs) => procs.trim().is_empty().then_some(()),
+            Err(_) => (!stale.exists()).then_some(()),
+        }
     })
     .expect("PROGRAM ended with its PID namespace");
-    assert!(stale.exists(), "SIGKILL leaves the cgroup");
     drop(first);
     let out = common::run(in_new_pid_namespace("cat /proc/self/cgroup"), PROMPT);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
