@@ -5,11 +5,13 @@
 //! The settings, rules and messages come from the pure core
 //! (`keepalive_core`), the same as the library's.
 
+mod agent;
 mod args;
 mod bpf;
 mod check;
 mod elf;
 mod environment;
+mod loadable;
 mod locate;
 mod mode;
 mod net_cgroups;
@@ -17,8 +19,10 @@ mod output;
 mod pinned;
 mod proc;
 mod reach;
+mod sock_diag;
 mod sockets;
 mod status;
+mod status_all;
 mod status_command;
 mod status_output;
 mod status_target;
@@ -46,6 +50,8 @@ Usage: keepalive [OPTIONS] [--] PROGRAM [ARGS...]
        keepalive --attach CGROUP_DIR|UNIT [OPTIONS]
        keepalive --detach CGROUP_DIR|UNIT
        keepalive --status PID|CGROUP-DIR|UNIT [--json]
+       keepalive --status --all [--path NAME] [--json]
+       keepalive --agent [OPTIONS] [--quiet] [--persist] [--ready FILE] [CGROUP_DIR]
 
 Runs PROGRAM with libkeepalive.so preloaded, so that its TCP sockets use
 keepalive. Options override the environment variables of the same setting.
@@ -68,8 +74,8 @@ Options:
                        (on or timers may add override=on|off)
                        e.g. --rule 'net=10.0.0.0/8,port=5432:idle=60' --rule '*:off'
   --path NAME          timers chosen for a middlebox's idle timeout (KEEPALIVE_PATH):
-                       aws-nlb, aws-natgw (350 s), azure-lb (4 min), gcp (10 min),
-                       ipvs (900 s); --idle, --interval, --count override its timers
+                       aws-nlb, aws-natgw, aws-nitro (350 s), azure-lb (4 min),
+                       gcp (10 min), ipvs (900 s); --idle, --interval, --count override its timers
   --program NAME       only processes whose executable (or the path they were
                        started by) has this base name get keepalive; others are
                        left alone silently (KEEPALIVE_PROGRAMS); repeatable
@@ -96,6 +102,18 @@ Options:
                        failed), the settings it started with, and every TCP
                        socket's effective keepalive options. TARGET is a PID, a
                        cgroup directory or a systemd unit; repeatable
+  --status --all       every established TCP connection of the host (read from the
+                       kernel's socket tables), its process, cgroup, keepalive
+                       timers and who set them; with --path NAME, exit 1 if a
+                       connection would be dropped by that path's idle timeout
+  --agent [CGROUP_DIR] node agent (root, foreground): the options and variables
+                       as the default for every process under CGROUP_DIR (the
+                       whole cgroup v2 hierarchy if none), and a workload's own
+                       variables (KEEPIDLE=60, KEEPALIVE=off...) for its cgroup;
+                       SIGTERM/SIGINT detach everything and exit 0
+  --quiet              --agent: no line per cgroup configured/changed/released
+  --persist            --agent: leave the attachments in place on exit
+  --ready FILE         --agent: write 'attachments N' there once ready
   --json               --status as JSON, one object per PID target
   -h, --help           print this help
   -V, --version        print the version
@@ -144,6 +162,26 @@ fn main() -> ExitCode {
                 ExitCode::from(FAILED)
             }
         },
+        Action::Agent {
+            cgroup,
+            quiet,
+            persist,
+            ready,
+        } => match bpf_settings(&overrides) {
+            Ok(value) => {
+                let settings =
+                    agent::describe_node(|name| overrides.lookup(name, environment::inherited));
+                let options = agent::Options {
+                    cgroup: cgroup.map(Into::into),
+                    quiet,
+                    persist,
+                    ready: ready.map(Into::into),
+                };
+                agent::run(&value, &settings, options)
+            }
+            Err(code) => code,
+        },
+        Action::StatusAll { json } => status_all::run(&overrides, json),
         Action::Status { targets, json } => {
             if status_command::run(&targets, json) {
                 ExitCode::SUCCESS
@@ -227,6 +265,12 @@ fn report_diagnostics(diagnostics: &[Diagnostic], overrides: &Overrides) -> bool
     diagnostics.is_empty()
 }
 
+/// PROGRAM's executable, searched in PATH as exec will.
+fn executable(program: &OsStr) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH");
+    locate::executable(program, path.as_deref())
+}
+
 /// Warns (one line) if PROGRAM is out of the library's reach.
 fn warn_if_unreachable(program: &OsStr) {
     let path = std::env::var_os("PATH");
@@ -262,6 +306,15 @@ fn run_check(overrides: &Overrides, program: Option<&OsStr>) -> ExitCode {
             path.display()
         ));
     }
+    let loads = library
+        .as_ref()
+        .ok()
+        .map(|path| loadable::check(path, program.and_then(executable).as_deref()));
+    match &loads {
+        Some(Ok(summary)) => report.push_str(&format!("{:<13} yes: {summary}\n", "loads")),
+        Some(Err(why)) => report.push_str(&format!("{:<13} no: {why}\n", "loads")),
+        None => {}
+    }
     if let Some(line) = program.and_then(mode::for_program) {
         report.push_str(&format!("{:<13} {line}\n", "mode"));
     }
@@ -277,7 +330,10 @@ fn run_check(overrides: &Overrides, program: Option<&OsStr>) -> ExitCode {
     if let Some(program) = program {
         warn_if_unreachable(program);
     }
-    if valid && near_misses.is_empty() && library.is_ok() {
+    if let Some(Err(why)) = &loads {
+        output::warn(&format!("keepalive: {why}"));
+    }
+    if valid && near_misses.is_empty() && matches!(loads, Some(Ok(_))) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -300,6 +356,14 @@ fn run_program(overrides: &Overrides, program: &OsStr, args: &[OsString]) -> Exi
             return ExitCode::from(FAILED);
         }
     };
+    // Where ld.so would refuse the library, it would stop PROGRAM too.
+    if let Err(why) = loadable::check(&library, executable(program).as_deref()) {
+        output::warn(&format!(
+            "keepalive: not starting {}: {why}",
+            program.to_string_lossy()
+        ));
+        return ExitCode::from(FAILED);
+    }
     warn_if_unreachable(program);
     let mut command = Command::new(program);
     command.args(args);
