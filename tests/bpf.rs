@@ -1468,3 +1468,169 @@ fn go_probe_with_cgo() -> PathBuf {
         })
         .clone()
 }
+
+/// The cgroup2 mount `own_cgroup()` is under.
+fn cgroup2_mount() -> PathBuf {
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    let mut mount = own_cgroup();
+    for _ in Path::new(path).components().skip(1) {
+        mount.pop();
+    }
+    mount
+}
+
+/// Where every attachment of ours finds the one socket record map.
+const PIN: &str = "/sys/fs/bpf/keepalive/keepalive_sk";
+
+/// The id of the map pinned at PIN, read with tests/c/bpfquery.c.
+fn pinned_map_id() -> String {
+    let mut cmd = Command::new(build_c("bpfquery", "bpfquery", &[]));
+    cmd.args(["--pinned", PIN]);
+    let out = common::run(cmd, PROMPT);
+    assert!(out.status.success(), "no pin: {}", common::stderr(&out));
+    let line = common::stdout(&out);
+    assert!(line.contains("keepalive_sk"), "{line}");
+    line.split_whitespace().next().unwrap().to_string()
+}
+
+/// The ids of the maps each of our programs on `cgroup` uses, one list a
+/// program.
+fn our_programs_maps(cgroup: &Path) -> Vec<Vec<String>> {
+    let mut cmd = Command::new(build_c("bpfquery", "bpfquery", &[]));
+    cmd.arg(cgroup).arg("maps");
+    let out = common::run(cmd, PROMPT);
+    assert!(out.status.success(), "bpfquery: {}", common::stderr(&out));
+    common::stdout(&out)
+        .lines()
+        .filter(|l| l.starts_with("keepalive_"))
+        .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
+        .collect()
+}
+
+/// `keepalive --attach INNER_DIR OPTIONS` run in a cgroup namespace rooted
+/// at `root` (its own cgroup2 mount, so its own cgroup2 root and lock),
+/// in a mount namespace of its own; `inner` is the target's path in it.
+fn attach_from_a_cgroup_namespace(root: &TestCgroup, inner: &str, options: &[&str]) -> Command {
+    let mount = std::env::temp_dir().join(format!("ka19-cg-{}", std::process::id()));
+    fs::create_dir_all(&mount).unwrap();
+    let mut cmd = common::command("unshare", false, &[]);
+    cmd.args(["-C", "-m", "--propagation", "private", "sh", "-c"]);
+    cmd.arg(r#"mount -t cgroup2 none "$1" && shift && exec "$@""#);
+    cmd.arg("sh")
+        .arg(&mount)
+        .arg(env!("CARGO_BIN_EXE_keepalive"));
+    cmd.arg("--attach").arg(mount.join(inner)).args(options);
+    root.enter(&mut cmd);
+    cmd
+}
+
+/// Runs from different cgroup2 roots (a container's cgroup namespace and
+/// the host's: different cgroup locks) share the one socket record map: it
+/// is pinned in bpffs, mounted at /sys/fs/bpf if it was not, and made under
+/// a lock in bpffs. Attached at once from several roots, every program of
+/// ours uses the pinned map, so nesting across them holds.
+#[test]
+fn the_shared_map_is_pinned_and_shared_across_cgroup_roots() {
+    root();
+    let host = TestCgroup::top("pin-host");
+    host.attach(&["--idle", "25"]);
+    let out = common::run(
+        {
+            let mut cmd = Command::new("stat");
+            cmd.args(["-f", "-c", "%T", "/sys/fs/bpf"]);
+            cmd
+        },
+        PROMPT,
+    );
+    assert_eq!(
+        common::stdout(&out).trim(),
+        "bpf_fs",
+        "bpffs at /sys/fs/bpf"
+    );
+    let pinned = pinned_map_id();
+    let roots: Vec<TestCgroup> = (0..3).map(|_| TestCgroup::top("pin-root")).collect();
+    let inner: Vec<TestCgroup> = roots
+        .iter()
+        .map(|root| TestCgroup::new(&root.path, "pod"))
+        .collect();
+    let mut runs = Vec::new();
+    for (root, pod) in roots.iter().zip(&inner) {
+        let name = pod.path.file_name().unwrap().to_str().unwrap();
+        let mut cmd = attach_from_a_cgroup_namespace(root, name, &["--idle", "31"]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        runs.push(cmd.spawn().unwrap());
+        let mut cmd = keepalive();
+        cmd.arg("--attach").arg(&root.path).args(["--idle", "61"]);
+        cmd.stderr(Stdio::piped());
+        runs.push(cmd.spawn().unwrap());
+    }
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
+    for cgroup in std::iter::once(&host).chain(&roots).chain(&inner) {
+        let programs = our_programs_maps(&cgroup.path);
+        assert_eq!(programs.len(), 2, "{}", cgroup.path.display());
+        for maps in programs {
+            assert!(
+                maps.contains(&pinned),
+                "{}: maps {maps:?}, pinned {pinned}",
+                cgroup.path.display()
+            );
+        }
+    }
+    // Nesting across the roots holds: the pod's attachment, made from the
+    // container's root, decides; its outer one, made from the host's,
+    // leaves the connection to it.
+    assert_seen(
+        &connect_in(&inner[0], &["keepalive=1"]),
+        "keepalive=1 idle=31 intvl=75 cnt=9 user_timeout=0",
+        "inner attachment made from a cgroup namespace",
+    );
+    assert_eq!(pinned_map_id(), pinned, "the pin stays");
+}
+
+/// Where bpffs cannot be mounted (no /sys/fs/bpf: here /sys is unmounted
+/// in a mount namespace of the test's), the attach still works, finds the
+/// shared map by name, and says why in one line.
+#[test]
+fn without_bpffs_the_map_is_found_by_name_and_the_line_says_why() {
+    root();
+    let host = TestCgroup::top("nobpffs-host");
+    host.attach(&["--idle", "25"]); // makes sure the pin exists
+    let pinned = pinned_map_id();
+    let cgroup = TestCgroup::top("nobpffs");
+    let relative = cgroup.path.strip_prefix(cgroup2_mount()).unwrap();
+    let mount = std::env::temp_dir().join(format!("ka19-nobpffs-{}", std::process::id()));
+    fs::create_dir_all(&mount).unwrap();
+    let mut cmd = common::command("unshare", false, &[]);
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"]);
+    cmd.arg(r#"mount --bind "$1" "$2" && umount -l /sys && shift 2 && exec "$@""#);
+    cmd.arg("sh").arg(cgroup2_mount()).arg(&mount);
+    cmd.arg(env!("CARGO_BIN_EXE_keepalive"))
+        .arg("--attach")
+        .arg(mount.join(relative))
+        .args(["--idle", "41"]);
+    let out = common::run(cmd, PROMPT);
+    let err = common::stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("bpffs is not mounted at /sys/fs/bpf and cannot be")
+            && err.contains("found by its name"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.contains("cannot be")).count(),
+        1,
+        "{err}"
+    );
+    for maps in our_programs_maps(&cgroup.path) {
+        assert!(maps.contains(&pinned), "maps {maps:?}, pinned {pinned}");
+    }
+    assert_seen(
+        &connect_in(&cgroup, &[]),
+        "keepalive=1 idle=41 intvl=75 cnt=9 user_timeout=0",
+        "attached without bpffs",
+    );
+}

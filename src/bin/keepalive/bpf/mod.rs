@@ -18,6 +18,7 @@ mod asm;
 pub mod cgroup;
 mod inspect;
 mod maps;
+mod pin;
 mod program;
 mod record;
 mod refusal;
