@@ -1130,13 +1130,16 @@ fn a_signal_before_program_starts_leaves_no_cgroup() {
     cmd.stdin(Stdio::null());
     let mut strace = Process::spawn(cmd, "strace keepalive --bpf");
     let children = format!("/proc/{0}/task/{0}/children", strace.id());
+    // strace forks short-lived children of its own first (its seccomp
+    // checks): the one that runs keepalive is named so.
     let keepalive_pid: u32 = wait_for(PROMPT, || {
         fs::read_to_string(&children)
             .ok()?
             .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
+            .filter_map(|pid| pid.parse().ok())
+            .find(|pid: &u32| {
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "keepalive\n")
+            })
     })
     .expect("strace started keepalive");
     // Generous: the first run of this binary builds Go and C probes beside.
