@@ -25,6 +25,7 @@ mod status;
 mod status_all;
 mod status_command;
 mod status_output;
+mod status_set_by;
 mod status_target;
 mod unit;
 

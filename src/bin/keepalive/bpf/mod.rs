@@ -26,7 +26,8 @@ mod run;
 mod shared;
 mod syscalls;
 
-pub use inspect::{attachments_covering, SocketRecords};
+pub use inspect::{attachments_covering, Attachment, SocketRecords};
+pub use record::{Record, SetBy};
 pub use run::run;
 
 use crate::check::read_sysctl;
