@@ -1,16 +1,22 @@
 #!/bin/sh
 # Installs libkeepalive.so, the keepalive command, the man pages and the
-# systemd drop-in example.
+# systemd drop-in example (and the agent's unit, where there is one).
 #
-#   cargo build --release
+# From the release tarball (keepalive-VERSION-ARCH-linux-gnu.tar.gz, made
+# by scripts/package.sh; loads on glibc 2.17 and later):
+#   tar xzf keepalive-*.tar.gz && sudo keepalive-*/install.sh
+# From a source tree, after building:
+#   cargo build --release          # or scripts/build-portable.sh
 #   sudo scripts/install.sh                          # under /usr/local
 #   PREFIX=/usr DESTDIR=/tmp/pkg scripts/install.sh  # staged, for a package
 #   sudo scripts/install.sh --uninstall              # same PREFIX and DESTDIR
 #
 # PREFIX (default /usr/local) is where the files live when used; DESTDIR, if
-# set, is prepended only while copying. Files come from target/release (or
-# $CARGO_TARGET_DIR/release): this script does not build, so root needs no
-# Rust toolchain.
+# set, is prepended only while copying. Beside this script in a tarball, the
+# files come from lib/, bin/, man/ and systemd/; in a source tree, from
+# target/release (or $CARGO_TARGET_DIR/release; KEEPALIVE_BUILD=portable:
+# target/portable, the build for older systems). This script does not
+# build, so root needs no Rust toolchain.
 #
 # PREFIX/share/keepalive/installed records what was installed ("file PATH",
 # and "dir PATH" for each directory this script created), so --uninstall
@@ -71,14 +77,27 @@ if $uninstall; then
     exit 0
 fi
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-build=${CARGO_TARGET_DIR:-$repo/target}/release
-for built in "$build/libkeepalive.so" "$build/keepalive"; do
-    if [ ! -f "$built" ]; then
-        echo "$0: $built not found: run cargo build --release first" >&2
-        exit 1
-    fi
-done
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -f "$here/lib/libkeepalive.so" ] && [ -f "$here/bin/keepalive" ]; then
+    # An unpacked release tarball: everything is beside this script.
+    library=$here/lib/libkeepalive.so
+    command=$here/bin/keepalive
+    man=$here/man
+    systemd=$here/systemd
+else
+    repo=$(cd "$here/.." && pwd)
+    build=${CARGO_TARGET_DIR:-$repo/target}/${KEEPALIVE_BUILD:-release}
+    library=$build/libkeepalive.so
+    command=$build/keepalive
+    man=$repo/man
+    systemd=$repo/scripts/systemd
+    for built in "$library" "$command"; do
+        if [ ! -f "$built" ]; then
+            echo "$0: $built not found: run cargo build --release first" >&2
+            exit 1
+        fi
+    done
+fi
 
 # Directories created by an earlier install stay recorded as ours.
 created=$(mktemp)
@@ -119,17 +138,21 @@ put() {
 if [ -n "$destdir" ] && [ ! -d "$destdir" ]; then
     mkdir -p "$destdir"
 fi
-put 0644 "$build/libkeepalive.so" "$prefix/lib"
-put 0755 "$build/keepalive" "$prefix/bin"
-put 0644 "$repo/man/keepalive.1" "$prefix/share/man/man1"
-put 0644 "$repo/man/libkeepalive.8" "$prefix/share/man/man8"
+put 0644 "$library" "$prefix/lib"
+put 0755 "$command" "$prefix/bin"
+put 0644 "$man/keepalive.1" "$prefix/share/man/man1"
+put 0644 "$man/libkeepalive.8" "$prefix/share/man/man8"
 
 # The drop-in example, pointing at this PREFIX's library.
 dropin=$(mktemp)
 sed "s|/usr/local/lib/libkeepalive.so|$prefix/lib/libkeepalive.so|g" \
-    "$repo/scripts/systemd/keepalive.conf" >"$dropin"
+    "$systemd/keepalive.conf" >"$dropin"
 put 0644 "$dropin" "$prefix/share/doc/keepalive" keepalive.conf
 rm -f "$dropin"
+# The node agent's unit, as an example beside the drop-in.
+if [ -f "$systemd/keepalive-agent.service" ]; then
+    put 0644 "$systemd/keepalive-agent.service" "$prefix/share/doc/keepalive"
+fi
 
 make_dir "$prefix/share/keepalive"
 sort -u "$created" >"$destdir$manifest.new"

@@ -24,9 +24,3 @@ pub mod sockopt;
 
 #[cfg(not(test))]
 mod hooks;
-// Only the cdylib is linked with build.rs's --wrap options.
-#[cfg(not(test))]
-mod lazy_imports;
-// The statically linked unwinder's `_dl_find_object` (build.rs, x86_64).
-#[cfg(all(not(test), target_arch = "x86_64"))]
-mod unwinder_support;

@@ -450,6 +450,94 @@ fn a_bad_value_is_reported_once_per_process_tree() {
     assert!(err.contains("\"91x\""), "{err}");
 }
 
+/// A name that is almost ours gets one line naming it and the variable it
+/// probably meant; the settings the program gets are unchanged. A name that
+/// is no near miss of ours stays silent.
+#[test]
+fn names_that_are_almost_ours_get_one_line() {
+    for (name, meant) in [
+        ("KEEPALIVE_IDLE", "KEEPIDLE"),
+        ("KEEPIDEL", "KEEPIDLE"),
+        ("KEEPALIVE_RULE", "KEEPALIVE_RULES"),
+    ] {
+        let out = probe(&["socket", "inet", "stream", "0"], true, &[(name, "60")]);
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "libkeepalive: {name} is not a variable libkeepalive reads: \
+                 did you mean {meant}? ignoring it\n"
+            )
+        );
+        assert!(
+            options_of(&out, "socket").starts_with("keepalive=1 idle=7200 "),
+            "{}",
+            stdout(&out)
+        );
+    }
+    let silent = [("DD_ENV", "prod"), ("KEEPASS_DB", "x"), ("TERMINFO", "/x")];
+    let out = probe(&["socket", "inet", "stream", "0"], true, &silent);
+    assert_eq!(stderr(&out), "");
+    // Once per process tree, as the other lines.
+    let probe = c_program("lifeprobe");
+    let probe = probe.to_str().unwrap();
+    let mut cmd = command("sh", true, &[("KEEPIDEL", "60")]);
+    cmd.args(["-c", &format!("{probe} socket; {probe} socket")]);
+    let err = stderr(&run(cmd, Duration::from_secs(30)));
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// A container's entrypoint (PID 1 of its PID namespace) with the library
+/// prints the line; the processes it starts, whose parent is PID 1, do not
+/// print it again.
+#[test]
+fn the_line_is_not_repeated_under_a_pid_1_entrypoint() {
+    let probe = c_program("lifeprobe");
+    let probe = probe.to_str().unwrap();
+    let library = common::library().to_str().unwrap();
+    // unshare's child execs env, then sh: PID 1 of the new namespace, the
+    // first process with the library. Its children are the two probes.
+    let mut cmd = command("unshare", false, &[("KEEPIDLE", "90x")]);
+    cmd.args(["--pid", "--fork", "--mount-proc", "env"])
+        .arg(format!("LD_PRELOAD={library}"))
+        .args(["sh", "-c", &format!("{probe} socket; {probe} socket; true")]);
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{out:?}");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("libkeepalive: KEEPIDLE=\"90x\""), "{err}");
+    assert_eq!(stdout(&out).matches("keepalive=1").count(), 2);
+}
+
+/// A parent that could not print (its stderr closed) does not silence its
+/// children: the first one whose stderr is open says it.
+#[test]
+fn a_parent_that_could_not_print_does_not_silence_its_children() {
+    let probe = c_program("lifeprobe");
+    let probe = probe.to_str().unwrap();
+    let library = common::library().to_str().unwrap();
+    // The second sh has the library and fd 2 closed; its child's fd 2 is
+    // the stdout pipe.
+    let tree = format!("exec 2>&-; LD_PRELOAD={library} exec sh -c '{probe} socket 2>&1; true'");
+    let mut cmd = command("sh", false, &[("KEEPIDLE", "90x")]);
+    cmd.args(["-c", &tree]);
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert_eq!(
+        text.matches("libkeepalive: KEEPIDLE=\"90x\" is not valid")
+            .count(),
+        1,
+        "{text}"
+    );
+    // And a child writing to another file than its parent's stderr.
+    let tree = format!("{probe} socket 2>&1; true");
+    let mut cmd = command("sh", true, &[("KEEPIDLE", "90x")]);
+    cmd.args(["-c", &tree]);
+    let out = run(cmd, Duration::from_secs(30));
+    assert_eq!(stderr(&out).lines().count(), 1, "{out:?}");
+    assert_eq!(stdout(&out).matches("libkeepalive: KEEPIDLE").count(), 1);
+}
+
 /// The library reads its variables in one pass over `environ` (not with
 /// `getenv`), so it must read what `getenv` would: the first entry of a
 /// name, and no entry without `=`. execenv builds environments no shell can

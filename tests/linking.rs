@@ -1,49 +1,97 @@
-//! How the release library is linked, which decides what every process it
-//! is preloaded into pays at start-up (issue 14, build.rs): no shared object
-//! besides libc and the dynamic linker, and libc functions bound at their
-//! first call rather than all at load. Read from the library itself with
-//! readelf; start-up instruction counts are scripts/bench.sh's.
+//! How the shipped library and command are linked (scripts/build-portable.sh),
+//! read from the files themselves with objdump and readelf:
+//! - they ask for at most GLIBC_2.17, so they load on CentOS 7 and every
+//!   later glibc (tests/bullseye.rs runs them on Debian 11 for real);
+//! - full RELRO: BIND_NOW and GNU_RELRO, so that no function table of ours
+//!   stays writable in the processes we are loaded into (setuid ones
+//!   included, through /etc/ld.so.preload);
+//! - no libgcc_s.so.1 to load: the unwinder is linked in, and still catches
+//!   a panic of ours.
 
 mod common;
 
+use common::portable::{self, glibc_floor, readelf};
 use common::*;
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-fn readelf(args: &[&str]) -> String {
-    let out = Command::new("readelf")
-        .args(args)
-        .arg(library())
-        .output()
-        .expect("run readelf (apt-get install -y binutils)");
-    assert!(out.status.success(), "readelf {args:?}: {out:?}");
-    stdout(&out)
+const FLOOR: [u32; 2] = [2, 17];
+
+#[test]
+fn shipped_library_and_command_ask_for_at_most_glibc_2_17() {
+    for file in [portable::library(), portable::command()] {
+        let floor = glibc_floor(&file);
+        assert!(
+            floor.as_slice() <= FLOOR.as_slice(),
+            "{} asks for GLIBC_{floor:?}, above the 2.17 floor: it would stop programs on \
+             CentOS 7 / RHEL 7 (objdump -T shows which symbol)",
+            file.display()
+        );
+    }
+    // The control: the developer build (this machine's glibc) asks for more,
+    // so the comparison above can fail.
+    assert!(glibc_floor(library()).as_slice() > FLOOR.as_slice());
+}
+
+/// BIND_NOW (DT_FLAGS), NOW (DT_FLAGS_1) and a GNU_RELRO segment.
+fn assert_full_relro(file: &Path) {
+    let dynamic = readelf(&["-dW"], file);
+    assert!(
+        dynamic
+            .lines()
+            .any(|l| l.contains("(FLAGS)") && l.contains("BIND_NOW")),
+        "{}: no BIND_NOW\n{dynamic}",
+        file.display()
+    );
+    assert!(
+        dynamic
+            .lines()
+            .any(|l| l.contains("(FLAGS_1)") && l.contains(" NOW")),
+        "{}: no FLAGS_1 NOW\n{dynamic}",
+        file.display()
+    );
+    let segments = readelf(&["-lW"], file);
+    assert!(
+        segments
+            .lines()
+            .any(|l| l.trim_start().starts_with("GNU_RELRO")),
+        "{}: no GNU_RELRO\n{segments}",
+        file.display()
+    );
 }
 
 #[test]
-fn only_libc_and_the_dynamic_linker_are_needed() {
-    let dynamic = readelf(&["-dW"]);
+fn shipped_and_developer_builds_have_full_relro() {
+    assert_full_relro(&portable::library());
+    assert_full_relro(&portable::command());
+    assert_full_relro(library());
+}
+
+#[test]
+fn shipped_library_needs_only_glibc_objects() {
+    let dynamic = readelf(&["-dW"], &portable::library());
     let mut needed: Vec<&str> = dynamic
         .lines()
         .filter(|line| line.contains("(NEEDED)"))
         .filter_map(|line| line.split('[').nth(1)?.split(']').next())
         .collect();
     needed.sort();
-    // libgcc_s.so.1 would be a whole object more to load in every process:
-    // the unwinder is linked in statically instead (build.rs).
-    assert_eq!(needed, ["ld-linux-x86-64.so.2", "libc.so.6"], "{dynamic}");
-    // Lazy binding: neither DF_BIND_NOW nor DF_1_NOW.
-    assert!(!dynamic.contains("BIND_NOW"), "{dynamic}");
-    assert!(!dynamic.contains("Flags: NOW"), "{dynamic}");
-}
-
-#[test]
-fn the_static_unwinder_neither_imports_nor_exports_dl_find_object() {
-    let symbols = readelf(&["--dyn-syms", "-W"]);
-    // Imported from libc it would raise the glibc floor to 2.35; exported it
-    // would replace glibc's for the whole process. The library's own copy
-    // (src/unwinder_support.rs) is hidden: in no dynamic symbol table.
-    // Nor is any of the unwinder's functions exported or imported.
+    // libdl and libpthread: where dlsym and pthread_key_create lived before
+    // glibc 2.34 (empty stubs since). No libgcc_s.so.1: the unwinder is
+    // linked in.
+    assert_eq!(
+        needed,
+        [
+            "ld-linux-x86-64.so.2",
+            "libc.so.6",
+            "libdl.so.2",
+            "libpthread.so.0"
+        ],
+        "{dynamic}"
+    );
+    // Nor is any of the unwinder's functions exported or imported (exported
+    // they would replace the program's own).
+    let symbols = readelf(&["--dyn-syms", "-W"], &portable::library());
     let unwinder: Vec<&str> = symbols
         .lines()
         .filter(|line| line.contains("_dl_find_object") || line.contains("_Unwind_"))
@@ -57,49 +105,10 @@ fn the_static_unwinder_neither_imports_nor_exports_dl_find_object() {
 }
 
 #[test]
-fn functions_are_bound_at_their_first_call_not_at_load() {
-    let relocations = readelf(&["-rW"]);
-    // R_X86_64_GLOB_DAT is bound before main() in every process. Only these
-    // may use it: weak references that the C start files and libgcc test for
-    // NULL (a trampoline would never be NULL), our own exported close,
-    // which the library's code calls, and `environ`: data, not a function,
-    // read in one pass at load (src/environment.rs).
-    let allowed = [
-        "environ",
-        "__gmon_start__",
-        "_ITM_deregisterTMCloneTable",
-        "_ITM_registerTMCloneTable",
-        "__cxa_finalize",
-        "__pthread_key_create",
-        "close",
-    ];
-    let eager: Vec<&str> = relocations
-        .lines()
-        .filter(|line| line.contains("R_X86_64_GLOB_DAT"))
-        .filter_map(|line| line.split_whitespace().nth(4))
-        .map(|symbol| symbol.split('@').next().unwrap_or(symbol))
-        .filter(|symbol| !allowed.contains(symbol))
-        .collect();
-    assert!(
-        eager.is_empty(),
-        "bound at load in every process; add them to LAZY_IMPORTS in build.rs: {eager:?}"
-    );
-    // The control: the lazily bound functions are there, as PLT slots.
-    let lazy = relocations
-        .lines()
-        .filter(|line| line.contains("R_X86_64_JUMP_SLOT"))
-        .count();
-    assert!(
-        lazy >= 40,
-        "only {lazy} lazily bound functions:\n{relocations}"
-    );
-}
-
-#[test]
-fn with_ld_bind_now_everything_is_bound_at_load_and_still_works() {
-    // The user's choice of immediate binding must not change what we do.
+fn shipped_library_configures_sockets_with_and_without_ld_bind_now() {
     for bind_now in [false, true] {
-        let mut cmd = command(c_program("lifeprobe"), true, &[("KEEPIDLE", "61")]);
+        let mut cmd = command(c_program("lifeprobe"), false, &[("KEEPIDLE", "61")]);
+        cmd.env("LD_PRELOAD", portable::library());
         if bind_now {
             cmd.env("LD_BIND_NOW", "1");
         }
@@ -112,4 +121,28 @@ fn with_ld_bind_now_everything_is_bound_at_load_and_still_works() {
             stdout(&out)
         );
     }
+}
+
+#[test]
+fn shipped_unwinder_catches_a_panic_of_ours_and_walks_the_program() {
+    // Built with the test-only panic-in-hook: our part of every socket()
+    // panics. Caught, the program exits 0 (not SIGABRT), its socket left
+    // alone; RUST_BACKTRACE walks through main and libc with the linked-in
+    // unwinder.
+    let library = portable::build("panic-in-hook").join("libkeepalive.so");
+    let mut cmd = command(
+        c_program("sockprobe"),
+        false,
+        &[("KEEPIDLE", "61"), ("RUST_BACKTRACE", "full")],
+    );
+    cmd.env("LD_PRELOAD", &library);
+    cmd.args(["socket", "inet", "stream", "0"]);
+    let out = run(cmd, Duration::from_secs(60));
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{:?}\n{text}{err}", out.status);
+    assert!(err.contains("panic-in-hook: a test-only panic"), "{err}");
+    assert!(text.starts_with("rc=0 errno=4242 loaded=1\n"), "{text}");
+    assert!(text.contains("socket fd=3 keepalive=0 "), "{text}");
+    assert!(err.contains(" - main\n"), "{err}");
+    assert!(err.contains("__libc_start_main"), "{err}");
 }

@@ -1,14 +1,22 @@
-//! The Debian package, end to end (as root): scripts/package.sh builds it,
-//! lintian finds no error, apt installs it, the library works by bare name
-//! (`LD_PRELOAD=libkeepalive.so`) in our probe (getsockopt) and in a real
-//! program (OpenBSD nc, seen with ss), /usr/bin/keepalive runs and checks,
-//! and apt purge leaves no file behind. The host is put back as it was:
-//! Debian's libkeepalive0, which the package replaces, is reinstalled if it
-//! was there. Also (any user): the glibc floor the README states is the one
-//! the built library's symbol versions ask for.
+//! The shipped artifacts of scripts/package.sh, all made from the portable
+//! build (glibc 2.17 and later):
+//! - the Debian package, end to end (as root): lintian finds no error, apt
+//!   installs it, the library works by bare name (`LD_PRELOAD=libkeepalive.so`)
+//!   in our probe (getsockopt) and in a real program (OpenBSD nc, seen with
+//!   ss), /usr/bin/keepalive runs and checks, and apt purge leaves no file
+//!   behind. The host is put back as it was: Debian's libkeepalive0, which
+//!   the package replaces, is reinstalled if it was there. Its libc6
+//!   dependency is the shipped files' real floor (Debian 11 installs it:
+//!   tests/bullseye.rs);
+//! - the tarball, unpacked and installed with its install.sh into a DESTDIR;
+//! - the .rpm, listed with rpm -qlp and installed with rpm --root into a
+//!   test root (never into this machine's rpm database).
+//!
+//! Also: the glibc floor the README states is the shipped library's.
 
 mod common;
 
+use common::portable;
 use common::process::Process;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -94,8 +102,14 @@ fn multiarch() -> String {
     check("gcc", &["-print-multiarch"]).trim().to_string()
 }
 
-/// Builds the package with scripts/package.sh; returns the .deb.
+/// Builds the packages with scripts/package.sh, once per test binary;
+/// returns the .deb.
 fn build_package() -> PathBuf {
+    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(deb) = built.as_ref() {
+        return deb.clone();
+    }
     let mut cmd = Command::new(repo().join("scripts/package.sh"));
     cmd.env("CARGO_TARGET_DIR", target_dir());
     let output = run(cmd, DEADLINE);
@@ -112,7 +126,35 @@ fn build_package() -> PathBuf {
         arch.trim()
     ));
     assert!(deb.is_file(), "{} not built", deb.display());
+    *built = Some(deb.clone());
     deb
+}
+
+/// target/dist/NAME of the package build.
+fn dist(name: &str) -> PathBuf {
+    build_package();
+    let path = target_dir().join("dist").join(name);
+    assert!(path.is_file(), "{} not built", path.display());
+    path
+}
+
+/// A fresh directory for one test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(label: &str) -> Scratch {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("package-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The socket options our probe reads back from a fresh TCP socket.
@@ -323,32 +365,184 @@ fn package_builds_installs_works_by_bare_name_and_purges_clean() {
     assert!(!after.contains("user_timeout=4321"), "{after}");
 }
 
-/// The highest GLIBC_x.y symbol version the release library needs, from
-/// objdump -T: the oldest glibc it loads into.
-fn glibc_floor(library: &Path) -> (u32, u32) {
-    let output = Command::new("objdump")
-        .arg("-T")
-        .arg(library)
-        .output()
-        .expect("objdump: apt-get install -y binutils");
-    let text = stdout(&output);
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-        .filter_map(|word| word.strip_prefix("GLIBC_"))
-        .filter_map(|version| {
-            let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
-            Some((parts.next()??, parts.next()??))
-        })
-        .max()
-        .expect("no GLIBC_ versions in objdump -T")
-}
-
 #[test]
-fn readme_states_the_glibc_floor_of_the_built_library() {
-    let (major, minor) = glibc_floor(library());
+fn readme_states_the_glibc_floor_of_the_shipped_files() {
+    // The library's and the command's: the newer of the two.
+    let floor = [portable::library(), portable::command()]
+        .iter()
+        .map(|file| portable::glibc_floor(file))
+        .max()
+        .unwrap();
+    let [major, minor, ..] = floor[..] else {
+        panic!("odd floor {floor:?}")
+    };
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let stated = format!("GLIBC_{major}.{minor}");
     assert!(
         readme.contains(&format!("glibc {major}.{minor} or later")) && readme.contains(&stated),
-        "the library now needs {stated}: update README.md's requirements"
+        "the shipped files now need {stated}: update README.md's requirements"
     );
+}
+
+#[test]
+fn deb_and_rpm_depend_on_the_shipped_files_real_glibc_floor() {
+    // The newest version either shipped file asks for (objdump -T)...
+    let floor = [portable::library(), portable::command()]
+        .iter()
+        .map(|file| portable::glibc_floor(file))
+        .max()
+        .unwrap();
+    let floor: Vec<String> = floor.iter().map(u32::to_string).collect();
+    let floor = floor.join(".");
+    // ... is exactly what the packages require: not the build machine's
+    // glibc (which would refuse Debian 11), not less.
+    let deb = build_package();
+    let depends = check("dpkg-deb", &["-f", deb.to_str().unwrap(), "Depends"]);
+    assert_eq!(depends.trim(), format!("libc6 (>= {floor})"));
+    let rpm = dist(&format!(
+        "keepalive-{}-1.x86_64.rpm",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let requires = check("rpm", &["-qp", "--requires", rpm.to_str().unwrap()]);
+    let glibc: Vec<&str> = requires
+        .lines()
+        .filter(|l| !l.starts_with("rpmlib("))
+        .collect();
+    assert_eq!(glibc, [format!("glibc >= {floor}")], "{requires}");
+}
+
+#[test]
+fn tarball_holds_the_shipped_files_and_installs_with_its_install_sh() {
+    let name = format!("keepalive-{}-x86_64-linux-gnu", env!("CARGO_PKG_VERSION"));
+    let tarball = dist(&format!("{name}.tar.gz"));
+    let scratch = Scratch::new("tarball");
+    check(
+        "tar",
+        &[
+            "-C",
+            scratch.0.to_str().unwrap(),
+            "-xzf",
+            tarball.to_str().unwrap(),
+        ],
+    );
+    let top = scratch.0.join(&name);
+    let mut expected = vec![
+        "install.sh",
+        "lib/libkeepalive.so",
+        "bin/keepalive",
+        "man/keepalive.1",
+        "man/libkeepalive.8",
+        "systemd/keepalive.conf",
+        "README.md",
+        "LICENSE",
+    ];
+    // The node agent's unit, where the tree has one.
+    if repo()
+        .join("scripts/systemd/keepalive-agent.service")
+        .exists()
+    {
+        expected.push("systemd/keepalive-agent.service");
+    }
+    for file in &expected {
+        assert!(top.join(file).is_file(), "{file} not in {name}.tar.gz");
+    }
+    // The shipped build, byte for byte.
+    assert_eq!(
+        std::fs::read(top.join("lib/libkeepalive.so")).unwrap(),
+        std::fs::read(portable::library()).unwrap()
+    );
+    // install.sh installs from beside itself, into a DESTDIR.
+    let destdir = scratch.0.join("root");
+    let mut install = Command::new(top.join("install.sh"));
+    install
+        .env("PREFIX", "/usr")
+        .env("DESTDIR", &destdir)
+        .env_remove("CARGO_TARGET_DIR");
+    let out = run(install, DEADLINE);
+    assert!(out.status.success(), "install.sh: {}", stderr(&out));
+    for file in [
+        "usr/lib/libkeepalive.so",
+        "usr/bin/keepalive",
+        "usr/share/man/man1/keepalive.1",
+        "usr/share/man/man8/libkeepalive.8",
+        "usr/share/doc/keepalive/keepalive.conf",
+    ] {
+        assert!(destdir.join(file).is_file(), "{file} not installed");
+    }
+    // The installed command finds the installed library and runs a program.
+    let keepalive = destdir.join("usr/bin/keepalive");
+    let mut cmd = command(&keepalive, false, &[]);
+    cmd.env_remove("KEEPALIVE_LIB").args([
+        "--idle",
+        "43",
+        "--",
+        c_program("sockprobe").to_str().unwrap(),
+        "socket",
+        "inet",
+        "stream",
+        "0",
+    ]);
+    let out = run(cmd, DEADLINE);
+    assert!(stdout(&out).contains("keepalive=1 idle=43"), "{out:?}");
+}
+
+#[test]
+fn rpm_lists_its_files_and_installs_into_a_test_root() {
+    let rpm = dist(&format!(
+        "keepalive-{}-1.x86_64.rpm",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let rpm = rpm.to_str().unwrap();
+    let listed = check("rpm", &["-qlp", rpm]);
+    let files = [
+        "/usr/lib64/libkeepalive.so",
+        "/usr/lib/libkeepalive.so",
+        "/usr/bin/keepalive",
+        "/usr/share/man/man1/keepalive.1",
+        "/usr/share/man/man8/libkeepalive.8",
+        "/usr/share/doc/keepalive/keepalive.conf",
+    ];
+    for file in files {
+        assert!(listed.lines().any(|l| l == file), "{file} not in: {listed}");
+    }
+    // Into an empty root with its own database: --nodeps, since that root
+    // holds no glibc package to satisfy "glibc >= 2.17".
+    let scratch = Scratch::new("rpm");
+    let root = scratch.0.to_str().unwrap();
+    check("rpm", &["--root", root, "--initdb"]);
+    check("rpm", &["--root", root, "-i", "--nodeps", rpm]);
+    let query = check("rpm", &["--root", root, "-q", "keepalive"]);
+    assert!(query.starts_with("keepalive-"), "{query}");
+    for file in files {
+        let path = scratch.0.join(file.trim_start_matches('/'));
+        assert!(path.is_file(), "{file} not installed");
+    }
+    // The drop-in names the library where the rpm put it.
+    let dropin =
+        std::fs::read_to_string(scratch.0.join("usr/share/doc/keepalive/keepalive.conf")).unwrap();
+    assert!(
+        dropin.contains("Environment=LD_PRELOAD=/usr/lib64/libkeepalive.so\n"),
+        "{dropin}"
+    );
+    // The installed command finds the installed library (through the
+    // /usr/lib link) and the library configures a socket.
+    let keepalive = scratch.0.join("usr/bin/keepalive");
+    let mut cmd = command(&keepalive, false, &[]);
+    cmd.env_remove("KEEPALIVE_LIB").args([
+        "--idle",
+        "44",
+        "--",
+        c_program("sockprobe").to_str().unwrap(),
+        "socket",
+        "inet",
+        "stream",
+        "0",
+    ]);
+    let out = run(cmd, DEADLINE);
+    assert!(stdout(&out).contains("keepalive=1 idle=44"), "{out:?}");
+    check("rpm", &["--root", root, "-e", "keepalive"]);
+    for file in files {
+        let path = scratch.0.join(file.trim_start_matches('/'));
+        assert!(path.symlink_metadata().is_err(), "{file} left after rpm -e");
+    }
 }

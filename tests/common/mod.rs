@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod portable;
 pub mod process;
 
 use std::path::{Path, PathBuf};

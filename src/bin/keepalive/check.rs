@@ -3,11 +3,22 @@
 
 use crate::environment::Overrides;
 use keepalive_core::load::Loaded;
+use keepalive_core::near_miss;
 use keepalive_core::plan::{self, KernelDefaults, Plan};
 use keepalive_core::policy::Policy;
 use keepalive_core::rules::{Decision, Directions};
 use keepalive_core::timers::UserTimeout;
 use keepalive_core::variables::Setting;
+
+/// The lines for environment names that are almost ours (`near_miss`),
+/// in the order given: the same lines the library prints.
+pub fn near_misses<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter_map(near_miss::check)
+        .map(|miss| miss.to_string())
+        .collect()
+}
 
 /// A kernel default, read from this network namespace's sysctls.
 pub type Sysctl = dyn Fn(&str) -> Result<u32, String>;

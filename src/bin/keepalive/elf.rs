@@ -217,6 +217,81 @@ fn contains(file: &(impl ReadAt + ?Sized), needle: &[u8]) -> bool {
     false
 }
 
+/// PT_INTERP's path (the program's dynamic linker), if it has one.
+pub fn interpreter(file: &(impl ReadAt + ?Sized)) -> Option<Vec<u8>> {
+    let header = Header::parse(&file.read_at(0, 64)?)?;
+    if header.phentsize < 0x20 {
+        return None;
+    }
+    let headers = table(file, header.phoff, header.phentsize, header.phnum)?;
+    let entry = headers
+        .chunks(header.phentsize as usize)
+        .find(|entry| header.number(entry, 0, 4) == Some(u64::from(PT_INTERP)))?;
+    // p_offset and p_filesz.
+    let offset = header.word(entry, 0x08, 0x04)?;
+    let size = header.word(entry, 0x20, 0x10)?.min(4096);
+    let mut path = file.read_at(offset, size as usize)?;
+    path.truncate(path.iter().position(|&b| b == 0).unwrap_or(path.len()));
+    Some(path)
+}
+
+/// SHT_GNU_verneed: the symbol versions an object needs from the others.
+const SHT_GNU_VERNEED: u64 = 0x6fff_fffe;
+
+/// Every (shared object, version) pair in the object's version needs
+/// (`.gnu.version_r`), such as ("libc.so.6", "GLIBC_2.14"): what
+/// `objdump -p` lists under "Version References". None if unreadable.
+pub fn needed_versions(file: &(impl ReadAt + ?Sized)) -> Option<Vec<(String, String)>> {
+    let header = Header::parse(&file.read_at(0, 64)?)?;
+    let entry = header.shentsize;
+    if entry < 0x28 {
+        return None;
+    }
+    let sections = table(file, header.shoff, entry, header.shnum)?;
+    let mut needs = Vec::new();
+    for section in sections.chunks(entry as usize) {
+        if header.number(section, 4, 4)? != SHT_GNU_VERNEED {
+            continue;
+        }
+        let offset = header.word(section, 0x18, 0x10)?;
+        let size = header.word(section, 0x20, 0x14)?.min(MAX_TABLE);
+        let link = header.word(section, 0x28, 0x18)? & 0xffff_ffff;
+        let strings_header = sections.get((link * entry) as usize..)?;
+        let strings_offset = header.word(strings_header, 0x18, 0x10)?;
+        let strings_size = header.word(strings_header, 0x20, 0x14)?.min(MAX_TABLE);
+        let strings = file.read_at(strings_offset, strings_size as usize)?;
+        let bytes = file.read_at(offset, size as usize)?;
+        let string = |at: u64| -> Option<String> {
+            let tail = strings.get(at as usize..)?;
+            let end = tail.iter().position(|&b| b == 0)?;
+            Some(String::from_utf8_lossy(&tail[..end]).into_owned())
+        };
+        // Elf_Verneed {u16 version, u16 cnt, u32 file, u32 aux, u32 next},
+        // then cnt Elf_Vernaux {u32 hash, u16 flags, u16 other, u32 name,
+        // u32 next}; offsets relative to each entry. Bounded by the section.
+        let mut at = 0u64;
+        for _ in 0..bytes.len() / 16 {
+            let need = bytes.get(at as usize..)?;
+            let count = header.number(need, 2, 2)?;
+            let object = string(header.number(need, 4, 4)?)?;
+            let mut aux = at + header.number(need, 8, 4)?;
+            for _ in 0..count {
+                let version = bytes.get(aux as usize..)?;
+                needs.push((object.clone(), string(header.number(version, 8, 4)?)?));
+                match header.number(version, 12, 4)? {
+                    0 => break,
+                    next => aux += next,
+                }
+            }
+            match header.number(need, 12, 4)? {
+                0 => break,
+                next => at += next,
+            }
+        }
+    }
+    Some(needs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ mod bpf;
 mod check;
 mod elf;
 mod environment;
+mod loadable;
 mod locate;
 mod mode;
 mod net_cgroups;
@@ -249,6 +250,12 @@ fn report_diagnostics(diagnostics: &[Diagnostic], overrides: &Overrides) -> bool
     diagnostics.is_empty()
 }
 
+/// PROGRAM's executable, searched in PATH as exec will.
+fn executable(program: &OsStr) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH");
+    locate::executable(program, path.as_deref())
+}
+
 /// Warns (one line) if PROGRAM is out of the library's reach.
 fn warn_if_unreachable(program: &OsStr) {
     let path = std::env::var_os("PATH");
@@ -284,6 +291,15 @@ fn run_check(overrides: &Overrides, program: Option<&OsStr>) -> ExitCode {
             path.display()
         ));
     }
+    let loads = library
+        .as_ref()
+        .ok()
+        .map(|path| loadable::check(path, program.and_then(executable).as_deref()));
+    match &loads {
+        Some(Ok(summary)) => report.push_str(&format!("{:<13} yes: {summary}\n", "loads")),
+        Some(Err(why)) => report.push_str(&format!("{:<13} no: {why}\n", "loads")),
+        None => {}
+    }
     if let Some(line) = program.and_then(mode::for_program) {
         report.push_str(&format!("{:<13} {line}\n", "mode"));
     }
@@ -291,10 +307,18 @@ fn run_check(overrides: &Overrides, program: Option<&OsStr>) -> ExitCode {
         return status;
     }
     let valid = report_diagnostics(&loaded.diagnostics, overrides);
+    let names: Vec<OsString> = std::env::vars_os().map(|(name, _)| name).collect();
+    let near_misses = check::near_misses(names.iter().map(|name| name.as_bytes()));
+    for line in &near_misses {
+        output::warn(line);
+    }
     if let Some(program) = program {
         warn_if_unreachable(program);
     }
-    if valid && library.is_ok() {
+    if let Some(Err(why)) = &loads {
+        output::warn(&format!("keepalive: {why}"));
+    }
+    if valid && near_misses.is_empty() && matches!(loads, Some(Ok(_))) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -317,6 +341,14 @@ fn run_program(overrides: &Overrides, program: &OsStr, args: &[OsString]) -> Exi
             return ExitCode::from(FAILED);
         }
     };
+    // Where ld.so would refuse the library, it would stop PROGRAM too.
+    if let Err(why) = loadable::check(&library, executable(program).as_deref()) {
+        output::warn(&format!(
+            "keepalive: not starting {}: {why}",
+            program.to_string_lossy()
+        ));
+        return ExitCode::from(FAILED);
+    }
     warn_if_unreachable(program);
     let mut command = Command::new(program);
     command.args(args);

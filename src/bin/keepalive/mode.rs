@@ -27,6 +27,9 @@ pub fn for_program(program: &OsStr) -> Option<String> {
         Kind::Dynamic if reach::warning(&executable).is_some() => {
             "--bpf (setuid or setgid: ld.so ignores LD_PRELOAD for it)"
         }
+        Kind::Dynamic if crate::loadable::is_musl_program(&executable) => {
+            "--bpf (a musl program: it cannot load the glibc library)"
+        }
         Kind::Dynamic if links_liburing(&file) => {
             "preload, or --bpf with rules or --direction (it links liburing: io_uring \
              connects bypass connect(), where the library applies rules)"

@@ -23,6 +23,12 @@ pub struct Socket {
     fd: OwnedFd,
 }
 
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 fn last_error() -> std::io::Error {
     std::io::Error::last_os_error()
 }

@@ -113,6 +113,9 @@ fn read_pinned(process: &Pinned) -> Result<ProcessStatus, Failure> {
     let loaded = load::load(lookup);
     let settings = check::report(&loaded, &Overrides::default(), &lookup, &check::read_sysctl);
     let mut warnings: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    let mut names: Vec<&[u8]> = environ.keys().map(Vec::as_slice).collect();
+    names.sort_unstable();
+    warnings.extend(check::near_misses(names));
     let mut notes = Vec::new();
 
     let library: Vec<PathBuf> = maps
@@ -171,7 +174,19 @@ fn read_pinned(process: &Pinned) -> Result<ProcessStatus, Failure> {
         listed
     });
 
+    if !library.is_empty() && is_go(pid) {
+        warnings.push(
+            "the library is loaded but this is a Go program, which makes its own system \
+             calls: the library cannot reach its sockets; use the kernel-side mode \
+             (keepalive --bpf, or --attach on its cgroup)"
+                .to_string(),
+        );
+    }
     let bpf_attachment = kernel_side_attachment(&cgroup_text, &mut notes);
+    // The attachments' record of each socket: who set which option.
+    let records = bpf_attachment
+        .as_ref()
+        .and_then(|_| crate::bpf::SocketRecords::open().ok().flatten());
 
     let rows = proc::tcp_rows(|table| process.read_optional(table));
     // Only TCP sockets are ever copied: the kernel names each socket's
@@ -185,7 +200,7 @@ fn read_pinned(process: &Pinned) -> Result<ProcessStatus, Failure> {
                     .is_some_and(|name| is_tcp_protocol(&name))
         })
         .collect();
-    let (options, refusal) = socket_options(process, &cgroup_text, &tcp);
+    let (options, refusal) = socket_options(process, &cgroup_text, &tcp, records, &mut notes);
     let connections: Vec<Connection> = tcp
         .iter()
         .zip(options)
@@ -236,6 +251,8 @@ fn socket_options(
     process: &Pinned,
     cgroup_text: &str,
     sockets: &[(i32, u64)],
+    records: Option<crate::bpf::SocketRecords>,
+    notes: &mut Vec<String>,
 ) -> (Vec<Option<Options>>, Option<String>) {
     let none = vec![None; sockets.len()];
     if sockets.is_empty() {
@@ -258,7 +275,16 @@ fn socket_options(
         let options: Vec<Option<Options>> = sockets
             .iter()
             .map(|&(fd, _)| match sockets::copy(pidfd.as_fd(), fd) {
-                Ok(socket) => socket.options().ok(),
+                Ok(socket) => {
+                    let options = socket.options().ok();
+                    if let Some(record) = records.as_ref().and_then(|r| r.of(&socket)) {
+                        let user_timeout = options.map_or(0, |o| o.user_timeout_ms);
+                        for note in record.notes(user_timeout) {
+                            notes.push(format!("kernel-side mode, fd {fd}: {note}"));
+                        }
+                    }
+                    options
+                }
                 Err(error) => {
                     refusal.get_or_insert_with(|| {
                         format!(
@@ -284,19 +310,36 @@ fn socket_options(
     }
 }
 
-/// Whether a kernel-side attachment covers the process's cgroup; a note
-/// says which, or why it could not be told (it needs root).
+/// Whether the process runs a Go program (its sockets are out of the
+/// library's reach even when it is loaded).
+fn is_go(pid: i32) -> bool {
+    std::fs::File::open(format!("/proc/{pid}/exe"))
+        .is_ok_and(|file| crate::elf::inspect(&file) == crate::elf::Kind::Go)
+}
+
+/// Whether a kernel-side attachment covers the process's cgroup; notes say
+/// which, with the settings that apply (not the library's), and the outer
+/// ones it overrules, or why it could not be told (it needs root).
 fn kernel_side_attachment(cgroup_text: &str, notes: &mut Vec<String>) -> Option<PathBuf> {
     let cgroup = crate::bpf::cgroup::own_path(cgroup_text)?;
-    match crate::bpf::covering_attachment(&cgroup) {
-        Ok(Some(directory)) => {
+    match crate::bpf::attachments_covering(&cgroup) {
+        Ok(found) => {
+            let first = found.first()?;
             notes.push(format!(
-                "kernel-side mode: the attachment on {} covers this process's cgroup",
-                directory.display()
+                "kernel-side mode: the attachment on {} decides this process's connections: \
+                 {} (these apply, not the library's settings)",
+                first.directory.display(),
+                first.describe()
             ));
-            Some(directory)
+            for outer in &found[1..] {
+                notes.push(format!(
+                    "kernel-side mode: the outer attachment on {} ({}) leaves them to it",
+                    outer.directory.display(),
+                    outer.describe()
+                ));
+            }
+            Some(first.directory.clone())
         }
-        Ok(None) => None,
         Err(error) => {
             notes.push(format!("kernel-side mode: could not tell ({error})"));
             None

@@ -81,9 +81,12 @@ fn set_by(holder: Option<&Holder>, attachments: &mut HashMap<String, String>) ->
     };
     let attachment = attachments
         .entry(holder.cgroup.clone())
-        .or_insert_with(|| match crate::bpf::covering_attachment(&holder.cgroup) {
-            Ok(Some(directory)) => format!("attachment {}", directory.display()),
-            Ok(None) => String::new(),
+        .or_insert_with(|| match crate::bpf::attachments_covering(&holder.cgroup) {
+            // The innermost attachment decides (bpf/inspect.rs lists it first).
+            Ok(found) => found
+                .first()
+                .map(|innermost| format!("attachment {}", innermost.directory.display()))
+                .unwrap_or_default(),
             Err(_) => String::new(),
         })
         .clone();

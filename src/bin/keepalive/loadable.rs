@@ -1,0 +1,156 @@
+//! Would the dynamic linker load the library into PROGRAM? Asked before
+//! exec (and by `--check`), because where it would not, preloading does not
+//! merely fail: ld.so stops PROGRAM before main(). Two such cases:
+//!
+//! - the library asks for a glibc symbol version newer than this system's
+//!   glibc (a build from a newer distribution): ld.so exits 127 with
+//!   "version `GLIBC_2.34' not found". The shipped build asks for at most
+//!   GLIBC_2.17 (scripts/build-portable.sh); the developer build for more.
+//! - PROGRAM is a musl program: musl's ld.so cannot load a glibc library
+//!   (it needs libc.so.6) and exits 127 "Error loading shared library".
+
+use crate::elf;
+use std::ffi::CStr;
+use std::path::Path;
+
+/// A glibc version such as 2.17, compared number by number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(Vec<u32>);
+
+impl Version {
+    /// "2.17" (or the "2.17" of "GLIBC_2.17"); None for anything else.
+    pub fn parse(text: &str) -> Option<Version> {
+        let numbers = text.strip_prefix("GLIBC_").unwrap_or(text);
+        let parts: Option<Vec<u32>> = numbers.split('.').map(|part| part.parse().ok()).collect();
+        parts.filter(|parts| parts.len() >= 2).map(Version)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
+        f.write_str(&parts.join("."))
+    }
+}
+
+/// The newest `GLIBC_x.y` the library asks for (libc, libdl, libpthread,
+/// ld.so alike), or None if it asks for none or cannot be read.
+pub fn glibc_floor(library: &Path) -> Option<Version> {
+    let file = std::fs::File::open(library).ok()?;
+    elf::needed_versions(&file)?
+        .iter()
+        .filter_map(|(_, version)| Version::parse(version))
+        .max()
+}
+
+/// The glibc this command (and so every glibc program here) runs with.
+pub fn host_glibc() -> Option<Version> {
+    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+    let text = unsafe { CStr::from_ptr(libc::gnu_get_libc_version()) };
+    Version::parse(text.to_str().ok()?)
+}
+
+/// Ok(summary) if ld.so will load `library` into `program` (its executable,
+/// if found), else Err(why not), one line without the "keepalive: " prefix.
+pub fn check(library: &Path, program: Option<&Path>) -> Result<String, String> {
+    if let Some(program) = program {
+        musl(program)?;
+    }
+    compare(library, glibc_floor(library), host_glibc())
+}
+
+/// The glibc comparison, with both versions given (tests pass their own).
+pub fn compare(
+    library: &Path,
+    needed: Option<Version>,
+    host: Option<Version>,
+) -> Result<String, String> {
+    match (needed, host) {
+        (Some(needed), Some(host)) if needed > host => Err(format!(
+            "{} needs glibc {needed} and this system has glibc {host}: the dynamic linker \
+             would stop the program before it starts (\"version `GLIBC_{needed}' not found\"); \
+             install the build for older systems (keepalive's package or tarball, \
+             README: Troubleshooting)",
+            library.display()
+        )),
+        (Some(needed), Some(host)) => Ok(format!("needs glibc {needed}, this system has {host}")),
+        (None, Some(host)) => Ok(format!("needs no versioned glibc, this system has {host}")),
+        (_, None) => Ok("this system's glibc version is unknown; not checked".to_string()),
+    }
+}
+
+/// Err if `program` runs under musl's dynamic linker.
+fn musl(program: &Path) -> Result<(), String> {
+    let Ok(file) = std::fs::File::open(program) else {
+        return Ok(());
+    };
+    match elf::interpreter(&file) {
+        Some(interpreter) if is_musl(&interpreter) => Err(format!(
+            "{} is a musl program (interpreter {}), which cannot load a glibc library: \
+             preloaded, it would stop before it starts; keepalive --bpf reaches it (as root)",
+            program.display(),
+            String::from_utf8_lossy(&interpreter)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `program` runs under musl's dynamic linker.
+pub fn is_musl_program(program: &Path) -> bool {
+    musl(program).is_err()
+}
+
+/// musl's dynamic linker is /lib/ld-musl-ARCH.so.1 everywhere.
+fn is_musl(interpreter: &[u8]) -> bool {
+    let name = interpreter
+        .rsplit(|&b| b == b'/')
+        .next()
+        .unwrap_or_default();
+    name.starts_with(b"ld-musl-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(text: &str) -> Option<Version> {
+        Version::parse(text)
+    }
+
+    #[test]
+    fn versions_compare_number_by_number() {
+        assert!(version("2.9") < version("2.17"));
+        assert!(version("GLIBC_2.2.5") < version("2.3"));
+        assert!(version("2.34") > version("GLIBC_2.31"));
+        assert_eq!(version("GLIBC_PRIVATE"), None);
+        assert_eq!(version("2"), None);
+        assert_eq!(version("2.17").unwrap().to_string(), "2.17");
+    }
+
+    #[test]
+    fn a_newer_floor_than_the_host_is_refused_with_the_linkers_words() {
+        let library = Path::new("/usr/lib/libkeepalive.so");
+        let refused = compare(library, version("2.34"), version("2.31")).unwrap_err();
+        assert!(refused.contains("needs glibc 2.34"), "{refused}");
+        assert!(refused.contains("has glibc 2.31"), "{refused}");
+        assert!(
+            refused.contains("version `GLIBC_2.34' not found"),
+            "{refused}"
+        );
+        assert!(!refused.contains('\n'));
+        assert!(compare(library, version("2.17"), version("2.17")).is_ok());
+        assert!(compare(library, version("2.16"), version("2.31")).is_ok());
+        // Unknown: say so, never refuse.
+        assert!(compare(library, version("2.34"), None).is_ok());
+    }
+
+    #[test]
+    fn this_command_is_a_glibc_program_and_reads_its_own_needs() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        assert!(musl(&exe).is_ok());
+        assert!(glibc_floor(&exe).is_some());
+        assert!(host_glibc().is_some());
+        assert!(is_musl(b"/lib/ld-musl-x86_64.so.1"));
+        assert!(!is_musl(b"/lib64/ld-linux-x86-64.so.2"));
+    }
+}
