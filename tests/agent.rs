@@ -694,3 +694,35 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
     assert!(line.contains("AT RISK: aws-nlb"), "{line}");
     drop(agent);
 }
+
+/// Workloads with the same settings share one loaded pair of programs; a
+/// later `keepalive --attach` on one of their cgroups changes that cgroup
+/// only (it replaces the pair there), never the others.
+#[test]
+fn attach_on_one_workload_leaves_the_others_sharing_its_settings() {
+    root();
+    let node = TestCgroup::top("shared");
+    let agent = Agent::start(&node.path, &["--idle", "40"]);
+    let env = [("KEEPIDLE", "33")];
+    let expected = "keepalive=1 idle=33 intvl=75 cnt=9 user_timeout=0";
+    let (first, second) = (node.child("first"), node.child("second"));
+    assert_seen(&workload(&first, &env), expected, "first");
+    assert_seen(&workload(&second, &env), expected, "second");
+    let mut cmd = keepalive();
+    cmd.arg("--attach").arg(&first.path).args(["--idle", "22"]);
+    let out = common::run(cmd, PROMPT);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!((attached(&first.path), attached(&second.path)), (2, 2));
+    let changed = "keepalive=1 idle=22 intvl=75 cnt=9 user_timeout=0";
+    assert_seen(
+        &run_workload(&first, &[], &probe(), false),
+        changed,
+        "first, changed",
+    );
+    assert_seen(
+        &run_workload(&second, &[], &probe(), false),
+        expected,
+        "second, unchanged",
+    );
+    assert_eq!(agent.stop().0, Some(0));
+}
