@@ -645,9 +645,10 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
     let agent = Agent::start(&node.path, &["--idle", "40"]);
     let covered = node.child("covered");
     let port = peer();
-    let start = |cgroup: Option<&TestCgroup>| {
+    let start = |cgroup: Option<&TestCgroup>, words: &[&str]| {
         let mut cmd = Command::new(probe());
         cmd.args(["connect", "127.0.0.1", &port.to_string(), "hold=8000"]);
+        cmd.args(words);
         if let Some(cgroup) = cgroup {
             cgroup.enter(&mut cmd);
         }
@@ -655,8 +656,10 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
         process.wait_stdout("connected", PROMPT).unwrap();
         process
     };
-    let inside = start(Some(&covered));
-    let outside = start(None);
+    let inside = start(Some(&covered), &[]);
+    let outside = start(None, &[]);
+    // Its own idle, set before connect(): the program wins, and says so.
+    let own_idle = start(Some(&covered), &["idle=300"]);
     let mut cmd = keepalive();
     cmd.args(["--status", "--all", "--path", "aws-nlb", "--json"]);
     let out = common::run(cmd, PROMPT);
@@ -679,6 +682,14 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
         "{row}"
     );
     assert!(row.contains("\"at_risk\":false"), "{row}");
+    let row = row_of(own_idle.id());
+    assert!(
+        row.contains(&format!(
+            "\"set_by\":\"program (its own idle; attachment {} sets 40 s)\"",
+            node.path.display()
+        )),
+        "{row}"
+    );
     let row = row_of(outside.id());
     assert!(row.contains("\"keepalive\":false"), "{row}");
     assert!(row.contains("\"at_risk\":true"), "{row}");

@@ -69,10 +69,11 @@ impl Attachments {
     pub fn node_default(&mut self, value: &[u8], settings: &str) -> Result<(), String> {
         let done = crate::bpf::attach(&self.node, value)?;
         self.node_attached = true;
-        let verb = if done == "updated" {
-            "configured (adopted)"
-        } else {
+        // "updated" or "replaced our programs": ours were there already.
+        let verb = if done == "attached" {
             "configured"
+        } else {
+            "configured (adopted)"
         };
         self.log(&format!(
             "{verb} {}: node default: {settings}",

@@ -26,7 +26,7 @@ mod run;
 mod shared;
 mod syscalls;
 
-pub use inspect::{attachments_covering, SocketRecords};
+pub use inspect::{attachments_covering, Attachment, SocketRecords};
 pub use run::run;
 
 use crate::check::read_sysctl;
