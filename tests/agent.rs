@@ -737,3 +737,25 @@ fn attach_on_one_workload_leaves_the_others_sharing_its_settings() {
     );
     assert_eq!(agent.stop().0, Some(0));
 }
+
+/// `--off` as the node default: nothing for workloads without variables of
+/// their own; those with them still get theirs.
+#[test]
+fn off_as_the_node_default_leaves_only_workloads_that_ask() {
+    root();
+    let node = TestCgroup::top("nodeoff");
+    let agent = Agent::start(&node.path, &["--off"]);
+    agent.wait_line(&["configured", "node default", "KEEPALIVE=off"]);
+    assert_seen(
+        &workload(&node.child("plain"), &[]),
+        UNTOUCHED,
+        "node default off",
+    );
+    let asks = node.child("asks");
+    assert_seen(
+        &workload(&asks, &[("KEEPIDLE", "33")]),
+        "keepalive=1 idle=33 intvl=75 cnt=9 user_timeout=0",
+        "its own variables",
+    );
+    assert_eq!(agent.stop().0, Some(0));
+}
