@@ -318,6 +318,15 @@ fn the_agent_from_its_image_covers_workload_containers() {
         "{}",
         agent_log()
     );
+    // The readiness probe's command, in the container.
+    let manifest = fs::read_to_string(repo().join("deploy/kubernetes/node-agent.yaml")).unwrap();
+    assert!(manifest.contains(r#"command: ["cat", "/run/keepalive-agent/ready"]"#));
+    let mut probe = podman(&conf);
+    probe.args(["exec", &agent_name, "cat", "/run/keepalive-agent/ready"]);
+    assert_eq!(
+        ok(&run(probe, PROMPT), "readiness probe"),
+        "attachments 1\n"
+    );
 
     let probes = dir.join("probes");
     fs::create_dir_all(&probes).unwrap();
