@@ -66,7 +66,9 @@ agent_pid=$!
 for _ in $(seq 100); do [ -e "$work/agent.ready" ] && break; sleep 0.1; done
 # A workload with its own variables, kept running: its cgroup's attachment
 # stays while the benchmark connects from there.
-run_in "$top/agent/own" env KEEPIDLE=60 KEEPINTVL=10 KEEPCNT=6 sleep 100000 &
+# (sh itself in the background, not run_in's subshell: killed at the end,
+# it leaves no shell behind to report it)
+sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$top/agent/own" env KEEPIDLE=60 KEEPINTVL=10 KEEPCNT=6 sleep 100000 &
 disown $!
 for _ in $(seq 100); do bpftool cgroup show "$top/agent/own" | grep -q keepalive_ops && break; sleep 0.1; done
 
