@@ -46,6 +46,11 @@ pip3 python3-pip
 go golang-go
 unshare util-linux
 /usr/include/liburing.h liburing-dev
+bpftool bpftool
+podman podman
+runc runc
+debootstrap debootstrap
+flock util-linux
 "
 
 missing_packages() {
