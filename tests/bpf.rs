@@ -3,8 +3,11 @@
 //! server, Go, an io_uring connect) get keepalive; rules, direction and "the
 //! program wins" behave as in the library; attachments compose (nested: the
 //! innermost decides, an inner "off" opts out, concurrent runs leave one
-//! pair, an attach is all or nothing); SO_KEEPALIVE=0 means nothing of ours;
-//! override replaces the program's own values. Every case is read from inside
+//! pair, an attach is all or nothing, one pinned record map across cgroup
+//! roots); SO_KEEPALIVE=0 means nothing of ours; override replaces the
+//! program's own values; and the features combined (a rule with override in
+//! a nested attachment, a preset under a node default, the library inside an
+//! attached cgroup, KEEPALIVE_PROGRAMS refused). Every case is read from inside
 //! (the probe's own getsockopt) and from outside (`ss -tnoi`'s keepalive
 //! timer). Every cgroup and attachment a test makes is removed by a Drop
 //! guard, also when it fails.
@@ -1635,5 +1638,156 @@ fn without_bpffs_the_map_is_found_by_name_and_the_line_says_why() {
         &connect_in(&cgroup, &[]),
         "keepalive=1 idle=41 intvl=75 cnt=9 user_timeout=0",
         "attached without bpffs",
+    );
+}
+
+/// A probe `connect`ing from inside `cgroup` to a fresh peer on `address`
+/// with `words`: the static one, or with `preload` the dynamic build with
+/// the library preloaded and `env` (our variables only from there).
+fn connect_from(
+    cgroup: &TestCgroup,
+    address: &str,
+    words: &[&str],
+    preload: Option<&[(&str, &str)]>,
+) -> Seen {
+    let port = peer(address);
+    let mut cmd = match preload {
+        None => common::command(probe(), false, &[]),
+        Some(env) => common::command(build_c("bpfprobe", "bpfprobe-dynamic", &[]), true, env),
+    };
+    cmd.args(["connect", address, &port.to_string(), HOLD])
+        .args(words);
+    cgroup.enter(&mut cmd);
+    observe(cmd, port)
+}
+
+/// Features combined: a rule with `override=on` in a workload's attachment
+/// nested under a node-wide one. The rule's connections get the rule's
+/// values over the program's own (before and after connect), the others
+/// the inner attachment's with the program's own idle kept, and nothing of
+/// the outer one (its user timeout) reaches either.
+#[test]
+fn a_rule_with_override_in_a_nested_attachment_under_a_node_default() {
+    root();
+    let node = TestCgroup::top("combo-node");
+    let pod = TestCgroup::new(&node.path, "pod");
+    node.attach(&["--idle", "100", "--user-timeout", "7000"]);
+    pod.attach(&[
+        "--idle",
+        "40",
+        "--rule",
+        "net=127.0.0.2:idle=20,cnt=3,override=on",
+    ]);
+    assert_seen(
+        &connect_from(&pod, "127.0.0.2", &["idle=77", "after:idle=78"], None),
+        "keepalive=1 idle=20 intvl=75 cnt=3 user_timeout=0",
+        "the rule's connection, the program's own idle overridden",
+    );
+    assert_seen(
+        &connect_from(&pod, "127.0.0.1", &["idle=77"], None),
+        "keepalive=1 idle=77 intvl=75 cnt=9 user_timeout=0",
+        "another connection: the inner global settings, the program's idle wins",
+    );
+    assert_seen(
+        &connect_from(&node, "127.0.0.2", &[], None),
+        "keepalive=1 idle=100 intvl=75 cnt=9 user_timeout=7000",
+        "outside the pod: the node default, no rule",
+    );
+}
+
+/// Features combined: a preset (`--path`) on a workload's attachment under
+/// a node default: the preset's timers apply there, also to a program that
+/// sets SO_KEEPALIVE=1 itself, and the node default elsewhere.
+#[test]
+fn a_preset_on_an_inner_attachment_under_an_outer_default() {
+    root();
+    let node = TestCgroup::top("preset-node");
+    let pod = TestCgroup::new(&node.path, "pod");
+    node.attach(&["--idle", "300"]);
+    pod.attach(&["--path", "aws-nlb"]);
+    let preset = "keepalive=1 idle=100 intvl=30 cnt=5 user_timeout=0";
+    assert_seen(
+        &connect_from(&pod, "127.0.0.1", &[], None),
+        preset,
+        "aws-nlb",
+    );
+    assert_seen(
+        &connect_from(&pod, "127.0.0.1", &["keepalive=1"], None),
+        preset,
+        "aws-nlb, the program's own SO_KEEPALIVE=1",
+    );
+    assert_seen(
+        &connect_from(&node, "127.0.0.1", &[], None),
+        "keepalive=1 idle=300 intvl=75 cnt=9 user_timeout=0",
+        "the node default",
+    );
+}
+
+/// Features combined: the library preloaded into a C program inside an
+/// attached cgroup, override on one side only. To the attachment the
+/// library's calls are the program's own (they come from inside the
+/// process), so the result is that of "the program wins" with the library
+/// as the program: the attachment's override beats the library's values;
+/// without it the library's values stand (its own override included), and
+/// the attachment sets the options neither set.
+#[test]
+fn the_library_inside_an_attachment_with_override_on_one_side() {
+    root();
+    let cgroup = TestCgroup::top("preload-override");
+    let words = ["idle=77", "after:idle=78"];
+    cgroup.attach(&["--idle", "20", "--count", "3", "--override"]);
+    assert_seen(
+        &connect_from(
+            &cgroup,
+            "127.0.0.1",
+            &words,
+            Some(&[("KEEPIDLE", "60"), ("KEEPCNT", "5")]),
+        ),
+        "keepalive=1 idle=20 intvl=75 cnt=3 user_timeout=0",
+        "the attachment overrides, the library does not: the attachment's values",
+    );
+    cgroup.attach(&["--idle", "20", "--count", "3"]);
+    assert_seen(
+        &connect_from(
+            &cgroup,
+            "127.0.0.1",
+            &words,
+            Some(&[("KEEPIDLE", "60"), ("KEEPALIVE_OVERRIDE", "on")]),
+        ),
+        "keepalive=1 idle=60 intvl=75 cnt=3 user_timeout=0",
+        "the library overrides, the attachment does not: the library's idle, the \
+         attachment's count",
+    );
+    assert_seen(
+        &connect_from(&cgroup, "127.0.0.1", &words, Some(&[("KEEPIDLE", "60")])),
+        "keepalive=1 idle=78 intvl=75 cnt=3 user_timeout=0",
+        "neither overrides: the program's own idle",
+    );
+}
+
+/// Features combined: KEEPALIVE_PROGRAMS in the environment of `--attach`
+/// on a workload under a node default is refused (exit 125, one line),
+/// attaches nothing, and leaves the node default in force there.
+#[test]
+fn keepalive_programs_under_attach_is_refused_in_a_nested_cgroup() {
+    root();
+    let node = TestCgroup::top("programs-node");
+    let pod = TestCgroup::new(&node.path, "pod");
+    node.attach(&["--idle", "50"]);
+    let mut cmd = keepalive();
+    cmd.env("KEEPALIVE_PROGRAMS", "redis-server")
+        .arg("--attach")
+        .arg(&pod.path)
+        .args(["--idle", "5"]);
+    let out = common::run(cmd, PROMPT);
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("KEEPALIVE_PROGRAMS"), "{err}");
+    assert_eq!(attached_programs(&pod.path), 0);
+    assert_seen(
+        &connect_from(&pod, "127.0.0.1", &[], None),
+        "keepalive=1 idle=50 intvl=75 cnt=9 user_timeout=0",
+        "the node default, nothing of the refused attach",
     );
 }
