@@ -1514,17 +1514,38 @@ fn our_programs_maps(cgroup: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// An empty directory of the test's, removed on drop: the mount points of
+/// mount namespaces the test makes (their mounts go with the namespace).
+struct MountPoint(PathBuf);
+
+impl MountPoint {
+    fn new(role: &str) -> MountPoint {
+        let path = std::env::temp_dir().join(format!("ka19-{role}-{}", std::process::id()));
+        fs::create_dir_all(&path).unwrap();
+        MountPoint(path)
+    }
+}
+
+impl Drop for MountPoint {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
 /// `keepalive --attach INNER_DIR OPTIONS` run in a cgroup namespace rooted
-/// at `root` (its own cgroup2 mount, so its own cgroup2 root and lock),
-/// in a mount namespace of its own; `inner` is the target's path in it.
-fn attach_from_a_cgroup_namespace(root: &TestCgroup, inner: &str, options: &[&str]) -> Command {
-    let mount = std::env::temp_dir().join(format!("ka19-cg-{}", std::process::id()));
-    fs::create_dir_all(&mount).unwrap();
+/// at `root` (its own cgroup2 mount at `mount`, so its own cgroup2 root and
+/// lock), in a mount namespace of its own; `inner` is the target's path in it.
+fn attach_from_a_cgroup_namespace(
+    mount: &Path,
+    root: &TestCgroup,
+    inner: &str,
+    options: &[&str],
+) -> Command {
     let mut cmd = common::command("unshare", false, &[]);
     cmd.args(["-C", "-m", "--propagation", "private", "sh", "-c"]);
     cmd.arg(r#"mount -t cgroup2 none "$1" && shift && exec "$@""#);
     cmd.arg("sh")
-        .arg(&mount)
+        .arg(mount)
         .arg(env!("CARGO_BIN_EXE_keepalive"));
     cmd.arg("--attach").arg(mount.join(inner)).args(options);
     root.enter(&mut cmd);
@@ -1555,6 +1576,7 @@ fn the_shared_map_is_pinned_and_shared_across_cgroup_roots() {
         "bpffs at /sys/fs/bpf"
     );
     let pinned = pinned_map_id();
+    let mount = MountPoint::new("cgroup2");
     let roots: Vec<TestCgroup> = (0..3).map(|_| TestCgroup::top("pin-root")).collect();
     let inner: Vec<TestCgroup> = roots
         .iter()
@@ -1563,7 +1585,7 @@ fn the_shared_map_is_pinned_and_shared_across_cgroup_roots() {
     let mut runs = Vec::new();
     for (root, pod) in roots.iter().zip(&inner) {
         let name = pod.path.file_name().unwrap().to_str().unwrap();
-        let mut cmd = attach_from_a_cgroup_namespace(root, name, &["--idle", "31"]);
+        let mut cmd = attach_from_a_cgroup_namespace(&mount.0, root, name, &["--idle", "31"]);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         runs.push(cmd.spawn().unwrap());
         let mut cmd = keepalive();
@@ -1608,12 +1630,12 @@ fn without_bpffs_the_map_is_found_by_name_and_the_line_says_why() {
     let pinned = pinned_map_id();
     let cgroup = TestCgroup::top("nobpffs");
     let relative = cgroup.path.strip_prefix(cgroup2_mount()).unwrap();
-    let mount = std::env::temp_dir().join(format!("ka19-nobpffs-{}", std::process::id()));
-    fs::create_dir_all(&mount).unwrap();
+    let mount = MountPoint::new("nobpffs");
+    let mount = &mount.0;
     let mut cmd = common::command("unshare", false, &[]);
     cmd.args(["-m", "--propagation", "private", "sh", "-c"]);
     cmd.arg(r#"mount --bind "$1" "$2" && umount -l /sys && shift 2 && exec "$@""#);
-    cmd.arg("sh").arg(cgroup2_mount()).arg(&mount);
+    cmd.arg("sh").arg(cgroup2_mount()).arg(mount);
     cmd.arg(env!("CARGO_BIN_EXE_keepalive"))
         .arg("--attach")
         .arg(mount.join(relative))
