@@ -1813,3 +1813,41 @@ fn keepalive_programs_under_attach_is_refused_in_a_nested_cgroup() {
         "the node default, nothing of the refused attach",
     );
 }
+
+/// Concurrent `--attach` on one cgroup from different cgroup2 roots (the
+/// host's, and a cgroup namespace's such as a container's: different
+/// cgroup locks) still leave exactly one pair of ours: they also take the
+/// lock in bpffs, which does not depend on the cgroup2 root.
+#[test]
+fn concurrent_attaches_from_different_cgroup_roots_leave_one_pair() {
+    root();
+    let mount = MountPoint::new("cgroup2-one-pair");
+    let outer = TestCgroup::top("one-pair-root");
+    let target = TestCgroup::new(&outer.path, "target");
+    let name = target.path.file_name().unwrap().to_str().unwrap();
+    let runs: Vec<_> = (0..8)
+        .map(|i| {
+            let idle = (20 + i).to_string();
+            let mut cmd = if i % 2 == 0 {
+                attach_from_a_cgroup_namespace(&mount.0, &outer, name, &["--idle", &idle])
+            } else {
+                let mut cmd = keepalive();
+                cmd.arg("--attach")
+                    .arg(&target.path)
+                    .args(["--idle", &idle]);
+                cmd
+            };
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
+    assert_eq!(
+        attached_programs(&target.path),
+        2,
+        "one sock_ops and one setsockopt"
+    );
+}

@@ -1,8 +1,9 @@
 //! The shared records map's pin in bpffs, `/sys/fs/bpf/keepalive/keepalive_sk`:
 //! every run finds the one map by that path, whatever cgroup2 root it sees
 //! (a container's cgroup namespace has its own, and so its own cgroup lock),
-//! and the pin is made under a flock on `/sys/fs/bpf/keepalive`, a lock
-//! that does not depend on the cgroup2 root either. bpffs is mounted at
+//! and `shared::lock` also takes a flock on `/sys/fs/bpf/keepalive`, a lock
+//! that does not depend on the cgroup2 root either: the pin is made, and
+//! attachments are changed, by one keepalive at a time. bpffs is mounted at
 //! /sys/fs/bpf when it is not, as Cilium does. Where that cannot be done,
 //! `shared.rs` falls back to finding the map by name, and says why.
 
@@ -71,13 +72,9 @@ fn mount_bpffs() -> Result<(), String> {
     ))
 }
 
-/// `DIRECTORY`, open and flocked: held, the pin is checked and made by one
-/// keepalive at a time. Released when dropped.
-pub struct Locked(#[allow(dead_code)] File);
-
-/// Mounts bpffs if needed, makes our directory and locks it. Err: why the
-/// pin cannot be used here.
-pub fn lock() -> Result<Locked, String> {
+/// Mounts bpffs if needed and makes our directory, then opens it. Err: why
+/// the pin cannot be used here.
+pub fn prepare() -> Result<File, String> {
     mount_bpffs()?;
     let directory = Path::new(DIRECTORY);
     match std::fs::DirBuilder::new().mode(0o700).create(directory) {
@@ -85,23 +82,33 @@ pub fn lock() -> Result<Locked, String> {
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
         Err(error) => return Err(format!("cannot create {DIRECTORY}: {error}")),
     }
-    let file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
         .open(directory)
-        .map_err(|e| format!("cannot open {DIRECTORY}: {e}"))?;
-    shared::flock_waiting(&file, directory)?;
-    Ok(Locked(file))
+        .map_err(|e| format!("cannot open {DIRECTORY}: {e}"))
 }
 
-impl Locked {
-    /// Pins `map` (call after `pinned()` found none).
-    pub fn pin(&self, map: &OwnedFd) -> Result<(), String> {
-        let path = path();
-        let text = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
-        syscalls::obj_pin(map, &text)
-            .map_err(|e| format!("cannot pin the shared map at {}: {e}", path.display()))
-    }
+/// `DIRECTORY`, open and flocked. Released when dropped.
+pub struct Locked(#[allow(dead_code)] File);
+
+/// Locks `DIRECTORY` (after `prepare`); `None` where bpffs cannot be used
+/// (`find_or_create` then says why). Err if another keepalive holds it too
+/// long.
+pub fn lock() -> Result<Option<Locked>, String> {
+    let Ok(file) = prepare() else {
+        return Ok(None);
+    };
+    shared::flock_waiting(&file, Path::new(DIRECTORY))?;
+    Ok(Some(Locked(file)))
+}
+
+/// Pins `map` (with the lock held, after `pinned()` found none).
+pub fn pin(map: &OwnedFd) -> Result<(), String> {
+    let path = path();
+    let text = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
+    syscalls::obj_pin(map, &text)
+        .map_err(|e| format!("cannot pin the shared map at {}: {e}", path.display()))
 }
 
 /// The pinned map, if bpffs is mounted and the pin is there (no lock, no

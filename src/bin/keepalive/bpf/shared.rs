@@ -16,18 +16,26 @@ pub const RECORDS_NAME: &str = "keepalive_sk";
 /// How long another keepalive may hold the lock before we give up.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// `flock` on the cgroup v2 hierarchy's root directory: held, attachments
-/// are changed by one keepalive at a time (concurrent `--attach` on one
-/// cgroup leave one pair of ours), the shared map is created once, and
+/// `flock` on the cgroup v2 hierarchy's root directory, then on our
+/// directory in bpffs (`pin.rs`; none where bpffs cannot be used): held,
+/// attachments are changed by one keepalive at a time (concurrent
+/// `--attach` on one cgroup leave one pair of ours, also when they see
+/// different cgroup2 roots), the shared map is created and pinned once, and
 /// `--bpf` cgroups are created and filled with no cleanup in between.
-/// Released when dropped.
-pub struct Lock(#[allow(dead_code)] File);
+/// Always taken in that order. Released when dropped.
+pub struct Lock {
+    _root: File,
+    _pins: Option<pin::Locked>,
+}
 
 pub fn lock() -> Result<Lock, String> {
     let root = cgroup::mount()?;
     let file = cgroup::open(&root)?;
     flock_waiting(&file, &root)?;
-    Ok(Lock(file))
+    Ok(Lock {
+        _root: file,
+        _pins: pin::lock()?,
+    })
 }
 
 /// An exclusive flock on `file` (the directory `path`), waiting up to
@@ -90,8 +98,8 @@ fn find_by_name() -> Result<Option<OwnedFd>, String> {
 /// one, and a line saying why: runs that see different cgroup2 roots (so
 /// different locks) could then both create one.
 pub fn find_or_create() -> Result<OwnedFd, String> {
-    let directory = match pin::lock() {
-        Ok(directory) => directory,
+    match pin::prepare() {
+        Ok(_) => {}
         Err(reason) => {
             eprintln!(
                 "keepalive: {reason}; the shared socket record map is found by its name \
@@ -107,7 +115,7 @@ pub fn find_or_create() -> Result<OwnedFd, String> {
         return Ok(map);
     }
     let map = find_by_name()?.map_or_else(create, Ok)?;
-    if let Err(reason) = directory.pin(&map) {
+    if let Err(reason) = pin::pin(&map) {
         eprintln!("keepalive: {reason}; going on with the map found by its name");
     }
     Ok(map)
