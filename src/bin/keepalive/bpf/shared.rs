@@ -98,25 +98,22 @@ fn find_by_name() -> Result<Option<OwnedFd>, String> {
 /// one, and a line saying why: runs that see different cgroup2 roots (so
 /// different locks) could then both create one.
 pub fn find_or_create() -> Result<OwnedFd, String> {
-    match pin::prepare() {
-        Ok(_) => {}
-        Err(reason) => {
-            eprintln!(
-                "keepalive: {reason}; the shared socket record map is found by its name \
-                 instead of a pin in bpffs, which is sound as long as runs that see different \
-                 cgroup2 roots (a container's and the host's) do not create it at the same \
-                 moment (mount bpffs at {} to make it so)",
-                pin::BPFFS
-            );
-            return find_by_name()?.map_or_else(create, Ok);
-        }
-    };
+    if let Err(reason) = pin::prepare() {
+        eprintln!(
+            "keepalive: {reason}; the shared socket record map is found by its name \
+             instead of a pin in bpffs, which is sound as long as runs that see different \
+             cgroup2 roots (a container's and the host's) do not create it at the same \
+             moment (mount bpffs at {} to make it so)",
+            pin::BPFFS
+        );
+        return find_by_name()?.map_or_else(create, Ok);
+    }
     if let Some(map) = pin::pinned()? {
         return Ok(map);
     }
     let map = find_by_name()?.map_or_else(create, Ok)?;
     if let Err(reason) = pin::pin(&map) {
-        eprintln!("keepalive: {reason}; going on with the map found by its name");
+        eprintln!("keepalive: {reason}; going on with the map unpinned");
     }
     Ok(map)
 }
