@@ -62,7 +62,10 @@ fn mount_bpffs() -> Result<(), String> {
     }
     let error = io::Error::last_os_error();
     let why = match error.raw_os_error() {
-        Some(libc::EPERM) => " (mounting needs CAP_SYS_ADMIN)",
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            " (mounting needs CAP_SYS_ADMIN, and no seccomp or AppArmor profile that forbids \
+             it; in a container, mount the host's /sys/fs/bpf into it instead)"
+        }
         Some(libc::ENOENT) => " (there is no /sys/fs/bpf: /sys is not the kernel's sysfs here)",
         Some(libc::ENODEV) => " (this kernel has no bpffs)",
         _ => "",
