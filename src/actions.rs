@@ -15,7 +15,10 @@
 //!
 //! In every mode, the program wins option by option: an option it set
 //! itself is never set by us, and a program that switched `SO_KEEPALIVE`
-//! off gets no option at all (`fd_state::Choices`).
+//! off gets no option at all (`fd_state::Choices`): what we had set is
+//! undone, the kernel's values put back. Under override
+//! (`KEEPALIVE_OVERRIDE`, a rule's `override=on`) our values win instead:
+//! set regardless, and set again after the program's own `setsockopt`.
 
 use crate::diagnostics;
 use crate::endpoint;
@@ -27,7 +30,7 @@ use keepalive_core::endpoint::Endpoint;
 use keepalive_core::fd_state::{Choices, Kind, Record};
 use keepalive_core::lifecycle::{self, Configure, Foreign, Reason, Step, Write};
 use keepalive_core::options::{self, OptionSet, SockOpt};
-use keepalive_core::plan::{Plan, MAX_OPTIONS};
+use keepalive_core::plan::{KernelDefaults, Plan, MAX_OPTIONS};
 use keepalive_core::rules::{Decision, Direction};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -98,14 +101,12 @@ fn configure(runtime: &Runtime, set: SetsockoptFn, plan: &Plan, target: &Target<
     let choices = target.choices;
     // The errno of each option that failed, by its place in the plan.
     let mut failed = [0; MAX_OPTIONS];
-    if !choices.keepalive_off {
-        for (index, option) in plan.options().iter().enumerate() {
-            if choices.set.contains(option.bit) {
-                continue; // the program's own
-            }
-            if let Err(errno) = sockopt::set(set, target.fd, option) {
-                failed[index] = errno;
-            }
+    for (index, option) in plan.options().iter().enumerate() {
+        if !choices.leaves_to_us(plan, option) {
+            continue; // the program's own
+        }
+        if let Err(errno) = sockopt::set(set, target.fd, option) {
+            failed[index] = errno;
         }
     }
     if runtime.debug {
@@ -124,7 +125,7 @@ fn debug_configured(runtime: &Runtime, plan: &Plan, target: &Target<'_>, failed:
             family_name(target.family),
             target.via
         );
-        if target.choices.keepalive_off {
+        if target.choices.keepalive_off && !plan.override_program {
             let _ = write!(line, "left alone: the program switched SO_KEEPALIVE off");
         } else {
             let _ = write!(line, "set");
@@ -132,7 +133,9 @@ fn debug_configured(runtime: &Runtime, plan: &Plan, target: &Target<'_>, failed:
                 let _ = write!(line, " {}={}", option.label(), option.value);
             }
         }
-        if target.choices.set != OptionSet::EMPTY {
+        if plan.override_program {
+            let _ = write!(line, "; over the program's own (override)");
+        } else if target.choices.set != OptionSet::EMPTY {
             let _ = write!(line, "; the program's own:");
             for option in plan.options() {
                 if target.choices.set.contains(option.bit) {
@@ -224,7 +227,23 @@ fn finish(runtime: &Runtime, set: SetsockoptFn, fd: i32, written: bool, step: St
         Step::Configure(configure) | Step::ConfigureListener(configure) => {
             configure_as(runtime, set, fd, None, &configure)
         }
-        Step::DecideInbound { choices } => decide_inbound(runtime, set, fd, choices),
+        Step::DecideInbound { accepted } => decide_inbound(runtime, set, fd, accepted),
+        Step::Undo(options) => put_back_kernel_values(set, fd, options),
+        Step::Reassert(option) => {
+            let failed = sockopt::set(set, fd, &option).err();
+            runtime.debug(|line| {
+                let _ = write!(
+                    line,
+                    "fd {fd}: set {}={} again",
+                    option.label(),
+                    option.value
+                );
+                let _ = write!(line, " over the program's own (override)");
+                if let Some(errno) = failed {
+                    let _ = write!(line, "; failed (errno {errno})");
+                }
+            });
+        }
         Step::ForeignAtConnect(foreign) => debug_left_alone(runtime, fd, |why| {
             let _ = match foreign {
                 Foreign::NotTcp => write!(why, "at connect: not TCP"),
@@ -360,7 +379,9 @@ pub fn after_connect(
         let mut written = commit(fd, transition.write);
         while !written && transition.step.needs_write() {
             let found = fd_table::load(fd);
-            let Some(again) = found.and_then(|found| lifecycle::reclaim(transition, found)) else {
+            let again =
+                found.and_then(|found| lifecycle::reclaim(&runtime.policy, transition, found));
+            let Some(again) = again else {
                 return;
             };
             transition = again;
@@ -372,7 +393,8 @@ pub fn after_connect(
 
 /// What `before_listen` changed, to undo if `listen()` fails.
 pub struct ListenUndo {
-    record: Record,
+    /// The record it wrote.
+    claim: Write,
     /// The options we set. The socket was ours and undecided, and the
     /// program had not set them: before, each had the kernel's default.
     set: OptionSet,
@@ -390,22 +412,19 @@ pub fn before_listen(set: Option<SetsockoptFn>, fd: i32) -> Option<ListenUndo> {
         }
         let (runtime, set) = active(set)?;
         let transition = lifecycle::before_listen(&runtime.policy, record);
-        let Step::ConfigureListener(configure) = transition.step else {
+        let (Step::ConfigureListener(configure), Some(claim)) = (transition.step, transition.write)
+        else {
             return None;
         };
-        if !commit(fd, transition.write) {
+        if !commit(fd, Some(claim)) {
             return None;
         }
-        let mut undo = ListenUndo {
-            record,
-            set: OptionSet::EMPTY,
-        };
         let decision = configure.reason.map(|reason| reason.decision);
-        if let Some(plan) = decision.and_then(|d| runtime.policy.plan_for(d)) {
-            for option in configure.choices.leave_to_us(plan) {
-                undo.set = undo.set.union(option.bit);
-            }
-        }
+        let plan = decision.and_then(|d| runtime.policy.plan_for(d));
+        let undo = ListenUndo {
+            claim,
+            set: plan.map_or(OptionSet::EMPTY, |plan| configure.choices.left_to_us(plan)),
+        };
         configure_as(runtime, set, fd, None, &configure);
         Some(undo)
     })
@@ -421,35 +440,56 @@ pub fn after_failed_listen(set: Option<SetsockoptFn>, fd: i32, undo: Option<List
         let (Some(undo), Some(set)) = (undo, set) else {
             return;
         };
-        if !commit(fd, Some(lifecycle::failed_listen(undo.record))) || undo.set == OptionSet::EMPTY
-        {
-            return;
-        }
-        let defaults = runtime::read_kernel_defaults();
-        let previous = [
-            (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 0),
-            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, defaults.idle_secs),
-            (
-                libc::IPPROTO_TCP,
-                libc::TCP_KEEPINTVL,
-                defaults.interval_secs,
-            ),
-            (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, defaults.count),
-            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 0),
-        ];
-        for (level, name, value) in previous {
-            let bit = OptionSet::of(level, name).unwrap_or_default();
-            if undo.set.contains(bit) {
-                let option = SockOpt {
-                    level,
-                    name,
-                    value: value as i32,
-                    bit,
-                };
-                let _ = sockopt::set(set, fd, &option);
-            }
+        if commit(fd, lifecycle::failed_listen(undo.claim)) {
+            put_back_kernel_values(set, fd, undo.set);
         }
     });
+}
+
+/// The five options, in the order of a plan.
+const KEEPALIVE_OPTIONS: [(i32, i32); 5] = [
+    (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+    (libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+    (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+];
+
+/// Gives each of `options` the value a new socket has (keepalive off, this
+/// namespace's sysctls, no user timeout): what we set on a socket we
+/// created is undone. The sysctls are read only if a timer is to be put
+/// back.
+fn put_back_kernel_values(set: SetsockoptFn, fd: i32, options: OptionSet) {
+    if options == OptionSet::EMPTY {
+        return;
+    }
+    let timers = OptionSet::IDLE
+        .union(OptionSet::INTERVAL)
+        .union(OptionSet::COUNT);
+    let defaults = if options.contains(timers) {
+        runtime::read_kernel_defaults()
+    } else {
+        KernelDefaults::LINUX // unused
+    };
+    let kernel = [
+        0,
+        defaults.idle_secs,
+        defaults.interval_secs,
+        defaults.count,
+        0,
+    ];
+    for ((level, name), value) in KEEPALIVE_OPTIONS.into_iter().zip(kernel) {
+        let bit = OptionSet::of(level, name).unwrap_or_default();
+        if options.contains(bit) {
+            let option = SockOpt {
+                level,
+                name,
+                value: value as i32,
+                bit,
+            };
+            let _ = sockopt::set(set, fd, &option);
+        }
+    }
 }
 
 /// After a successful `dup()`, `dup2()`, `dup3()` or `fcntl(F_DUPFD*)`: the
@@ -505,7 +545,7 @@ pub fn after_accept(set: Option<SetsockoptFn>, listener: i32, fd: i32) {
 /// from one getpeername() (and the port accepted on from one getsockname(),
 /// only if a rule asks for it): accept()'s own output is the program's
 /// memory, which we never read.
-fn decide_inbound(runtime: &Runtime, set: SetsockoptFn, fd: i32, choices: Choices) {
+fn decide_inbound(runtime: &Runtime, set: SetsockoptFn, fd: i32, accepted: Record) {
     let policy = &runtime.policy;
     let Some(peer) = endpoint::query(fd, libc::getpeername) else {
         debug_left_alone(runtime, fd, |why| {
@@ -518,13 +558,28 @@ fn decide_inbound(runtime: &Runtime, set: SetsockoptFn, fd: i32, choices: Choice
     } else {
         None
     };
-    let configure = lifecycle::inbound_decision(policy, choices, peer.address, port);
-    configure_as(runtime, set, fd, None, &configure);
+    let mut transition = lifecycle::inbound_decision(policy, accepted, peer.address, port);
+    // The claim fails if the program made a choice meanwhile (another
+    // thread): claimed again with it, or given up if the socket changed.
+    let mut written = commit(fd, transition.write);
+    while !written {
+        let found = fd_table::load(fd);
+        let again = found.and_then(|found| lifecycle::reclaim(policy, transition, found));
+        let Some(again) = again else {
+            return;
+        };
+        transition = again;
+        written = commit(fd, transition.write);
+    }
+    finish(runtime, set, fd, written, transition.step);
 }
 
 /// After the program's own successful `setsockopt()`: a keepalive option
-/// it set is its own from now on (`value` reads the int it passed).
+/// it set is its own from now on (`value` reads the int it passed); if it
+/// switched keepalive off, what we set is undone; under override, ours is
+/// set again. `set`: the real `setsockopt`.
 pub fn after_program_setsockopt(
+    set: SetsockoptFn,
     fd: i32,
     level: i32,
     name: i32,
@@ -545,19 +600,13 @@ pub fn after_program_setsockopt(
             };
             // Retried if a decision or a close got in between: the choice is
             // then recorded on what the number holds now.
-            let updated = lifecycle::program_set(record, option, value);
-            if commit(
-                fd,
-                Some(Write::Replace {
-                    from: record,
-                    to: updated,
-                }),
-            ) {
-                recorded = Some(updated);
+            let transition = lifecycle::program_set(&runtime.policy, record, option, value);
+            if commit(fd, transition.write) {
+                recorded = Some((record, transition.step));
                 break;
             }
         }
-        if let Some(record) = recorded {
+        if let Some((record, step)) = recorded {
             runtime.debug(|line| {
                 let label = options::option_label(level, name).unwrap_or("?");
                 let _ = write!(line, "fd {fd}: the program set {label}");
@@ -567,7 +616,17 @@ pub fn after_program_setsockopt(
                 if lifecycle::undecided(record) {
                     let _ = write!(line, "; we will not set it");
                 }
+                if let Step::Undo(options) = step {
+                    let _ = write!(line, "; the kernel's values put back:");
+                    for (level, name) in KEEPALIVE_OPTIONS {
+                        if options.contains(OptionSet::of(level, name).unwrap_or_default()) {
+                            let label = options::option_label(level, name).unwrap_or("?");
+                            let _ = write!(line, " {label}");
+                        }
+                    }
+                }
             });
+            finish(runtime, set, fd, true, step);
         }
     });
 }
@@ -579,6 +638,18 @@ pub fn after_program_setsockopt(
 pub fn before_close(fd: i32) {
     diagnostics::forget_if_private(fd);
     fd_table::forget(fd);
+}
+
+/// Before `fclose()`: the stream's descriptor, if it has one, as for
+/// `close()`. `fileno` sets errno to EBADF on a stream with no descriptor
+/// (`fmemopen`, `open_memstream`, `fopencookie`), and the real `fclose`
+/// then succeeds without touching errno: so errno is kept as it was.
+pub fn before_fclose(fileno: impl FnOnce() -> i32) {
+    let _errno = crate::sockopt::ErrnoGuard::save();
+    let fd = fileno();
+    if fd >= 0 {
+        before_close(fd);
+    }
 }
 
 /// Before `close_range()` or `closefrom()`: every number in the range is

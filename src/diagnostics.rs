@@ -6,8 +6,10 @@
 //!
 //! The duplicate is taken at load, and only when there is something to say:
 //! a diagnostic (then closed again right after) or debug lines (then kept,
-//! close-on-exec, at a high number). If the program closes or replaces
-//! that number itself, our hooks see it and we stop writing.
+//! close-on-exec, at 512, or the highest free number under a lower
+//! RLIMIT_NOFILE: never one of the low numbers a program counts on). If the
+//! program closes or replaces that number itself, our hooks see it and we
+//! stop writing.
 
 use std::fmt;
 use std::mem::MaybeUninit;
@@ -52,16 +54,32 @@ pub fn open_private() {
     } else {
         0
     };
-    let lowest = if soft > PRIVATE_LOWEST as libc::rlim_t + 1 {
-        PRIVATE_LOWEST
-    } else {
-        3
-    };
-    // SAFETY: F_DUPFD_CLOEXEC takes an int and returns a new descriptor.
-    let fd = unsafe { libc::syscall(libc::SYS_fcntl, STDERR, libc::F_DUPFD_CLOEXEC, lowest) };
-    if fd >= 0 {
-        PRIVATE.store(fd as i32, Ordering::Release);
+    if let Some(fd) = private_number(soft, |lowest| {
+        // SAFETY: F_DUPFD_CLOEXEC takes an int and returns a new descriptor.
+        let fd = unsafe { libc::syscall(libc::SYS_fcntl, STDERR, libc::F_DUPFD_CLOEXEC, lowest) };
+        (fd >= 0).then_some(fd as i32)
+    }) {
+        PRIVATE.store(fd, Ordering::Release);
     }
+}
+
+/// Where our duplicate goes under a soft `RLIMIT_NOFILE` of `soft`: 512
+/// (or the next free number) when the limit allows; under a lower limit,
+/// the highest free number below it, so the low numbers a program counts
+/// on (3, 4, ...) stay its own. Never in the lower half of the numbers it
+/// may use: then no duplicate, and no lines. `dup_from(n)` takes the
+/// lowest free number from n on, below the limit.
+fn private_number(soft: libc::rlim_t, mut dup_from: impl FnMut(i32) -> Option<i32>) -> Option<i32> {
+    let top = soft
+        .min(PRIVATE_LOWEST as libc::rlim_t + 1)
+        .checked_sub(1)? as i32;
+    let bottom = ((top + 1) / 2).max(3);
+    (bottom..=top).rev().find_map(&mut dup_from)
+}
+
+/// Whether we hold a duplicate of stderr to write to.
+pub fn has_private() -> bool {
+    PRIVATE.load(Ordering::Acquire) >= 0
 }
 
 /// Closes our duplicate (start-up diagnostics written, no debug).
@@ -207,6 +225,27 @@ fn without_sigpipe(write: impl FnOnce()) {
 mod tests {
     use super::*;
     use std::fmt::Write as _;
+
+    #[test]
+    fn the_duplicate_goes_high_and_never_in_the_lower_half() {
+        // A process with only 0, 1, 2 and `busy` taken, under `soft`.
+        let place = |soft: libc::rlim_t, busy: &[i32]| {
+            private_number(soft, |from| {
+                (from..soft as i32).find(|n| *n > 2 && !busy.contains(n))
+            })
+        };
+        assert_eq!(place(1024, &[]), Some(512));
+        assert_eq!(place(1024, &[512]), Some(513));
+        assert_eq!(place(513, &[]), Some(512));
+        assert_eq!(place(512, &[]), Some(511));
+        assert_eq!(place(64, &[]), Some(63));
+        assert_eq!(place(64, &[63, 62]), Some(61));
+        let upper_half: Vec<i32> = (32..64).collect();
+        assert_eq!(place(64, &upper_half), None);
+        assert_eq!(place(4, &[]), Some(3));
+        assert_eq!(place(3, &[]), None);
+        assert_eq!(place(0, &[]), None);
+    }
 
     #[test]
     fn line_buffer_truncates_and_keeps_room_for_newline() {

@@ -8,6 +8,7 @@
 //! `getenv`; in secure mode the library reads nothing at all. Like `getenv`,
 //! the first entry of a name wins.
 
+use keepalive_core::near_miss::{self, NearMiss};
 use keepalive_core::variables::NAMES;
 use libc::c_char;
 use std::ffi::CStr;
@@ -16,9 +17,14 @@ extern "C" {
     static environ: *const *const c_char;
 }
 
-/// The raw value of each of our variables, in the order of `NAMES`.
+/// How many names that are almost ours are kept (and reported).
+const NEAR_MISSES: usize = 4;
+
+/// The raw value of each of our variables, in the order of `NAMES`, and
+/// the entries whose names are almost ours (`near_miss`).
 pub struct OurVariables {
     values: [Option<&'static [u8]>; NAMES.len()],
+    near_misses: [Option<(NearMiss<'static>, &'static [u8])>; NEAR_MISSES],
 }
 
 impl OurVariables {
@@ -27,6 +33,7 @@ impl OurVariables {
     /// environment (our constructor, or the first hook that runs).
     pub fn read() -> OurVariables {
         let mut values = [None; NAMES.len()];
+        let mut near_misses = [None; NEAR_MISSES];
         // SAFETY: environ is NULL or a NULL-terminated array of C strings.
         let mut entry = unsafe { environ };
         while !entry.is_null() {
@@ -39,11 +46,23 @@ impl OurVariables {
             let bytes = unsafe { CStr::from_ptr(text) }.to_bytes();
             if let Some((index, value)) = ours(bytes) {
                 values[index].get_or_insert(value);
+            } else if let Some(miss) = almost_ours(bytes) {
+                if let Some(free) = near_misses.iter_mut().find(|slot| slot.is_none()) {
+                    *free = Some(miss);
+                }
             }
             // SAFETY: the array goes on until its NULL, not reached yet.
             entry = unsafe { entry.add(1) };
         }
-        OurVariables { values }
+        OurVariables {
+            values,
+            near_misses,
+        }
+    }
+
+    /// The entries whose names are almost ours, with their values.
+    pub fn near_misses(&self) -> impl Iterator<Item = (NearMiss<'static>, &'static [u8])> + '_ {
+        self.near_misses.iter().flatten().copied()
     }
 
     /// Every value, in the order of `NAMES`.
@@ -69,6 +88,14 @@ fn ours(entry: &'static [u8]) -> Option<(usize, &'static [u8])> {
     let (name, value) = (&entry[..equals], &entry[equals + 1..]);
     let index = NAMES.iter().position(|known| known.as_bytes() == name)?;
     Some((index, value))
+}
+
+/// For an entry `NAME=value` whose name is almost one of ours: which, and
+/// the value.
+fn almost_ours(entry: &'static [u8]) -> Option<(NearMiss<'static>, &'static [u8])> {
+    let equals = entry.iter().position(|&b| b == b'=')?;
+    let miss = near_miss::check(&entry[..equals])?;
+    Some((miss, &entry[equals + 1..]))
 }
 
 #[cfg(test)]
@@ -102,6 +129,15 @@ mod tests {
         let idle = NAMES.iter().position(|&name| name == "KEEPIDLE");
         assert_eq!(ours(b"KEEPIDLE=a=b"), Some((idle.unwrap(), &b"a=b"[..])));
         assert_eq!(ours(b"KEEPIDLE="), Some((idle.unwrap(), &b""[..])));
+    }
+
+    #[test]
+    fn near_misses_are_found_with_their_values() {
+        let (miss, value) = almost_ours(b"KEEPIDEL=60").unwrap();
+        assert_eq!((miss.meant, value), (Some("KEEPIDLE"), &b"60"[..]));
+        assert!(almost_ours(b"KEEPIDLE=60").is_none());
+        assert!(almost_ours(b"PATH=/bin").is_none());
+        assert!(almost_ours(b"KEEPIDEL").is_none());
     }
 
     #[test]

@@ -150,7 +150,7 @@ hooks! {
         let rc = real(fd, level, name, value, length);
         if rc == 0 {
             // SAFETY: the kernel has just read `length` bytes at `value`.
-            actions::after_program_setsockopt(fd, level, name, || unsafe {
+            actions::after_program_setsockopt(real, fd, level, name, || unsafe {
                 crate::sockopt::read_int_value(value, length)
             });
         }
@@ -218,7 +218,7 @@ hooks! {
     |real| {
         if !stream.is_null() {
             // SAFETY: the program hands fclose a stream; fileno only reads it.
-            actions::before_close(unsafe { libc::fileno(stream) });
+            actions::before_fclose(|| unsafe { libc::fileno(stream) });
         }
         real(stream)
     }

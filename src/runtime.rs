@@ -151,19 +151,53 @@ fn load() -> Runtime {
     }
     let debug = loaded.settings.debug;
     // One line per process tree: not again in a child whose parent already
-    // printed it. With KEEPALIVE_PROGRAMS the parent may have been silent.
-    let report = !loaded.diagnostics.is_empty()
-        && (loaded.programs.is_some()
-            || !crate::cancel::held_off(|| {
-                crate::lineage::parent_reported(&keepalive_core::variables::NAMES, lookup)
-            }));
+    // wrote it where ours would go. With KEEPALIVE_PROGRAMS the parent may
+    // have been silent.
+    // Names almost ours are reported with the diagnostics, and a parent
+    // must have had the same ones.
+    let near_misses: Vec<_> = variables.near_misses().collect();
+    let lines: Vec<String> = (loaded.diagnostics.iter().map(ToString::to_string))
+        .chain(near_misses.iter().map(|(miss, _)| miss.to_string()))
+        .collect();
+    let reported_by_parent = if lines.is_empty() || loaded.programs.is_some() {
+        None
+    } else {
+        let names: Vec<&[u8]> = (keepalive_core::variables::NAMES
+            .iter()
+            .map(|n| n.as_bytes()))
+        .chain(near_misses.iter().map(|(miss, _)| miss.name))
+        .collect();
+        let value = |name: &[u8]| {
+            let ours = std::str::from_utf8(name).ok().and_then(lookup);
+            ours.or_else(|| {
+                near_misses
+                    .iter()
+                    .find(|(miss, _)| miss.name == name)
+                    .map(|&(_, value)| value)
+            })
+        };
+        crate::cancel::held_off(|| crate::lineage::parent_reported(&names, value))
+    };
+    let report = !lines.is_empty() && reported_by_parent.is_none();
     if debug || report {
         diagnostics::open_private();
     }
     if report {
-        for line in &loaded.diagnostics {
-            diagnostics::write_line(line.to_string().as_bytes());
+        for line in &lines {
+            diagnostics::write_line(line.as_bytes());
         }
+    }
+    if !lines.is_empty() {
+        // For our children: where these lines went (nowhere if we could not
+        // write them), or where our parent's went.
+        let written_to = if report {
+            diagnostics::has_private()
+                .then(crate::lineage::stderr_id)
+                .flatten()
+        } else {
+            reported_by_parent
+        };
+        crate::lineage::record(written_to);
     }
     if !debug {
         diagnostics::close_private();

@@ -149,8 +149,8 @@ impl Running {
     /// Ends it and checks that its cgroup is gone.
     fn stop(mut self) {
         self.end();
-        let cgroup = own_cgroup().join(format!("keepalive.{}", self.0.id()));
-        assert!(!cgroup.exists(), "{} left behind", cgroup.display());
+        let left = bpf_cgroups_of(self.0.id());
+        assert!(left.is_empty(), "{left:?} left behind");
     }
 
     fn end(&mut self) {
@@ -161,6 +161,21 @@ impl Running {
             eprintln!("{} did not end on SIGTERM", self.0.label);
         }
     }
+}
+
+/// The cgroups `keepalive --bpf` with process id `pid` made under ours
+/// (`keepalive.PID.START`; `keepalive.PID` before issue 19).
+fn bpf_cgroups_of(pid: u32) -> Vec<PathBuf> {
+    let name = format!("keepalive.{pid}");
+    fs::read_dir(own_cgroup())
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            file_name == name || file_name.starts_with(&format!("{name}."))
+        })
+        .map(|entry| entry.path())
+        .collect()
 }
 
 impl Drop for Running {
@@ -456,13 +471,11 @@ fn the_program_wins_option_by_option() {
         "keepalive=1 idle=99 intvl=10 cnt=6 user_timeout=0",
         "program set idle and user_timeout",
     );
-    // An explicit SO_KEEPALIVE=0 keeps keepalive off.
+    // An explicit SO_KEEPALIVE=0 means nothing of ours: no timer, and no
+    // user timeout that would end the connection the program chose not to
+    // probe.
     let seen = bpf_connect(&base, "127.0.0.1", &["keepalive=0"]);
-    assert_seen(
-        &seen,
-        "keepalive=0 idle=60 intvl=10 cnt=6 user_timeout=1500",
-        "program turned keepalive off",
-    );
+    assert_seen(&seen, UNTOUCHED, "program turned keepalive off");
     // Set after connect(): it simply wins (it comes last).
     let seen = bpf_connect(&base, "127.0.0.1", &["after:cnt=2", "after:idle=5"]);
     assert_seen(
@@ -842,4 +855,605 @@ fn status_names_the_attachment_that_covers_a_process() {
     assert!(below.contains(&key(&parent.path)), "{below}");
     let outside = status_of(None);
     assert!(outside.contains("\"bpf_attachment\":null"), "{outside}");
+}
+
+/// A static probe `connect`ing from inside `cgroup`, with `words`.
+fn connect_in(cgroup: &TestCgroup, words: &[&str]) -> Seen {
+    let port = peer("127.0.0.1");
+    let mut cmd = Command::new(probe());
+    cmd.args(["connect", "127.0.0.1", &port.to_string(), HOLD])
+        .args(words);
+    cgroup.enter(&mut cmd);
+    observe(cmd, port)
+}
+
+/// A static probe `accept`ing one connection: `cmd` is the probe (or
+/// keepalive running it) with its arguments up to the port, `port` that
+/// port; `words` go after HOLD. What it saw inside, and `ss` outside.
+fn accepted(mut cmd: Command, port: u16, words: &[&str]) -> Seen {
+    cmd.arg(HOLD).args(words);
+    let server = Running::spawn(cmd, "server");
+    server
+        .wait_stdout("listening", PROMPT)
+        .expect("server listens");
+    let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    server
+        .wait_stdout("connected", PROMPT)
+        .expect("server accepts");
+    let line = server.stdout().lines().last().unwrap().to_string();
+    // The accepted socket's row: local port `port`, keepalive timer or not.
+    let timer = ss_lines(port)
+        .iter()
+        .filter(|l| l.contains(&format!(":{port} ")) && !l.starts_with("LISTEN"))
+        .find_map(|l| keepalive_timer_secs(l));
+    server.stop();
+    Seen {
+        options: line.trim_start_matches("connected ").to_string(),
+        timer,
+    }
+}
+
+/// Issue 19 item 1: parent `--idle 100 --user-timeout 7000`, child
+/// `--idle 50`: a program in the child that sets SO_KEEPALIVE=1 itself
+/// (libpq, curl, Java) gets the child's settings and nothing of the
+/// parent's, as does one that sets nothing, and a server's connections.
+#[test]
+fn nested_attachments_the_innermost_decides() {
+    root();
+    let parent = TestCgroup::top("outer");
+    let child = TestCgroup::new(&parent.path, "inner");
+    parent.attach(&["--idle", "100", "--user-timeout", "7000"]);
+    child.attach(&["--idle", "50"]);
+    let inner = "keepalive=1 idle=50 intvl=75 cnt=9 user_timeout=0";
+    assert_seen(
+        &connect_in(&child, &["keepalive=1"]),
+        inner,
+        "SO_KEEPALIVE=1 set by the program, in the child",
+    );
+    assert_seen(&connect_in(&child, &[]), inner, "nothing set, in the child");
+    let port = common::free_port();
+    let mut server = Command::new(probe());
+    server.args(["accept", "127.0.0.1", &port.to_string()]);
+    child.enter(&mut server);
+    assert_seen(
+        &accepted(server, port, &["keepalive=1"]),
+        inner,
+        "accepted in the child, listener with SO_KEEPALIVE=1",
+    );
+    // The parent's own processes get the parent's settings.
+    assert_seen(
+        &connect_in(&parent, &["keepalive=1"]),
+        "keepalive=1 idle=100 intvl=75 cnt=9 user_timeout=7000",
+        "in the parent",
+    );
+}
+
+/// Issue 19 item 2: an inner attachment that decides "off" (`--off`, a rule
+/// `*:off`, its direction) keeps the outer one away from its connections.
+#[test]
+fn an_inner_off_opts_out_of_outer_attachments() {
+    root();
+    let parent = TestCgroup::top("node");
+    let child = TestCgroup::new(&parent.path, "pod");
+    parent.attach(&["--idle", "30", "--user-timeout", "4000"]);
+    child.attach(&["--off"]);
+    assert_seen(&connect_in(&child, &[]), UNTOUCHED, "inner --off");
+    assert_seen(
+        &connect_in(&child, &["keepalive=1"]),
+        "keepalive=1 idle=7200 intvl=75 cnt=9 user_timeout=0",
+        "inner --off, the program's own SO_KEEPALIVE=1",
+    );
+    assert!(child.attach(&["--rule", "*:off"]).contains("updated"));
+    assert_seen(&connect_in(&child, &[]), UNTOUCHED, "inner rule *:off");
+    child.attach(&["--direction", "in", "--idle", "20"]);
+    assert_seen(&connect_in(&child, &[]), UNTOUCHED, "inner --direction in");
+    // Without the inner attachment the outer one applies again.
+    child.detach();
+    assert_seen(
+        &connect_in(&child, &[]),
+        "keepalive=1 idle=30 intvl=75 cnt=9 user_timeout=4000",
+        "outer only",
+    );
+}
+
+/// Issue 19 item 3: eight `--attach` at once on one cgroup leave exactly
+/// one pair of our programs, and a later one updates the settings in force.
+#[test]
+fn concurrent_attaches_leave_one_pair() {
+    root();
+    let cgroup = TestCgroup::top("concurrent");
+    let runs: Vec<_> = (0..8)
+        .map(|i| {
+            let mut cmd = keepalive();
+            cmd.arg("--attach")
+                .arg(&cgroup.path)
+                .args(["--idle", &(20 + i).to_string()]);
+            cmd.stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
+    assert_eq!(
+        attached_programs(&cgroup.path),
+        2,
+        "one sock_ops and one setsockopt"
+    );
+    assert!(cgroup.attach(&["--idle", "44"]).contains("updated"));
+    assert_seen(
+        &connect_in(&cgroup, &[]),
+        "keepalive=1 idle=44 intvl=75 cnt=9 user_timeout=0",
+        "after the update",
+    );
+    assert_eq!(attached_programs(&cgroup.path), 2);
+    // Stray pairs of ours (as older versions' races left them): the next
+    // --attach repairs the cgroup to one pair, with its settings.
+    other_attachment(&cgroup.path, "pair");
+    other_attachment(&cgroup.path, "pair");
+    assert_eq!(attached_programs(&cgroup.path), 6);
+    assert!(cgroup
+        .attach(&["--idle", "33"])
+        .contains("replaced our programs"));
+    assert_eq!(attached_programs(&cgroup.path), 2);
+    assert_seen(
+        &connect_in(&cgroup, &[]),
+        "keepalive=1 idle=33 intvl=75 cnt=9 user_timeout=0",
+        "after the repair",
+    );
+}
+
+/// tests/c/bpfattach.c: another tool's `exclusive` sock_ops program, or a
+/// stray `pair` of ours; returns what it printed (the exclusive one's id).
+fn other_attachment(cgroup: &Path, what: &str) -> String {
+    let out = common::run(
+        {
+            let mut cmd = Command::new(build_c("bpfattach", "bpfattach", &[]));
+            cmd.arg(cgroup).arg(what);
+            cmd
+        },
+        PROMPT,
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::stdout(&out).trim().to_string()
+}
+
+/// Issue 19 item 4: another tool's exclusive sock_ops program on the cgroup
+/// (or an ancestor) makes our second attach fail: nothing of ours stays,
+/// and the one line names that program as `bpftool cgroup tree` shows it.
+#[test]
+fn an_exclusive_program_refuses_and_nothing_of_ours_stays() {
+    root();
+    let cgroup = TestCgroup::top("exclusive");
+    let below = TestCgroup::new(&cgroup.path, "below");
+    let id = other_attachment(&cgroup.path, "exclusive");
+    for (target, holder_on) in [(&cgroup, &cgroup), (&below, &cgroup)] {
+        let mut cmd = keepalive();
+        cmd.arg("--attach").arg(&target.path).args(["--idle", "30"]);
+        let out = common::run(cmd, PROMPT);
+        let err = common::stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!("program id {id} (ka_exclusive)"))
+                && err.contains(&format!("on {} ", holder_on.path.display()))
+                && err.contains("nothing of ours was left attached"),
+            "{err}"
+        );
+        assert!(!err.contains("needs root"), "{err}");
+        assert_eq!(attached_programs(&target.path), 0, "{err}");
+    }
+}
+
+/// Issue 19 item 5: a `keepalive --bpf` killed outright leaves its cgroup;
+/// a later run with the same process id (here: 1, in a new PID namespace
+/// each time) starts anyway, and removes the stale cgroup.
+#[test]
+fn a_killed_bpf_run_leaves_nothing_a_later_run_trips_over() {
+    root();
+    let in_new_pid_namespace = |script: &str| {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--kill-child"]);
+        cmd.arg(env!("CARGO_BIN_EXE_keepalive"))
+            .args(["--bpf", "sh", "-c", script]);
+        cmd.stdin(Stdio::null());
+        cmd
+    };
+    let first = Process::spawn(
+        in_new_pid_namespace("cat /proc/self/cgroup; exec sleep 30"),
+        "first --bpf",
+    );
+    first.wait_stdout("0::", PROMPT).expect("first run started");
+    let line = first.stdout();
+    let name = line
+        .lines()
+        .find_map(|l| l.strip_prefix("0::/"))
+        .unwrap()
+        .to_string();
+    assert!(name.starts_with("keepalive.1"), "{name}");
+    let stale = own_cgroup().join(&name);
+    // keepalive is unshare's child: SIGKILL it, as the OOM killer would.
+    let children = format!("/proc/{0}/task/{0}/children", first.id());
+    let keepalive_pid: i32 = fs::read_to_string(&children)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the keepalive this test started.
+    unsafe { libc::kill(keepalive_pid, libc::SIGKILL) };
+    wait_for(PROMPT, || {
+        fs::read_to_string(stale.join("cgroup.procs"))
+            .ok()
+            .filter(|procs| procs.trim().is_empty())
+    })
+    .expect("PROGRAM ended with its PID namespace");
+    assert!(stale.exists(), "SIGKILL leaves the cgroup");
+    drop(first);
+    let out = common::run(in_new_pid_namespace("cat /proc/self/cgroup"), PROMPT);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert!(common::stdout(&out).contains("0::/keepalive.1"));
+    assert!(!stale.exists(), "{} not cleaned up", stale.display());
+}
+
+/// Issue 19 item 5: a SIGTERM that arrives right after `--bpf` made its
+/// cgroup (strace holds keepalive there for 2 s) is passed on to PROGRAM,
+/// and the cgroup is removed: it no longer ends keepalive before it
+/// installed its forwarding.
+#[test]
+fn a_signal_before_program_starts_leaves_no_cgroup() {
+    root();
+    Command::new("strace")
+        .arg("-V")
+        .output()
+        .expect("strace not found: apt-get install -y strace");
+    let mut cmd = Command::new("strace");
+    cmd.args([
+        "-f",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=mkdir,mkdirat",
+        "-e",
+        "inject=mkdir,mkdirat:delay_exit=2000000",
+    ]);
+    cmd.arg(env!("CARGO_BIN_EXE_keepalive"))
+        .args(["--bpf", "sleep", "30"]);
+    cmd.stdin(Stdio::null());
+    let mut strace = Process::spawn(cmd, "strace keepalive --bpf");
+    let children = format!("/proc/{0}/task/{0}/children", strace.id());
+    let keepalive_pid: u32 = wait_for(PROMPT, || {
+        fs::read_to_string(&children)
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+    .expect("strace started keepalive");
+    let made = wait_for(PROMPT, || bpf_cgroups_of(keepalive_pid).pop())
+        .expect("keepalive made its cgroup");
+    // SAFETY: kill(2) on the keepalive this test started.
+    unsafe { libc::kill(keepalive_pid as i32, libc::SIGTERM) };
+    let (status, _) = strace.wait_exit(PROMPT).expect("keepalive ended");
+    assert!(
+        !made.exists(),
+        "{} left behind ({status:?})",
+        made.display()
+    );
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+}
+
+/// Issue 19 item 6: SO_KEEPALIVE=0 by the program means nothing of ours:
+/// set before connect() or on a listener, the connection is untouched; set
+/// after, our user timeout is taken back.
+#[test]
+fn so_keepalive_0_means_nothing_of_ours() {
+    root();
+    let base = ["--idle", "60", "--count", "4", "--user-timeout", "4000"];
+    assert_seen(
+        &bpf_connect(&base, "127.0.0.1", &["keepalive=0"]),
+        UNTOUCHED,
+        "client, before connect",
+    );
+    assert_seen(
+        &bpf_connect(&base, "127.0.0.1", &["after:keepalive=0"]),
+        "keepalive=0 idle=60 intvl=75 cnt=4 user_timeout=0",
+        "client, after connect",
+    );
+    let port = common::free_port();
+    let mut cmd = keepalive();
+    cmd.arg("--bpf").args(base).arg(probe());
+    cmd.args(["accept", "127.0.0.1", &port.to_string()]);
+    assert_seen(
+        &accepted(cmd, port, &["keepalive=0"]),
+        UNTOUCHED,
+        "listener with SO_KEEPALIVE=0",
+    );
+}
+
+/// Issue 19 item 8: `--program` / KEEPALIVE_PROGRAMS cannot be honoured by
+/// an attachment (it covers the whole cgroup): refused, never ignored.
+#[test]
+fn program_lists_are_refused_not_ignored() {
+    root();
+    let refused = |mut cmd: Command| {
+        let out = common::run(
+            {
+                cmd.stdout(Stdio::piped());
+                cmd
+            },
+            PROMPT,
+        );
+        let err = common::stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("KEEPALIVE_PROGRAMS"), "{err}");
+        assert!(common::stdout(&out).is_empty(), "PROGRAM never ran");
+    };
+    let mut cmd = keepalive();
+    cmd.args(["--bpf", "--program", "redis-server", "echo", "ran"]);
+    refused(cmd);
+    let mut cmd = keepalive();
+    cmd.env("KEEPALIVE_PROGRAMS", "redis-server")
+        .args(["--bpf", "echo", "ran"]);
+    refused(cmd);
+    let cgroup = TestCgroup::top("programs");
+    let mut cmd = keepalive();
+    cmd.arg("--attach")
+        .arg(&cgroup.path)
+        .args(["--program", "redis-server"]);
+    refused(cmd);
+    assert_eq!(attached_programs(&cgroup.path), 0);
+}
+
+/// Issue 19 item 11: under `ip netns exec` (which remounts /sys) the
+/// message names the namespace and the command that works, and that
+/// command works.
+#[test]
+fn under_ip_netns_exec_the_message_gives_the_command_that_works() {
+    root();
+    let netns = common::netns::Netns::new("exec");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", netns.name()])
+        .arg(env!("CARGO_BIN_EXE_keepalive"))
+        .args(["--bpf", "true"]);
+    let out = common::run(cmd, PROMPT);
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    let suggested = format!(
+        "keepalive --bpf [OPTIONS] -- ip netns exec {}",
+        netns.name()
+    );
+    assert!(err.contains(&suggested), "{err}");
+    assert!(!err.contains("mount -t cgroup2"), "{err}");
+    let mut cmd = keepalive();
+    cmd.args(["--bpf", "--", "ip", "netns", "exec", netns.name()]);
+    cmd.args(["sh", "-c", "cat /proc/self/cgroup"]);
+    let out = common::run(cmd, PROMPT);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert!(common::stdout(&out).contains("0::/keepalive."));
+}
+
+/// Issue 19 items 9 and 10: `--status` of a covered process shows the
+/// deciding attachment's settings (not the library's defaults), the outer
+/// one it overrules, who set each option, and that the program's own
+/// TCP_USER_TIMEOUT makes our count moot.
+#[test]
+fn status_shows_the_deciding_attachment_and_who_set_each_option() {
+    root();
+    let parent = TestCgroup::top("status-outer");
+    let child = TestCgroup::new(&parent.path, "inner");
+    parent.attach(&["--idle", "90"]);
+    child.attach(&["--idle", "25", "--count", "4"]);
+    let port = peer("127.0.0.1");
+    let mut cmd = Command::new(probe());
+    cmd.args(["connect", "127.0.0.1", &port.to_string(), "hold=20000"]);
+    cmd.args(["keepalive=1", "user_timeout=3000"]);
+    child.enter(&mut cmd);
+    let client = Running::spawn(cmd, "probe");
+    client.wait_stdout("connected", PROMPT).expect("connected");
+    let mut cmd = keepalive();
+    cmd.arg("--status")
+        .arg(client.id().to_string())
+        .arg("--json");
+    let out = common::run(cmd, PROMPT);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let json = common::stdout(&out);
+    for expected in [
+        format!(
+            "the attachment on {} decides this process's connections: keepalive on, \
+             idle 25 s, count 4 (these apply",
+            child.path.display()
+        ),
+        format!(
+            "the outer attachment on {} (keepalive on, idle 90 s) leaves them to it",
+            parent.path.display()
+        ),
+        "set: keepalive by the program, idle by the attachment, count by the attachment, \
+         user timeout by the program"
+            .to_string(),
+        "the program set its own TCP_USER_TIMEOUT (3000 ms)".to_string(),
+        "count is moot".to_string(),
+    ] {
+        assert!(json.contains(&expected), "{expected:?} not in {json}");
+    }
+}
+
+/// Issue 19 item 7: under `--override` our values replace the program's
+/// own for the options we set, before connect() (Go's listener, a C
+/// program's setsockopt) and after it (Go's dialer), on both ends.
+#[test]
+fn override_replaces_the_programs_own_values() {
+    root();
+    let base = ["--idle", "5", "--interval", "2"];
+    let own = ["idle=99", "after:idle=77", "after:intvl=30"];
+    assert_seen(
+        &bpf_connect(&base, "127.0.0.1", &own),
+        "keepalive=1 idle=77 intvl=30 cnt=9 user_timeout=0",
+        "the program wins by default",
+    );
+    let overriding = ["--override", "--idle", "5", "--interval", "2"];
+    let ours = "keepalive=1 idle=5 intvl=2 cnt=9 user_timeout=0";
+    assert_seen(
+        &bpf_connect(&overriding, "127.0.0.1", &own),
+        ours,
+        "C client under --override",
+    );
+    let port = common::free_port();
+    let mut cmd = keepalive();
+    cmd.arg("--bpf").args(overriding).arg(probe());
+    cmd.args(["accept", "127.0.0.1", &port.to_string()]);
+    assert_seen(
+        &accepted(cmd, port, &own),
+        ours,
+        "C server under --override",
+    );
+    // A rule's override=on, for its connections only.
+    let rule = [
+        "--idle",
+        "5",
+        "--rule",
+        "net=127.0.0.0/8:intvl=2,override=on",
+    ];
+    assert_seen(
+        &bpf_connect(&rule, "127.0.0.1", &own),
+        ours,
+        "rule with override=on",
+    );
+    // Go's default dialer sets idle and interval (15 s) after connect().
+    let port = peer("127.0.0.1");
+    let mut cmd = keepalive();
+    cmd.args([
+        "--bpf",
+        "--override",
+        "--idle",
+        "5",
+        "--interval",
+        "1",
+        "--count",
+        "3",
+    ])
+    .arg(go_probe());
+    cmd.args([&format!("127.0.0.1:{port}"), "default", "3000"]);
+    assert_seen(
+        &observe(cmd, port),
+        "keepalive=1 idle=5 intvl=1 cnt=3 user_timeout=0",
+        "Go, default dialer, --override",
+    );
+}
+
+/// Issue 19 item 7, measured: a Go client with the default dialer under
+/// `--bpf --override --idle 5 --interval 1 --count 3` notices its peer gone
+/// in about 8 s (5 + 3 x 1), not Go's 15 + 15 x 3.
+#[test]
+fn a_go_client_under_override_notices_a_cut_peer_in_8_seconds() {
+    root();
+    let go = go_probe();
+    let pair = Pair::new();
+    let mut server = Command::new("nc");
+    server.args(["-l", "5000"]);
+    pair.server.enter(&mut server);
+    let _server = Process::spawn(server, "nc server");
+    pair.server.wait_listening(5000);
+    let mut cmd = keepalive();
+    cmd.args([
+        "--bpf",
+        "--override",
+        "--idle",
+        "5",
+        "--interval",
+        "1",
+        "--count",
+        "3",
+    ]);
+    cmd.arg(go)
+        .args([&format!("{SERVER_ADDR}:5000"), "default", "wait"]);
+    pair.client.enter(&mut cmd);
+    let mut client = Running::spawn(cmd, "Go client");
+    client.wait_stdout("connected", PROMPT).expect("connected");
+    assert!(
+        client.stdout().contains("idle=5 intvl=1 cnt=3"),
+        "{}",
+        client.stdout()
+    );
+    pair.server.vanish();
+    let vanished = Instant::now();
+    let (_, ended) = client
+        .wait_exit(Duration::from_secs(14))
+        .expect("the Go client never noticed its dead peer");
+    let took = ended - vanished;
+    eprintln!("Go client noticed its dead peer after {took:?} (budget 8 s)");
+    assert!(
+        client.stdout().contains("closed err=110"),
+        "{}",
+        client.stdout()
+    );
+    assert!(
+        took >= Duration::from_secs(7) && took < Duration::from_secs(11),
+        "{took:?}"
+    );
+}
+
+/// Issue 19 item 10: `--status` warns when the library is loaded into a Go
+/// program (here built with cgo, so ld.so does load it), whose sockets only
+/// the kernel-side mode reaches.
+#[test]
+fn status_warns_when_the_library_is_loaded_into_a_go_program() {
+    root();
+    let go = go_probe_with_cgo();
+    let port = peer("127.0.0.1");
+    let mut cmd = common::command(&go, true, &[]);
+    cmd.args([&format!("127.0.0.1:{port}"), "default", "20000"]);
+    let client = Running::spawn(cmd, "Go client with the library");
+    client.wait_stdout("connected", PROMPT).expect("connected");
+    let mut cmd = keepalive();
+    cmd.arg("--status")
+        .arg(client.id().to_string())
+        .arg("--json");
+    let out = common::run(cmd, PROMPT);
+    let json = common::stdout(&out);
+    assert!(json.contains("\"library_loaded\":true"), "{json}");
+    let warnings = json
+        .split("\"warnings\":")
+        .nth(1)
+        .and_then(|rest| rest.split("\"notes\":").next())
+        .unwrap_or_default();
+    assert!(
+        warnings.contains("this is a Go program, which makes its own system calls")
+            && warnings.contains("keepalive --bpf"),
+        "{json}"
+    );
+}
+
+/// tests/go/goprobe.go built with cgo: dynamically linked, so LD_PRELOAD
+/// loads the library into it (which still cannot reach Go's sockets).
+fn go_probe_with_cgo() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("go");
+            fs::create_dir_all(&dir).unwrap();
+            let out = dir.join("goprobe-cgo");
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/goprobe.go");
+            let result = Command::new("go")
+                .args(["build", "-o"])
+                .arg(&out)
+                .arg(&source)
+                .env("GOFLAGS", "-mod=mod")
+                .env("GOCACHE", dir.join("cache"))
+                .env("GOPATH", dir.join("path"))
+                .env("CGO_ENABLED", "1")
+                .output()
+                .expect("go not found: apt-get install -y golang-go");
+            assert!(
+                result.status.success(),
+                "go build: {}",
+                String::from_utf8_lossy(&result.stderr)
+            );
+            out
+        })
+        .clone()
 }

@@ -408,6 +408,34 @@ fn check_fails_naming_the_variable() {
     );
 }
 
+/// A name that is almost ours is read by nobody: `--check` names it and
+/// what it probably meant, with the library's own line, and exits 1. A
+/// name that is no near miss of ours stays silent.
+#[test]
+fn check_names_variables_that_are_almost_ours() {
+    for (name, meant) in [
+        ("KEEPALIVE_IDLE", "KEEPIDLE"),
+        ("KEEPIDEL", "KEEPIDLE"),
+        ("KEEPALIVE_RULE", "KEEPALIVE_RULES"),
+        ("keepcnt", "KEEPCNT"),
+    ] {
+        let (code, out, err) = outcome(keepalive(&["--check"], &[(name, "60")]));
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "libkeepalive: {name} is not a variable libkeepalive reads: \
+                 did you mean {meant}? ignoring it\n"
+            )
+        );
+        assert!(out.contains("idle"), "{out}");
+    }
+    for name in ["DD_ENV", "KEEPASS_DB", "TERMINFO", "LD_BIND_NOW"] {
+        let (code, _, err) = outcome(keepalive(&["--check"], &[(name, "1")]));
+        assert_eq!((code, err.as_str()), (Some(0), ""), "{name}");
+    }
+}
+
 #[test]
 fn check_lists_the_rules_and_rule_options_replace_the_variable() {
     let cmd = keepalive(&["--rule", "net=127.0.0.0/8:off", "--check"], &[]);
@@ -861,7 +889,7 @@ fn a_long_bad_rule_is_the_same_whole_line_in_the_library_and_check() {
     assert_eq!(library_line.lines().count(), 1, "{library_line}");
     let library_line = library_line.lines().next().unwrap().to_string();
     assert!(
-        library_line.ends_with("user_timeout=MS|auto joined by commas"),
+        library_line.ends_with(keepalive_core::rules::RULE_SYNTAX),
         "{library_line}"
     );
     assert!(library_line.len() < 600, "{library_line}");

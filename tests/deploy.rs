@@ -209,3 +209,126 @@ fn drop_in_exec_paths_line_is_valid_systemd() {
     let (_, err) = verify(&misspelt);
     assert!(err.contains("ExecPath"), "{err}");
 }
+
+// --------------------------------------------------------------- node agent
+
+/// The DaemonSet's pod template asks for what the agent needs and no more,
+/// each capability and mount with a comment saying why; its ConfigMap holds
+/// only our variables, valid as the library reads them.
+#[test]
+fn node_agent_manifest_asks_for_least_privilege_and_valid_settings() {
+    let manifest = read("deploy/kubernetes/node-agent.yaml");
+    assert!(manifest.contains("kind: DaemonSet"));
+    assert!(manifest.contains("kind: ConfigMap"));
+    // Validated strictly on its own too, with a control that must fail.
+    let path = repo().join("deploy/kubernetes/node-agent.yaml");
+    let output = kubernetes_validate(&[&path]);
+    assert!(output.status.success(), "{}", text(&output));
+    let broken = scratch("node-agent").join("broken.yaml");
+    fs::write(&broken, manifest.replace("tolerations:", "toleration:")).unwrap();
+    assert!(!kubernetes_validate(&[&broken]).status.success());
+
+    for needed in [
+        "hostPID: true",
+        "hostNetwork: true",
+        "- operator: Exists",
+        "readinessProbe:",
+        "requests:",
+        "privileged: false",
+        "readOnlyRootFilesystem: true",
+        "drop: [\"ALL\"]",
+        "automountServiceAccountToken: false",
+    ] {
+        assert!(manifest.contains(needed), "node-agent.yaml lacks {needed}");
+    }
+    // Exactly these capabilities, each after a comment saying why.
+    let lines: Vec<&str> = manifest.lines().collect();
+    let added: Vec<&str> = lines
+        .iter()
+        .skip_while(|l| !l.trim().starts_with("add:"))
+        .skip(1)
+        .take_while(|l| l.trim().starts_with('-') || l.trim().starts_with('#'))
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .collect();
+    assert_eq!(added, ["BPF", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]);
+    for (i, line) in lines.iter().enumerate() {
+        let item = line.trim();
+        if ["- BPF", "- NET_ADMIN", "- SYS_ADMIN", "- SYS_PTRACE"].contains(&item)
+            || item.starts_with("- name: ") && lines[i + 1].trim().starts_with("mountPath:")
+        {
+            assert!(
+                lines[i - 1].trim().starts_with('#'),
+                "no comment says why: {item}"
+            );
+        }
+    }
+    // The ready file the agent writes is the one the probe reads.
+    assert!(manifest.contains("- --ready\n            - /run/keepalive-agent/ready\n"));
+    assert!(manifest.contains("command: [\"cat\", \"/run/keepalive-agent/ready\"]"));
+    assert!(manifest.contains("mountPath: /run/keepalive-agent\n"));
+    // The ConfigMap's keys are our variables, and the library accepts them.
+    let data: Vec<(String, String)> = manifest
+        .split("kind: ConfigMap")
+        .nth(1)
+        .unwrap()
+        .split("---")
+        .next()
+        .unwrap()
+        .split("\ndata:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.trim().split_once(": ").unwrap();
+            (k.to_string(), v.trim_matches('"').to_string())
+        })
+        .collect();
+    assert!(!data.is_empty());
+    let mut check = Command::new(env!("CARGO_BIN_EXE_keepalive"));
+    check.arg("--check");
+    for (name, value) in &data {
+        assert!(
+            keepalive_core::variables::NAMES.contains(&name.as_str()),
+            "{name} is not one of our variables"
+        );
+        check.env(name, value);
+    }
+    let output = check.output().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    // Its image is the agent target of the Dockerfile.
+    let dockerfile = read("deploy/Dockerfile");
+    assert!(dockerfile.contains("FROM debian:bookworm-slim AS agent"));
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/keepalive", "--agent"]"#));
+}
+
+/// The plain-host unit verifies (with this build's command in its
+/// ExecStart=), and a misspelt key in it is reported.
+#[test]
+fn agent_service_is_valid_systemd() {
+    let unit = read("scripts/systemd/keepalive-agent.service");
+    assert!(unit.contains("ExecStart=/usr/bin/keepalive --agent "));
+    let units = scratch("agent-unit");
+    let verify = |unit: &str| {
+        let path = units.join("keepalive-agent.service");
+        fs::write(
+            &path,
+            unit.replace("/usr/bin/keepalive", env!("CARGO_BIN_EXE_keepalive")),
+        )
+        .unwrap();
+        let output = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze: install it with: apt-get install -y systemd");
+        (output.status.code(), text(&output))
+    };
+    assert_eq!(verify(&unit), (Some(0), String::new()));
+    let (_, err) = verify(&unit.replace("NoNewPrivileges=", "NoNewPrivilege="));
+    assert!(err.contains("NoNewPrivilege"), "{err}");
+    // It goes in the package, beside the drop-in.
+    let manifest = read("Cargo.toml");
+    assert!(manifest.contains(
+        r#"["scripts/systemd/keepalive-agent.service", "usr/share/doc/keepalive/", "644"]"#
+    ));
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::process::Process;
 use common::*;
 use std::time::Duration;
 
@@ -107,13 +108,43 @@ fn accepted_connections_inherit_from_our_listener() {
     }
 }
 
+/// Issue 19 item 6: a program that switches `SO_KEEPALIVE` off gets
+/// nothing of ours, whenever it does so: what we set is undone (the
+/// kernel's values put back, `TCP_USER_TIMEOUT` included), the same
+/// without rules (configured at `socket()`) and with `*:on` (at
+/// `connect()`, `listen()` or `accept()`), on a client, on a listener and
+/// its connections, and on an accepted connection.
+#[test]
+fn so_keepalive_zero_leaves_nothing_of_ours() {
+    let with_rules = [&ALL_TIMERS[..], &[("KEEPALIVE_RULES", "*:on")]].concat();
+    let inbound_by_address = [
+        &ALL_TIMERS[..],
+        &[("KEEPALIVE_RULES", "net=10.0.0.0/8:off; *:on")],
+    ]
+    .concat();
+    let cases = [
+        ("program-off", "client"),
+        ("program-off-after", "client"),
+        ("listener-off", "listener"),
+        ("listener-off", "accepted"),
+        ("accepted-off", "accepted"),
+    ];
+    for (how, label) in cases {
+        let kernel = options_of(&probe(&["connect", how], false, &ALL_TIMERS), label);
+        assert!(kernel.starts_with("keepalive=0 "), "{how}: {kernel}");
+        assert!(kernel.ends_with(" user_timeout=0"), "{how}: {kernel}");
+        for env in [&ALL_TIMERS[..], &with_rules, &inbound_by_address] {
+            let out = probe(&["connect", how], true, env);
+            assert_eq!(options_of(&out, label), kernel, "{how} {label} {env:?}");
+        }
+    }
+    // The other end of each pair is still ours.
+    let out = probe(&["connect", "accepted-off"], true, &ALL_TIMERS);
+    assert_eq!(options_of(&out, "client"), ALL_CONFIGURED);
+}
+
 #[test]
 fn the_programs_own_choice_wins() {
-    let out = probe(&["connect", "program-off"], true, &ALL_TIMERS);
-    assert_eq!(
-        options_of(&out, "client"),
-        "keepalive=0 idle=60 intvl=10 cnt=6 user_timeout=1500"
-    );
     let out = probe(&["connect", "program-idle"], true, &ALL_TIMERS);
     assert_eq!(
         options_of(&out, "client"),
@@ -124,10 +155,6 @@ fn the_programs_own_choice_wins() {
         options_of(&out, "client"),
         "keepalive=1 idle=60 intvl=10 cnt=6 user_timeout=4321"
     );
-    // A listener whose keepalive the program switched off: its connections
-    // inherit the program's choice, and we do not override it at accept().
-    let out = probe(&["connect", "listener-off"], true, &ALL_TIMERS);
-    assert!(options_of(&out, "accepted").starts_with("keepalive=0 "));
 }
 
 #[test]
@@ -423,6 +450,94 @@ fn a_bad_value_is_reported_once_per_process_tree() {
     assert!(err.contains("\"91x\""), "{err}");
 }
 
+/// A name that is almost ours gets one line naming it and the variable it
+/// probably meant; the settings the program gets are unchanged. A name that
+/// is no near miss of ours stays silent.
+#[test]
+fn names_that_are_almost_ours_get_one_line() {
+    for (name, meant) in [
+        ("KEEPALIVE_IDLE", "KEEPIDLE"),
+        ("KEEPIDEL", "KEEPIDLE"),
+        ("KEEPALIVE_RULE", "KEEPALIVE_RULES"),
+    ] {
+        let out = probe(&["socket", "inet", "stream", "0"], true, &[(name, "60")]);
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "libkeepalive: {name} is not a variable libkeepalive reads: \
+                 did you mean {meant}? ignoring it\n"
+            )
+        );
+        assert!(
+            options_of(&out, "socket").starts_with("keepalive=1 idle=7200 "),
+            "{}",
+            stdout(&out)
+        );
+    }
+    let silent = [("DD_ENV", "prod"), ("KEEPASS_DB", "x"), ("TERMINFO", "/x")];
+    let out = probe(&["socket", "inet", "stream", "0"], true, &silent);
+    assert_eq!(stderr(&out), "");
+    // Once per process tree, as the other lines.
+    let probe = c_program("lifeprobe");
+    let probe = probe.to_str().unwrap();
+    let mut cmd = command("sh", true, &[("KEEPIDEL", "60")]);
+    cmd.args(["-c", &format!("{probe} socket; {probe} socket")]);
+    let err = stderr(&run(cmd, Duration::from_secs(30)));
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// A container's entrypoint (PID 1 of its PID namespace) with the library
+/// prints the line; the processes it starts, whose parent is PID 1, do not
+/// print it again.
+#[test]
+fn the_line_is_not_repeated_under_a_pid_1_entrypoint() {
+    let probe = c_program("lifeprobe");
+    let probe = probe.to_str().unwrap();
+    let library = common::library().to_str().unwrap();
+    // unshare's child execs env, then sh: PID 1 of the new namespace, the
+    // first process with the library. Its children are the two probes.
+    let mut cmd = command("unshare", false, &[("KEEPIDLE", "90x")]);
+    cmd.args(["--pid", "--fork", "--mount-proc", "env"])
+        .arg(format!("LD_PRELOAD={library}"))
+        .args(["sh", "-c", &format!("{probe} socket; {probe} socket; true")]);
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{out:?}");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("libkeepalive: KEEPIDLE=\"90x\""), "{err}");
+    assert_eq!(stdout(&out).matches("keepalive=1").count(), 2);
+}
+
+/// A parent that could not print (its stderr closed) does not silence its
+/// children: the first one whose stderr is open says it.
+#[test]
+fn a_parent_that_could_not_print_does_not_silence_its_children() {
+    let probe = c_program("lifeprobe");
+    let probe = probe.to_str().unwrap();
+    let library = common::library().to_str().unwrap();
+    // The second sh has the library and fd 2 closed; its child's fd 2 is
+    // the stdout pipe.
+    let tree = format!("exec 2>&-; LD_PRELOAD={library} exec sh -c '{probe} socket 2>&1; true'");
+    let mut cmd = command("sh", false, &[("KEEPIDLE", "90x")]);
+    cmd.args(["-c", &tree]);
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert_eq!(
+        text.matches("libkeepalive: KEEPIDLE=\"90x\" is not valid")
+            .count(),
+        1,
+        "{text}"
+    );
+    // And a child writing to another file than its parent's stderr.
+    let tree = format!("{probe} socket 2>&1; true");
+    let mut cmd = command("sh", true, &[("KEEPIDLE", "90x")]);
+    cmd.args(["-c", &tree]);
+    let out = run(cmd, Duration::from_secs(30));
+    assert_eq!(stderr(&out).lines().count(), 1, "{out:?}");
+    assert_eq!(stdout(&out).matches("libkeepalive: KEEPIDLE").count(), 1);
+}
+
 /// The library reads its variables in one pass over `environ` (not with
 /// `getenv`), so it must read what `getenv` would: the first entry of a
 /// name, and no entry without `=`. execenv builds environments no shell can
@@ -479,4 +594,100 @@ fn variables_are_read_as_getenv_reads_them_first_entry_wins() {
         err.starts_with("libkeepalive: KEEPINTVL=\"\" is not valid"),
         "{err}"
     );
+}
+
+/// Issue 19 item 7: under override our values replace those a program sets
+/// itself right after connect() and accept() (tests/c/ownprobe.c does what
+/// Go does: idle and interval 15 s, count 9). The program's own calls
+/// still return what the kernel said for them, EINVAL included.
+#[test]
+fn override_replaces_the_programs_own_values() {
+    const OURS: [(&str, &str); 4] = [
+        ("KEEPIDLE", "5"),
+        ("KEEPINTVL", "1"),
+        ("KEEPCNT", "3"),
+        ("KEEPALIVE_USER_TIMEOUT", "8000"),
+    ];
+    let own_probe = |preload: bool, extra: &[(&str, &str)]| {
+        let env = [&OURS[..], extra].concat();
+        let out = run(command(c_program("ownprobe"), preload, &env), DEADLINE);
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        out
+    };
+    let calls = |out: &std::process::Output| -> Vec<String> {
+        let text = stdout(out);
+        text.lines()
+            .filter(|l| l.starts_with("own "))
+            .map(str::to_string)
+            .collect()
+    };
+    let without = own_probe(false, &[]);
+    let theirs = "keepalive=1 idle=15 intvl=15 cnt=9 user_timeout=0";
+    assert_eq!(options_of(&without, "client"), theirs);
+    assert_eq!(calls(&without).len(), 10);
+    assert!(calls(&without)[4].ends_with("TCP_KEEPIDLE=0 rc=-1 errno=22"));
+    // The program wins by default: ours only where it set nothing.
+    let program_wins = "keepalive=1 idle=15 intvl=15 cnt=9 user_timeout=8000";
+    let ours = "keepalive=1 idle=5 intvl=1 cnt=3 user_timeout=8000";
+    // Extra variables, then what the client and the accepted end get.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 6] = [
+        (&[], program_wins, program_wins),
+        (&[("KEEPALIVE_OVERRIDE", "off")], program_wins, program_wins),
+        (&[("KEEPALIVE_OVERRIDE", "on")], ours, ours),
+        (&[("KEEPALIVE_RULES", "*:on,override=on")], ours, ours),
+        (
+            &[("KEEPALIVE_RULES", "dir=out:on,override=on")],
+            ours,
+            program_wins,
+        ),
+        (
+            &[
+                ("KEEPALIVE_OVERRIDE", "on"),
+                (
+                    "KEEPALIVE_RULES",
+                    "net=10.0.0.0/8:off; dir=in:on,override=off",
+                ),
+            ],
+            ours,
+            program_wins,
+        ),
+    ];
+    for (extra, client, accepted) in cases {
+        let out = own_probe(true, extra);
+        assert_eq!(options_of(&out, "client"), client, "{extra:?}");
+        assert_eq!(options_of(&out, "accepted"), accepted, "{extra:?}");
+        assert_eq!(calls(&out), calls(&without), "{extra:?}");
+        assert!(stderr(&out).is_empty(), "{extra:?}: {}", stderr(&out));
+    }
+}
+
+/// The same seen from outside: the kernel's keepalive timer (`ss -o`) on
+/// both ends counts down from our 5 s idle, not the program's 15 s.
+#[test]
+fn override_shows_in_the_kernel_s_timers() {
+    let timers = |extra: &[(&str, &str)]| -> Vec<f64> {
+        let env = [&[("KEEPIDLE", "5")][..], extra].concat();
+        let mut cmd = command(c_program("ownprobe"), true, &env);
+        cmd.arg("hold");
+        let probe = Process::spawn(cmd, "ownprobe hold");
+        let port = wait_for(DEADLINE, || {
+            let text = probe.stdout();
+            let line = text.lines().find_map(|l| l.strip_prefix("port="))?;
+            line.trim().parse::<u16>().ok()
+        });
+        let port = port.unwrap_or_else(|| panic!("{} {}", probe.stdout(), probe.stderr()));
+        let lines = ss_lines(port);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        lines
+            .iter()
+            .map(|line| keepalive_timer_secs(line).unwrap_or_else(|| panic!("{line}")))
+            .collect()
+    };
+    for secs in timers(&[]) {
+        assert!(secs > 10.0, "the program's 15 s: {secs}");
+    }
+    for secs in timers(&[("KEEPALIVE_OVERRIDE", "on")]) {
+        assert!(secs <= 5.0, "our 5 s: {secs}");
+    }
 }

@@ -12,9 +12,10 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// The documented table (README, libkeepalive(8)): name, idle, interval,
 /// count. Written out here, not taken from src/core/presets.rs, so that a change
 /// of the values must be a change of this test too.
-const PRESETS: [(&str, &str, &str, &str); 5] = [
+const PRESETS: [(&str, &str, &str, &str); 6] = [
     ("aws-nlb", "100", "30", "5"),
     ("aws-natgw", "100", "30", "5"),
+    ("aws-nitro", "100", "30", "5"),
     ("azure-lb", "60", "20", "5"),
     ("gcp", "120", "60", "5"),
     ("ipvs", "300", "30", "5"),
@@ -82,7 +83,7 @@ fn an_unknown_preset_is_one_line_and_ignored() {
     assert_eq!(
         stderr,
         "libkeepalive: KEEPALIVE_PATH=\"aws\" is not valid: expected one of aws-nlb, \
-         aws-natgw, azure-lb, gcp, ipvs; ignoring it\n"
+         aws-natgw, aws-nitro, azure-lb, gcp, ipvs; ignoring it\n"
     );
     for fields in &lines {
         assert_eq!(common::field(fields, "keepalive"), "1");

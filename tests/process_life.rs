@@ -350,6 +350,9 @@ fn errno_is_identical_with_and_without_the_library() {
         "case=connect-ENOTSOCK rc=-1 errno=88",
         "case=connect-wrong-family-EAFNOSUPPORT rc=-1 errno=97",
         "case=socket-mptcp-success rc=0 errno=4242",
+        "case=fclose-fmemopen-success rc=0 errno=4242",
+        "case=fclose-open_memstream-success rc=0 errno=4242",
+        "case=fclose-fopencookie-success rc=0 errno=4242",
         "case=accept-EMFILE rc=-1 errno=24",
         "case=accept4-EMFILE rc=-1 errno=24",
         "case=socket-udp-EMFILE rc=-1 errno=24",
@@ -388,6 +391,30 @@ fn the_library_opens_no_descriptors_of_its_own() {
         .map(|line| format!("{line} 512:pipe\n"))
         .collect();
     assert_eq!(debugging, expected);
+    // Under a low RLIMIT_NOFILE the duplicate takes the highest number
+    // below the limit: the program's own numbers are as without us.
+    let limited = |preload: bool| {
+        let env = [("KEEPIDLE", "60"), ("KEEPALIVE_DEBUG", "1")];
+        let mut cmd = command("sh", preload, &env);
+        cmd.arg("-c").arg(format!(
+            "ulimit -n 100 && exec {} fds",
+            errnoprobe.display()
+        ));
+        stdout(&run_ok(cmd))
+    };
+    let without_limited = limited(false);
+    // Each line with 99:pipe added in its place among the numbers.
+    let expected: String = without_limited
+        .lines()
+        .map(|line| {
+            let mut words: Vec<&str> = line.split(' ').collect();
+            words.push("99:pipe");
+            let number = |word: &&str| word.split(':').next().unwrap().parse::<i32>().unwrap_or(-1);
+            words[1..].sort_by_key(number);
+            words.join(" ") + "\n"
+        })
+        .collect();
+    assert_eq!(limited(true), expected);
     let lines: Vec<&str> = with.lines().collect();
     assert_eq!(lines.len(), 3, "{with}");
     assert_eq!(

@@ -5,12 +5,16 @@
 //! - `choices`: the keepalive options the program set itself, and whether
 //!   its last `SO_KEEPALIVE` was 0. Those options are never set by us, and
 //!   a program that switched keepalive off gets no option at all;
+//! - `applied`: the plan whose options we set on it (`PlanId::NONE`: none),
+//!   so that the program's later `setsockopt` can undo them (it switched
+//!   keepalive off) or set ours again (override);
 //! - `generation`: bumped whenever the number starts naming something else
 //!   (close, a new socket, a duplicate), so that a decision made for one
 //!   socket is never applied to the next one on the same number.
 
 use crate::options::{OptionSet, SockOpt};
 use crate::plan::Plan;
+use crate::policy::PlanId;
 
 /// Where a descriptor stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,13 +45,27 @@ pub struct Choices {
 }
 
 impl Choices {
+    /// Whether `option` of `plan` is ours to set: the program did not set
+    /// it nor switch keepalive off, or the plan overrides the program.
+    #[inline]
+    pub fn leaves_to_us(&self, plan: &Plan, option: &SockOpt) -> bool {
+        plan.override_program || (!self.keepalive_off && !self.set.contains(option.bit))
+    }
+
     /// The options of `plan` that are still ours to set.
     #[inline]
     pub fn leave_to_us<'a>(&self, plan: &'a Plan) -> impl Iterator<Item = &'a SockOpt> + 'a {
-        let (chosen, off) = (self.set, self.keepalive_off);
+        let choices = *self;
         plan.options()
             .iter()
-            .filter(move |option| !off && !chosen.contains(option.bit))
+            .filter(move |option| choices.leaves_to_us(plan, option))
+    }
+
+    /// The options `leave_to_us` gives, as a set.
+    #[inline]
+    pub fn left_to_us(&self, plan: &Plan) -> OptionSet {
+        self.leave_to_us(plan)
+            .fold(OptionSet::EMPTY, |set, option| set.union(option.bit))
     }
 
     /// Records the program's successful `setsockopt` of `option`;
@@ -77,6 +95,8 @@ pub struct Record {
     pub kind: Kind,
     /// What the program chose on it.
     pub choices: Choices,
+    /// The plan whose options we set on it.
+    pub applied: PlanId,
     /// Which socket on this number the record is about.
     pub generation: u16,
 }
@@ -84,7 +104,9 @@ pub struct Record {
 const KIND_MASK: u32 = 0b111;
 const CHOICES_SHIFT: u32 = 3;
 const OFF_BIT: u32 = 1 << 8;
+const APPLIED_SHIFT: u32 = 9;
 const GENERATION_SHIFT: u32 = 16;
+const _: () = assert!(APPLIED_SHIFT + crate::policy::PLAN_ID_BITS <= GENERATION_SHIFT);
 
 impl Record {
     /// The record of a number never seen.
@@ -94,6 +116,7 @@ impl Record {
             set: OptionSet::EMPTY,
             keepalive_off: false,
         },
+        applied: PlanId::NONE,
         generation: 0,
     };
 
@@ -107,6 +130,7 @@ impl Record {
             } else {
                 0
             }
+            | u32::from(self.applied.bits()) << APPLIED_SHIFT
             | u32::from(self.generation) << GENERATION_SHIFT
     }
 
@@ -126,17 +150,20 @@ impl Record {
                 set: OptionSet::from_bits((word >> CHOICES_SHIFT) as u8),
                 keepalive_off: word & OFF_BIT != 0,
             },
+            applied: PlanId::from_bits((word >> APPLIED_SHIFT) as u8),
             generation: (word >> GENERATION_SHIFT) as u16,
         }
     }
 
     /// What the number holds next: a new socket or a duplicate of `kind`,
-    /// with `choices`; a new generation, so older decisions miss it.
+    /// with `choices`, nothing of ours on it yet; a new generation, so
+    /// older decisions miss it.
     #[inline]
     pub fn next(self, kind: Kind, choices: Choices) -> Record {
         Record {
             kind,
             choices,
+            applied: PlanId::NONE,
             generation: self.generation.wrapping_add(1),
         }
     }
@@ -145,6 +172,12 @@ impl Record {
     #[inline]
     pub fn with_kind(self, kind: Kind) -> Record {
         Record { kind, ..self }
+    }
+
+    /// The same socket with the options of `applied` set by us.
+    #[inline]
+    pub fn with_applied(self, applied: PlanId) -> Record {
+        Record { applied, ..self }
     }
 
     /// After a close: nothing known, a new generation.
@@ -191,15 +224,18 @@ mod tests {
             for bits in 0..32u8 {
                 for keepalive_off in [false, true] {
                     for generation in [0, 1, 0x1234, u16::MAX] {
-                        let record = Record {
-                            kind,
-                            choices: Choices {
-                                set: OptionSet::from_bits(bits),
-                                keepalive_off,
-                            },
-                            generation,
-                        };
-                        assert_eq!(Record::decode(record.encode()), record);
+                        for applied in [0, 1, 2, 65, 127] {
+                            let record = Record {
+                                kind,
+                                choices: Choices {
+                                    set: OptionSet::from_bits(bits),
+                                    keepalive_off,
+                                },
+                                applied: PlanId::from_bits(applied),
+                                generation,
+                            };
+                            assert_eq!(Record::decode(record.encode()), record);
+                        }
                     }
                 }
             }
@@ -229,6 +265,19 @@ mod tests {
         // ... and on again: the others are ours once more.
         choices.record(OptionSet::KEEPALIVE, Some(7));
         assert_eq!(labels(choices.leave_to_us(&plan)).len(), 2);
+    }
+
+    #[test]
+    fn under_override_every_option_is_ours() {
+        let mut plan = every_option_plan();
+        plan.override_program = true;
+        let mut choices = Choices::default();
+        choices.record(OptionSet::IDLE, Some(15));
+        choices.record(OptionSet::KEEPALIVE, Some(0));
+        assert_eq!(labels(choices.leave_to_us(&plan)).len(), 5);
+        assert_eq!(choices.left_to_us(&plan), OptionSet::from_bits(0b1_1111));
+        plan.override_program = false;
+        assert_eq!(choices.left_to_us(&plan), OptionSet::EMPTY);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod fd_state;
 pub mod lifecycle;
 pub mod load;
+pub mod near_miss;
 pub mod options;
 pub mod plan;
 pub mod policy;

@@ -22,8 +22,14 @@
 //! accept()  from Decided / LeftAlone -----------> the same (inherited)
 //!           from Pending / foreign listener ----> Decided (by peer, or fixed)
 //! dup*()    the copy ---------------------------> the original's kind and choices
+//! setsockopt() by the program, one of the five -> its choice, recorded; and
+//!           SO_KEEPALIVE=0 on a socket we set --> our options undone
+//!           under override ---------------------> our value set again
 //! close()   ------------------------------------> Unknown (a new generation)
 //! ```
+//!
+//! A configured socket's record names the plan we set (`Record::applied`),
+//! so that the program's later `setsockopt` knows what was ours.
 //!
 //! Every write that creates or copies a record starts a new generation, so
 //! a decision taken for one socket never lands on the next one to get its
@@ -35,8 +41,8 @@
 
 use crate::endpoint::Endpoint;
 use crate::fd_state::{Choices, Kind, Record};
-use crate::options::OptionSet;
-use crate::policy::Policy;
+use crate::options::{OptionSet, SockOpt};
+use crate::policy::{PlanId, Policy};
 use crate::rules::{Address, Connection, Decision, Direction};
 
 /// What the kernel says about a socket we did not create (`SO_PROTOCOL`,
@@ -128,9 +134,14 @@ pub enum Step {
     /// Ask the kernel for the peer (and maybe the local port), then
     /// configure by `inbound_decision`.
     DecideInbound {
-        /// The program's own choices, which win.
-        choices: Choices,
+        /// The accepted socket's record, as written.
+        accepted: Record,
     },
+    /// The program switched keepalive off on a socket we configured: put
+    /// back the kernel's values of these options, which we set.
+    Undo(OptionSet),
+    /// Override: the program set one of our options; set ours again.
+    Reassert(SockOpt),
     /// Debug only: a socket left alone because it is not TCP.
     NotTcp,
     /// Debug only: a socket waiting for its decision.
@@ -149,7 +160,11 @@ impl Step {
     pub fn needs_write(&self) -> bool {
         matches!(
             self,
-            Step::Configure(_) | Step::ConfigureListener(_) | Step::DecideInbound { .. }
+            Step::Configure(_)
+                | Step::ConfigureListener(_)
+                | Step::DecideInbound { .. }
+                | Step::Undo(_)
+                | Step::Reassert(_)
         )
     }
 }
@@ -199,6 +214,33 @@ impl Transition {
     }
 }
 
+/// The plan a socket configured for `reason` (`None`: the global plan,
+/// without rules) with the program's `choices` records as ours: none when
+/// none of its options is ours to set.
+#[inline]
+fn applied(policy: &Policy, reason: Option<&Reason>, choices: Choices) -> PlanId {
+    let id = policy.plan_id(reason.map_or(Decision::Unmatched, |reason| reason.decision));
+    match policy.plan(id) {
+        Some(plan) if choices.left_to_us(plan) != OptionSet::EMPTY => id,
+        _ => PlanId::NONE,
+    }
+}
+
+/// The record of a socket decided by `configure`, and the step.
+#[inline]
+fn decided(
+    policy: &Policy,
+    record: Record,
+    step: fn(Configure) -> Step,
+    configure: Configure,
+) -> (Record, Step) {
+    let id = applied(policy, configure.reason.as_ref(), configure.choices);
+    (
+        record.with_kind(Kind::Decided).with_applied(id),
+        step(configure),
+    )
+}
+
 /// A successful `socket()`. `previous`: the number's record before.
 #[inline]
 pub fn socket(policy: &Policy, previous: Record, tcp: bool) -> Transition {
@@ -214,7 +256,9 @@ pub fn socket(policy: &Policy, previous: Record, tcp: bool) -> Transition {
             choices: Choices::default(),
             reason: None,
         };
-        let decided = previous.next(Kind::Decided, Choices::default());
+        let decided = previous
+            .next(Kind::Decided, Choices::default())
+            .with_applied(PlanId::GLOBAL);
         return Transition::store(decided, Step::Configure(configure));
     }
     Transition::store(
@@ -244,8 +288,8 @@ pub fn before_connect(
                 choices: record.choices,
                 reason: None,
             };
-            let decided = record.with_kind(Kind::Decided);
-            Transition::replace(record, decided, Step::Configure(configure))
+            let (to, step) = decided(policy, record, Step::Configure, configure);
+            Transition::replace(record, to, step)
         }
         Some(foreign) => Transition::replace(
             record,
@@ -314,18 +358,15 @@ pub fn after_connect(
         choices: now.choices,
         reason: Some(reason),
     };
-    Transition::replace(
-        now,
-        now.with_kind(Kind::Decided),
-        Step::Configure(configure),
-    )
+    let (to, step) = decided(policy, now, Step::Configure, configure);
+    Transition::replace(now, to, step)
 }
 
-/// After a failed claim by `after_connect` (`claimed`: the record it
-/// expected, `found`: the one in the table): the claim again on `found`,
-/// with the program's newer choices, if the number still names the same
-/// undecided socket; `None` to give up.
-pub fn reclaim(claimed: Transition, found: Record) -> Option<Transition> {
+/// After a failed claim by `after_connect` or `inbound_decision`
+/// (`claimed`: the record it expected, `found`: the one in the table): the
+/// claim again on `found`, with the program's newer choices, if the number
+/// still names the same socket in the same state; `None` to give up.
+pub fn reclaim(policy: &Policy, claimed: Transition, found: Record) -> Option<Transition> {
     let Some(Write::Replace { from, .. }) = claimed.write else {
         return None;
     };
@@ -339,12 +380,8 @@ pub fn reclaim(claimed: Transition, found: Record) -> Option<Transition> {
         choices: found.choices,
         ..configure
     };
-    let decided = found.with_kind(Kind::Decided);
-    Some(Transition::replace(
-        found,
-        decided,
-        Step::Configure(configure),
-    ))
+    let (to, step) = decided(policy, found, Step::Configure, configure);
+    Some(Transition::replace(found, to, step))
 }
 
 /// Before `listen()`: a pending socket is decided now when no rule looks at
@@ -368,17 +405,18 @@ pub fn before_listen(policy: &Policy, record: Record) -> Transition {
             port: None,
         }),
     };
-    let decided = record.with_kind(Kind::Decided);
-    Transition::replace(record, decided, Step::ConfigureListener(configure))
+    let (to, step) = decided(policy, record, Step::ConfigureListener, configure);
+    Transition::replace(record, to, step)
 }
 
-/// After `listen()` failed: the record `before_listen` decided goes back to
-/// `before` (and the shell restores the options' values, if this write
-/// succeeds), so the socket is exactly one that never called `listen()`.
-pub fn failed_listen(before: Record) -> Write {
-    Write::Replace {
-        from: before.with_kind(Kind::Decided),
-        to: before,
+/// After `listen()` failed: the record `before_listen` wrote (`claimed`)
+/// goes back to what it was (and the shell restores the options' values,
+/// if this write succeeds), so the socket is exactly one that never called
+/// `listen()`.
+pub fn failed_listen(claimed: Write) -> Option<Write> {
+    match claimed {
+        Write::Replace { from, to } => Some(Write::Replace { from: to, to: from }),
+        Write::Store(_) => None,
     }
 }
 
@@ -410,58 +448,67 @@ pub fn accept(
     }
     let choices = listening.choices;
     let transition = match listening.kind {
-        // The kernel copied the listener's options into the new socket.
+        // The kernel copied the listener's options into the new socket:
+        // ours too, if we set any.
         Kind::Decided | Kind::LeftAlone => {
-            Transition::store(previous.next(listening.kind, choices), Step::Nothing)
+            let inherited = previous
+                .next(listening.kind, choices)
+                .with_applied(listening.applied);
+            Transition::store(inherited, Step::Nothing)
         }
         Kind::ForeignListener | Kind::Pending | Kind::Unknown => {
-            let step = match (policy.eager, policy.inbound_fixed) {
-                (true, _) => Step::Configure(Configure {
-                    via: Via::Accept,
-                    choices,
-                    reason: None,
+            let accepted = previous.next(Kind::Decided, choices);
+            let reason = match (policy.eager, policy.inbound_fixed) {
+                (true, _) => None,
+                (false, Some(decision)) => Some(Reason {
+                    direction: Direction::In,
+                    decision,
+                    remote: None,
+                    port: None,
                 }),
-                (false, Some(decision)) => Step::Configure(Configure {
-                    via: Via::Accept,
-                    choices,
-                    reason: Some(Reason {
-                        direction: Direction::In,
-                        decision,
-                        remote: None,
-                        port: None,
-                    }),
-                }),
-                (false, None) => Step::DecideInbound { choices },
+                (false, None) => {
+                    let step = Step::DecideInbound { accepted };
+                    return (probed, Transition::store(accepted, step));
+                }
             };
-            Transition::store(previous.next(Kind::Decided, choices), step)
+            let configure = Configure {
+                via: Via::Accept,
+                choices,
+                reason,
+            };
+            let (to, step) = decided(policy, accepted, Step::Configure, configure);
+            Transition::store(to, step)
         }
     };
     (probed, transition)
 }
 
 /// `Step::DecideInbound`, once the kernel gave the peer (and the local port,
-/// if `policy.inbound_needs_port`): the configuration to apply.
+/// if `policy.inbound_needs_port`): the plan it got recorded, and the
+/// configuration to apply.
 pub fn inbound_decision(
     policy: &Policy,
-    choices: Choices,
+    accepted: Record,
     peer: Address,
     port: Option<u16>,
-) -> Configure {
+) -> Transition {
     let connection = Connection {
         direction: Direction::In,
         remote: peer,
         port,
     };
-    Configure {
+    let configure = Configure {
         via: Via::Accept,
-        choices,
+        choices: accepted.choices,
         reason: Some(Reason {
             direction: Direction::In,
             decision: policy.selection.decide(&connection),
             remote: Some(peer),
             port,
         }),
-    }
+    };
+    let (to, step) = decided(policy, accepted, Step::Configure, configure);
+    Transition::replace(accepted, to, step)
 }
 
 /// After `dup()` and friends: the copy `new_fd` (whose record was
@@ -470,20 +517,46 @@ pub fn inbound_decision(
 #[inline]
 pub fn dup(original: Option<Record>, previous: Record) -> Record {
     match original {
-        Some(source) => previous.next(source.kind, source.choices),
+        Some(source) => previous
+            .next(source.kind, source.choices)
+            .with_applied(source.applied),
         None => previous.next(Kind::LeftAlone, Choices::default()),
     }
 }
 
 /// After the program's own successful `setsockopt()` of a keepalive
 /// option (`value`: the int it passed, if readable): the option is its own
-/// from now on, whatever the socket's state; `SO_KEEPALIVE=0` switches us
-/// off for it entirely.
+/// from now on, whatever the socket's state, and `SO_KEEPALIVE=0` switches
+/// us off for it entirely: what we set on it already is undone. Unless the
+/// plan we set overrides the program: then our value is set again.
 #[inline]
-pub fn program_set(record: Record, option: OptionSet, value: Option<i32>) -> Record {
+pub fn program_set(
+    policy: &Policy,
+    record: Record,
+    option: OptionSet,
+    value: Option<i32>,
+) -> Transition {
     let mut updated = record;
     updated.choices.record(option, value);
-    updated
+    let step = match policy.plan(record.applied) {
+        None => Step::Nothing,
+        // Our value again, unless the program's was the same.
+        Some(plan) if plan.override_program => {
+            match plan.options().iter().find(|ours| ours.bit == option) {
+                Some(&ours) if value != Some(ours.value) => Step::Reassert(ours),
+                _ => Step::Nothing,
+            }
+        }
+        Some(plan) if updated.choices.keepalive_off => {
+            // Ours: what the program had not chosen before this call,
+            // SO_KEEPALIVE aside (the program just set it).
+            let ours = record.choices.left_to_us(plan);
+            updated.applied = PlanId::NONE;
+            Step::Undo(ours.without(OptionSet::KEEPALIVE))
+        }
+        Some(_) => Step::Nothing,
+    };
+    Transition::replace(record, updated, step)
 }
 
 /// Whether the program set an option before the socket was decided, so

@@ -371,6 +371,14 @@ fn validate(
         diagnostics,
     );
     sources.add(debug.sources);
+    let override_program = resolve(
+        raw,
+        Setting::Override.indices(),
+        &|| "on or off".to_string(),
+        &parse_on_off,
+        diagnostics,
+    );
+    sources.add(override_program.sources);
     let settings = Settings {
         enabled,
         debug: debug.value.unwrap_or(false),
@@ -380,6 +388,7 @@ fn validate(
             count,
             user_timeout: user_timeout.value,
         },
+        override_program: override_program.value.unwrap_or(false),
     };
     let directions = directions.value.unwrap_or_default();
     (settings, Selection { directions, rules })

@@ -67,6 +67,12 @@ impl OptionSet {
         OptionSet(self.0 | other.0)
     }
 
+    /// This set without the options of `other`.
+    #[inline]
+    pub fn without(self, other: OptionSet) -> OptionSet {
+        OptionSet(self.0 & !other.0)
+    }
+
     /// Whether any option of `other` is in this set (for one option: it
     /// is). One AND: it runs for every option of every configured socket.
     #[inline]

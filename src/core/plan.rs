@@ -34,6 +34,9 @@ pub const MAX_OPTIONS: usize = 5;
 pub struct Plan {
     options: [SockOpt; MAX_OPTIONS],
     len: usize,
+    /// Our values replace the program's own (`KEEPALIVE_OVERRIDE`, a
+    /// rule's `override`); otherwise the program's own choices win.
+    pub override_program: bool,
 }
 
 impl Plan {
@@ -64,6 +67,7 @@ impl Plan {
                 bit: OptionSet::EMPTY,
             }; MAX_OPTIONS],
             len: 0,
+            override_program: settings.override_program,
         };
         if !settings.enabled {
             return plan;

@@ -13,6 +13,41 @@
 use crate::plan::{KernelDefaults, Plan};
 use crate::rules::{Action, Decision, Direction, Selection};
 use crate::settings::Settings;
+use crate::timers::Timers;
+
+/// Which of a policy's plans a socket got, small enough for its record
+/// (`fd_state::Record`): none (we set nothing on it), the global plan, or
+/// a rule's. Kept so that the program's later `setsockopt` knows what we
+/// set: to undo it (`SO_KEEPALIVE=0`) or to set it again (override).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlanId(u8);
+
+/// Rule `i` is `PlanId(FIRST_RULE + i)`.
+const FIRST_RULE: usize = 2;
+
+/// Seven bits of the record hold a `PlanId`.
+pub const PLAN_ID_BITS: u32 = 7;
+
+const _: () = assert!(FIRST_RULE + crate::rules::MAX_RULES < 1 << PLAN_ID_BITS);
+
+impl PlanId {
+    /// We set nothing on the socket.
+    pub const NONE: PlanId = PlanId(0);
+    /// The global plan (no rules, or no rule matched).
+    pub const GLOBAL: PlanId = PlanId(1);
+
+    /// The id as bits, for packing into a record.
+    #[inline]
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The id in `bits()` (bits above `PLAN_ID_BITS` ignored).
+    #[inline]
+    pub fn from_bits(bits: u8) -> PlanId {
+        PlanId(bits & ((1 << PLAN_ID_BITS) - 1))
+    }
+}
 
 /// The selection, and the plan of each of its outcomes.
 #[derive(Debug)]
@@ -51,12 +86,14 @@ impl Policy {
         let rule_plans = selection
             .rules
             .iter()
-            .map(|rule| match rule.action {
-                Action::Off => None,
-                Action::On => Some(global),
-                Action::Timers(timers) => {
-                    Some(Plan::new(&settings.with_rule_timers(timers), &mut defaults))
-                }
+            .map(|rule| {
+                let timers = match rule.action {
+                    Action::Off => return None,
+                    Action::On => Timers::default(),
+                    Action::Timers(timers) => timers,
+                };
+                let settings = settings.with_rule(timers, rule.override_program);
+                Some(Plan::new(&settings, &mut defaults))
             })
             .collect();
         Policy {
@@ -76,6 +113,26 @@ impl Policy {
             Decision::WrongDirection => None,
             Decision::Unmatched => Some(&self.global),
             Decision::Matched(index) => self.rule_plans.get(index)?.as_ref(),
+        }
+    }
+
+    /// The id of `plan_for(decision)`; `PlanId::NONE` when it is `None`.
+    #[inline]
+    pub fn plan_id(&self, decision: Decision) -> PlanId {
+        match decision {
+            _ if self.plan_for(decision).is_none() => PlanId::NONE,
+            Decision::Matched(index) => PlanId((FIRST_RULE + index) as u8),
+            _ => PlanId::GLOBAL,
+        }
+    }
+
+    /// The plan `id` names; `None` for `PlanId::NONE`.
+    #[inline]
+    pub fn plan(&self, id: PlanId) -> Option<&Plan> {
+        match usize::from(id.0) {
+            0 => None,
+            1 => Some(&self.global),
+            rule => self.rule_plans.get(rule - FIRST_RULE)?.as_ref(),
         }
     }
 }
@@ -148,6 +205,55 @@ mod tests {
         assert!(p.plan_for(Decision::Matched(9)).is_none());
         assert_eq!(p.inbound_fixed, None);
         assert!(!p.inbound_needs_port);
+    }
+
+    #[test]
+    fn a_rule_s_override_replaces_the_global_one_for_its_connections() {
+        let overrides = |p: &Policy, decision| p.plan_for(decision).map(|p| p.override_program);
+        let text = "port=1:on,override=on; port=2:idle=5,override=off; port=3:on; port=4:off";
+        let p = policy(&Settings::default(), Directions::Both, text);
+        assert_eq!(overrides(&p, Decision::Unmatched), Some(false));
+        assert_eq!(overrides(&p, Decision::Matched(0)), Some(true));
+        assert_eq!(overrides(&p, Decision::Matched(1)), Some(false));
+        assert_eq!(overrides(&p, Decision::Matched(2)), Some(false));
+        assert_eq!(overrides(&p, Decision::Matched(3)), None);
+        // The same options with and without override.
+        assert_eq!(
+            labels(p.plan_for(Decision::Matched(0))),
+            labels(p.plan_for(Decision::Unmatched))
+        );
+        let settings = Settings {
+            override_program: true,
+            ..Settings::default()
+        };
+        let p = policy(&settings, Directions::Both, text);
+        assert_eq!(overrides(&p, Decision::Unmatched), Some(true));
+        assert_eq!(overrides(&p, Decision::Matched(1)), Some(false));
+        assert_eq!(overrides(&p, Decision::Matched(2)), Some(true));
+    }
+
+    #[test]
+    fn a_plan_id_names_the_plan_of_its_decision() {
+        let p = policy(
+            &Settings::default(),
+            Directions::Out,
+            "port=1:idle=5; port=2:off",
+        );
+        let decisions = [
+            Decision::Unmatched,
+            Decision::Matched(0),
+            Decision::Matched(1),
+            Decision::WrongDirection,
+        ];
+        for decision in decisions {
+            let id = p.plan_id(decision);
+            assert_eq!(p.plan(id), p.plan_for(decision), "{decision:?}");
+            assert_eq!(PlanId::from_bits(id.bits()), id);
+        }
+        assert_eq!(p.plan_id(Decision::Unmatched), PlanId::GLOBAL);
+        assert_eq!(p.plan_id(Decision::Matched(1)), PlanId::NONE);
+        assert_eq!(p.plan(PlanId::NONE), None);
+        assert_eq!(p.plan(PlanId::from_bits(100)), None);
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl Preset {
 }
 
 /// Every preset, by name.
-pub const PRESETS: [Preset; 5] = [
+pub const PRESETS: [Preset; 6] = [
     Preset {
         name: "aws-nlb",
         timeout_secs: 350,
@@ -62,6 +62,13 @@ pub const PRESETS: [Preset; 5] = [
     },
     Preset {
         name: "aws-natgw",
+        timeout_secs: 350,
+        idle_secs: 100,
+        interval_secs: 30,
+        count: 5,
+    },
+    Preset {
+        name: "aws-nitro",
         timeout_secs: 350,
         idle_secs: 100,
         interval_secs: 30,
@@ -98,6 +105,9 @@ pub fn source(preset: &Preset) -> &'static str {
                  (docs.aws.amazon.com/elasticloadbalancing/latest/network/network-load-balancers.html)",
         "aws-natgw" => "AWS NAT Gateway: idle timeout 350 s \
                  (docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html)",
+        "aws-nitro" => "EC2 connection tracking on Nitro v6 instances: idle TCP flows \
+                 tracked for 350 s by default since 2025, 60 to 432,000 s per ENI (AWS \
+                 networking blog, \"Best practices for TCP connection management on EC2\")",
         "azure-lb" => "Azure Load Balancer: TCP idle timeout 4 min by default, up to 30 \
                  (learn.microsoft.com/azure/load-balancer/load-balancer-tcp-idle-timeout)",
         "gcp" => "Google Cloud VPC firewall connection tracking: 10 min \
@@ -131,6 +141,7 @@ mod tests {
             [
                 ("aws-nlb", 350),
                 ("aws-natgw", 350),
+                ("aws-nitro", 350),
                 ("azure-lb", 240),
                 ("gcp", 600),
                 ("ipvs", 900)
@@ -165,6 +176,9 @@ mod tests {
         assert!(find("GCP").is_none());
         assert!(find(" gcp").is_none());
         assert!(find("").is_none());
-        assert_eq!(names(), "aws-nlb, aws-natgw, azure-lb, gcp, ipvs");
+        assert_eq!(
+            names(),
+            "aws-nlb, aws-natgw, aws-nitro, azure-lb, gcp, ipvs"
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::ops::Range;
 /// it spells. The spellings of one setting stand together: ours first, then
 /// the TCP-Keepalive-HOWTO's libkeepalive (`TCP_*`, also msantos') and
 /// libdontdie's (`DD_*`).
-pub const VARIABLES: [(&str, Setting); 20] = [
+pub const VARIABLES: [(&str, Setting); 21] = [
     ("KEEPALIVE", Setting::Enabled),
     ("DD_USE_KEEPALIVE", Setting::Enabled),
     ("KEEPIDLE", Setting::Idle),
@@ -29,6 +29,7 @@ pub const VARIABLES: [(&str, Setting); 20] = [
     ("DD_DEBUG", Setting::Debug),
     ("KEEPALIVE_PATH", Setting::Path),
     ("KEEPALIVE_PROGRAMS", Setting::Programs),
+    ("KEEPALIVE_OVERRIDE", Setting::Override),
 ];
 
 /// The names of `VARIABLES`, in its order.
@@ -66,11 +67,14 @@ pub enum Setting {
     Path,
     /// Which programs get keepalive.
     Programs,
+    /// Whether our values replace the program's own (`on`) or the
+    /// program's own choices win (`off`, the default).
+    Override,
 }
 
 impl Setting {
     /// Every setting, in the order of `VARIABLES`.
-    pub const ALL: [Setting; 10] = [
+    pub const ALL: [Setting; 11] = [
         Setting::Enabled,
         Setting::Idle,
         Setting::Interval,
@@ -81,6 +85,7 @@ impl Setting {
         Setting::Debug,
         Setting::Path,
         Setting::Programs,
+        Setting::Override,
     ];
 
     /// Every variable that spells this setting, in the order `load` reads

@@ -12,6 +12,10 @@
  *       A loopback connection: socket() + connect() + accept() + close() of
  *       both ends. Options are set on the listener and each client socket,
  *       as the library would (accepted sockets inherit the listener's).
+ *   bench pair-both ITERATIONS [OPTION=VALUE...]
+ *       The same pair, with the options set on the client socket and on the
+ *       accepted one (none on the listener): the calls the kernel-side mode
+ *       makes, the floor of scripts/bench-bpf.sh.
  *   bench spawn ITERATIONS PROGRAM
  *       posix_spawn() + waitpid() of PROGRAM (start-up cost); the child
  *       inherits our environment, LD_PRELOAD included.
@@ -74,15 +78,22 @@ static void parse_option(const char *spec) {
     exit(2);
 }
 
-/* socket() plus the floor's options, if any. */
-static int tcp_socket(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) die("socket");
+static void set_options(int fd) {
     for (int i = 0; i < option_count; i++) {
         if (setsockopt(fd, options[i].level, options[i].name, &options[i].value,
                        sizeof options[i].value))
             die("setsockopt");
     }
+}
+
+/* pair-both: options on both ends of each connection, none on the listener. */
+static int both_ends;
+
+/* socket() plus the floor's options, if any. */
+static int tcp_socket(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) die("socket");
+    set_options(fd);
     return fd;
 }
 
@@ -99,6 +110,7 @@ static void pair_once(void) {
         die("connect");
     int server = accept(listener, NULL, NULL);
     if (server < 0) die("accept");
+    if (both_ends) set_options(server);
     /* An abortive close (RST): tens of thousands of connections a minute
      * would otherwise fill TIME_WAIT and run out of ephemeral ports. The
      * same call is made with and without the library. */
@@ -111,7 +123,9 @@ static void pair_once(void) {
 
 static void start_listener(void) {
     socklen_t len = sizeof listener_addr;
-    listener = tcp_socket();
+    listener = socket(AF_INET, SOCK_STREAM, 0);
+    if (listener < 0) die("socket");
+    if (!both_ends) set_options(listener);
     memset(&listener_addr, 0, sizeof listener_addr);
     listener_addr.sin_family = AF_INET;
     listener_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -152,6 +166,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     double ns;
+    if (!strcmp(argv[1], "pair-both")) {
+        both_ends = 1;
+        argv[1] = "pair";
+    }
     if (!strcmp(argv[1], "socket") || !strcmp(argv[1], "pair"))
         for (int i = 3; i < argc; i++) parse_option(argv[i]);
     if (!strcmp(argv[1], "socket")) {

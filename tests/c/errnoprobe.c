@@ -1,6 +1,7 @@
 /* errnoprobe: the host's view of its own calls. `errno` walks through
  * failure paths of socket/connect/accept/accept4/setsockopt/close (and
- * successes, which must leave errno alone), including EMFILE under a low
+ * successes, which must leave errno alone; fclose of streams with no
+ * descriptor), including EMFILE under a low
  * RLIMIT_NOFILE; `fds` lists /proc/self/fd before and after socket work.
  * The Rust test (process_life.rs) compares runs with and without
  * libkeepalive: every line must be identical. */
@@ -101,6 +102,20 @@ static int cmd_errno(int with_emfile) {
     CASE("close-success", close(udp));
     CASE("close-EBADF", close(987));
     CASE("close-again-EBADF", close(udp));
+
+    /* Streams without a descriptor: fileno() on them fails with EBADF, the
+     * real fclose succeeds and leaves errno alone. */
+    char memory[16] = "x";
+    CASE("fclose-fmemopen-success", fclose(fmemopen(memory, sizeof memory, "r")));
+    char *buffer = NULL;
+    size_t size = 0;
+    FILE *memstream = open_memstream(&buffer, &size);
+    fputs("x", memstream);
+    CASE("fclose-open_memstream-success", fclose(memstream));
+    free(buffer);
+    cookie_io_functions_t nothing = {0};
+    CASE("fclose-fopencookie-success", fclose(fopencookie(NULL, "w", nothing)));
+    CASE("fclose-file-success", fclose(fopen("/dev/null", "r")));
 
     /* EMFILE: a pending connection for accept(), then the limit lowered and
      * every free number used up. The number of sockets that fit shows that

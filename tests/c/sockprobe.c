@@ -121,13 +121,19 @@ static int cmd_connect(char **argv) {
         close(fd);
         fd = (int)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
     }
-    if (!strcmp(how, "listener-off")) set_int(lfd, SOL_SOCKET, SO_KEEPALIVE, 0);
+    if (!strcmp(how, "listener-off")) {
+        set_int(lfd, SOL_SOCKET, SO_KEEPALIVE, 0);
+        print_options("listener", lfd);
+    }
     errno = 4242;
     int rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
     printf("connect rc=%d errno=%d\n", rc, errno);
+    /* Off once connected: with rules, after the socket was decided. */
+    if (!strcmp(how, "program-off-after")) set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 0);
     print_options("client", fd);
     int afd = !strcmp(how, "accept4") ? accept4(lfd, NULL, NULL, SOCK_CLOEXEC)
                                       : accept(lfd, NULL, NULL);
+    if (!strcmp(how, "accepted-off")) set_int(afd, SOL_SOCKET, SO_KEEPALIVE, 0);
     print_options("accepted", afd);
     return 0;
 }

@@ -1,14 +1,17 @@
 // A Go TCP client for the kernel-side mode's tests: Go makes its sockets
 // with raw system calls, so LD_PRELOAD never reaches it.
 //
-//	goprobe ADDR:PORT off|default HOLD_MS
+//	goprobe ADDR:PORT off|default HOLD_MS|wait
 //
 // off dials with net.Dialer{KeepAlive: -1} (Go's own keepalive off);
 // default with Go's default (keepalive on, 15 s, set after connect). Prints
-// "connected" and the five options as the C probes do, then holds.
+// "connected" and the five options as the C probes do, then holds; with
+// wait it reads until the connection ends and prints "closed err=ERRNO"
+// (0 for an orderly end), as tests/c/bpfprobe.c does.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -54,6 +57,16 @@ func main() {
 		}
 	})
 	fmt.Println(line)
+	if os.Args[3] == "wait" {
+		_, err := conn.Read(make([]byte, 1))
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			fmt.Printf("closed err=%d\n", int(errno))
+		} else {
+			fmt.Println("closed err=0")
+		}
+		return
+	}
 	hold, _ := strconv.Atoi(os.Args[3])
 	time.Sleep(time.Duration(hold) * time.Millisecond)
 	conn.Close()

@@ -43,6 +43,17 @@ pub enum Action {
     Detach {
         cgroup: OsString,
     },
+    /// `--agent [CGROUP_DIR]`: the node agent (agent/), in the foreground.
+    Agent {
+        cgroup: Option<OsString>,
+        quiet: bool,
+        persist: bool,
+        ready: Option<OsString>,
+    },
+    /// `--status --all`: every established TCP connection of the host.
+    StatusAll {
+        json: bool,
+    },
     /// Report what the library does in running processes: each target is a
     /// PID, a cgroup directory or a systemd unit.
     Status {
@@ -72,7 +83,7 @@ const VALUED: [(&str, Setting); 8] = [
 
 /// Parses the arguments after argv[0]. The error is a one-line message.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
     let mut options: Vec<OptionValue> = Vec::new();
     let mut check = false;
     let mut program = None;
@@ -80,6 +91,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
     let mut cgroup_action: Option<(bool, OsString)> = None;
     let mut status_targets = Vec::new();
     let mut json = false;
+    let mut agent = false;
+    let mut quiet = false;
+    let mut persist = false;
+    let mut status_all = false;
+    let mut ready = None;
     while let Some(arg) = args.next() {
         let bytes = arg.as_encoded_bytes();
         if bytes == b"--" {
@@ -137,11 +153,34 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
             cgroup_action = Some((name == "--attach", directory));
             continue;
         }
+        if name == "--ready" {
+            ready = Some(match inline_value {
+                Some(value) => OsString::from_vec(value),
+                None => args.next().ok_or("--ready needs a file")?,
+            });
+            continue;
+        }
         if inline_value.is_some() {
             return Err(format!("{name} takes no value"));
         }
         if name == "--bpf" {
             bpf = true;
+            continue;
+        }
+        // The node agent's flags, and the host-wide `--status --all`.
+        let mut took_all = false;
+        match name.as_str() {
+            "--agent" => agent = true,
+            "--quiet" => quiet = true,
+            "--persist" => persist = true,
+            "--status" if args.peek().is_some_and(|next| next == "--all") => {
+                args.next();
+                status_all = true;
+                took_all = true;
+            }
+            _ => {}
+        }
+        if ["--agent", "--quiet", "--persist"].contains(&name.as_str()) || took_all {
             continue;
         }
         match name.as_str() {
@@ -154,6 +193,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
                 setting: Setting::Enabled,
                 option: "--off",
                 value: b"off".to_vec(),
+            }),
+            // KEEPALIVE_OVERRIDE=on: our values replace the program's own.
+            "--override" => options.push(OptionValue {
+                setting: Setting::Override,
+                option: "--override",
+                value: b"on".to_vec(),
             }),
             "--check" => check = true,
             "--status" => status_targets.push(
@@ -175,6 +220,42 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
             }
             _ => return Err(format!("unknown option {name}")),
         }
+    }
+    if agent {
+        if cgroup_action.is_some() || bpf || check || status_all || !status_targets.is_empty() {
+            return Err("--agent goes with no other mode".to_string());
+        }
+        if let Some(extra) = args.next() {
+            return Err(format!(
+                "--agent takes one CGROUP_DIR ({} given after it)",
+                extra.to_string_lossy()
+            ));
+        }
+        let action = Action::Agent {
+            cgroup: program,
+            quiet,
+            persist,
+            ready,
+        };
+        return Ok(Invocation { options, action });
+    }
+    if quiet || persist || ready.is_some() {
+        return Err("--quiet, --persist and --ready go with --agent".to_string());
+    }
+    if status_all {
+        if !status_targets.is_empty() {
+            return Err("--status --all takes no other target".to_string());
+        }
+        if let Some(program) = program {
+            return Err(format!(
+                "--status takes no PROGRAM ({} given)",
+                program.to_string_lossy()
+            ));
+        }
+        return Ok(Invocation {
+            options,
+            action: Action::StatusAll { json },
+        });
     }
     if let Some((attach, cgroup)) = cgroup_action {
         if let Some(program) = program {
@@ -303,6 +384,24 @@ mod tests {
     }
 
     #[test]
+    fn override_sets_its_variable() {
+        let got = parse_words(&["--override", "--idle=5", "go-client"]).unwrap();
+        assert_eq!(
+            settings_of(&got),
+            [
+                (Setting::Override, "on".to_string()),
+                (Setting::Idle, "5".to_string())
+            ]
+        );
+        assert_eq!(got.options[0].option, "--override");
+        assert_eq!(Setting::Override.variables(), ["KEEPALIVE_OVERRIDE"]);
+        assert_eq!(
+            parse_words(&["--override=off", "x"]).unwrap_err(),
+            "--override takes no value"
+        );
+    }
+
+    #[test]
     fn values_are_passed_through_unvalidated() {
         // Validation is the core's load(), so even nonsense parses here.
         let got = parse_words(&["--user-timeout", "auto", "--interval=", "p"]).unwrap();
@@ -374,6 +473,55 @@ mod tests {
         assert_eq!(
             parse_words(&["--status"]).unwrap_err(),
             "--status needs a PID, cgroup directory or unit"
+        );
+    }
+
+    #[test]
+    fn agent_and_status_all() {
+        assert_eq!(
+            parse_words(&[
+                "--agent",
+                "--idle",
+                "60",
+                "--quiet",
+                "/sys/fs/cgroup/kubepods"
+            ])
+            .unwrap()
+            .action,
+            Action::Agent {
+                cgroup: Some("/sys/fs/cgroup/kubepods".into()),
+                quiet: true,
+                persist: false,
+                ready: None
+            }
+        );
+        assert_eq!(
+            parse_words(&["--persist", "--agent", "--ready=/run/r"])
+                .unwrap()
+                .action,
+            Action::Agent {
+                cgroup: None,
+                quiet: false,
+                persist: true,
+                ready: Some("/run/r".into())
+            }
+        );
+        assert!(parse_words(&["--agent", "/a", "/b"])
+            .unwrap_err()
+            .starts_with("--agent takes one CGROUP_DIR"));
+        assert_eq!(
+            parse_words(&["--quiet", "curl"]).unwrap_err(),
+            "--quiet, --persist and --ready go with --agent"
+        );
+        assert_eq!(
+            parse_words(&["--status", "--all", "--path", "aws-nlb", "--json"])
+                .unwrap()
+                .action,
+            Action::StatusAll { json: true }
+        );
+        assert_eq!(
+            parse_words(&["--status", "--all", "--status", "1"]).unwrap_err(),
+            "--status --all takes no other target"
         );
     }
 

@@ -3,11 +3,22 @@
 
 use crate::environment::Overrides;
 use keepalive_core::load::Loaded;
+use keepalive_core::near_miss;
 use keepalive_core::plan::{self, KernelDefaults, Plan};
 use keepalive_core::policy::Policy;
 use keepalive_core::rules::{Decision, Directions};
 use keepalive_core::timers::UserTimeout;
 use keepalive_core::variables::Setting;
+
+/// The lines for environment names that are almost ours (`near_miss`),
+/// in the order given: the same lines the library prints.
+pub fn near_misses<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter_map(near_miss::check)
+        .map(|miss| miss.to_string())
+        .collect()
+}
 
 /// A kernel default, read from this network namespace's sysctls.
 pub type Sysctl = dyn Fn(&str) -> Result<u32, String>;
@@ -124,6 +135,14 @@ pub fn report(
                 Some(preset) => ("path", preset.name.to_string(), String::new()),
                 None => ("path", "none".to_string(), "default: no preset".to_string()),
             },
+            Setting::Override => {
+                let value = on_off(settings.override_program);
+                (
+                    "override",
+                    value,
+                    "default: the program wins (its own options stay its own)".to_string(),
+                )
+            }
             Setting::Programs => match &loaded.programs {
                 Some(programs) => ("programs", programs.joined(), String::new()),
                 None => (
@@ -143,6 +162,9 @@ pub fn report(
             _ if named.is_empty() => fallback,
             _ => named.join(", "),
         };
+        if setting == Setting::Override && settings.override_program {
+            source.push_str(": our values replace the program's own");
+        }
         if setting == Setting::Path {
             if let Some(preset) = loaded.path {
                 source.push_str(&format!(": {}", keepalive_core::presets::source(preset)));
@@ -187,7 +209,8 @@ pub fn report(
     lines
 }
 
-/// The options of `plan`, as `setsockopt` names them.
+/// The options of `plan`, as `setsockopt` names them, and whether they
+/// replace the program's own.
 fn applied(plan: &Plan) -> String {
     let applied: Vec<String> = plan
         .options()
@@ -196,6 +219,8 @@ fn applied(plan: &Plan) -> String {
         .collect();
     if applied.is_empty() {
         "nothing: every socket is left alone".to_string()
+    } else if plan.override_program {
+        format!("{}, replacing the program's own", applied.join(" "))
     } else {
         applied.join(" ")
     }
@@ -264,6 +289,7 @@ mod tests {
                 "debug off default",
                 "path none default: no preset",
                 "programs all default: every program",
+                "override off default: the program wins (its own options stay its own)",
                 "tcp sockets SO_KEEPALIVE=1",
             ]
         );
@@ -296,7 +322,7 @@ mod tests {
             "user-timeout 360000 ms (auto: idle + interval x count) KEEPALIVE_USER_TIMEOUT"
         );
         assert_eq!(
-            lines[10],
+            lines[11],
             "tcp sockets SO_KEEPALIVE=1 TCP_KEEPIDLE=60 TCP_KEEPCNT=4 TCP_USER_TIMEOUT=360000"
         );
     }
@@ -331,7 +357,7 @@ mod tests {
     fn off_sets_nothing() {
         let lines = report_for(&[], &[("KEEPALIVE", "off")]);
         assert_eq!(lines[0], "keepalive off KEEPALIVE");
-        assert_eq!(lines[10], "tcp sockets nothing: every socket is left alone");
+        assert_eq!(lines[11], "tcp sockets nothing: every socket is left alone");
     }
 
     #[test]
@@ -353,14 +379,46 @@ mod tests {
         assert_eq!(lines[5], "direction out --direction");
         assert_eq!(lines[6], "rules 2 (1 ignored) --rule");
         assert_eq!(
-            lines[10],
+            lines[11],
             "rule 1 net=10.0.0.0/8,port=5432:idle=60 -> SO_KEEPALIVE=1 TCP_KEEPIDLE=60 TCP_KEEPINTVL=10"
         );
-        assert_eq!(lines[11], "rule 3 net=127.0.0.2/32:off -> left alone");
+        assert_eq!(lines[12], "rule 3 net=127.0.0.2/32:off -> left alone");
         assert_eq!(
-            lines[12],
+            lines[13],
             "tcp sockets SO_KEEPALIVE=1 TCP_KEEPINTVL=10 when no rule matches; \
              accepted connections are left alone"
+        );
+    }
+
+    #[test]
+    fn the_mode_in_force_is_said() {
+        let options = [OptionValue {
+            setting: Setting::Override,
+            option: "--override",
+            value: b"on".to_vec(),
+        }];
+        let lines = report_for(&options, &[("KEEPALIVE_RULES", "port=22:on,override=off")]);
+        assert_eq!(
+            lines[10],
+            "override on --override: our values replace the program's own"
+        );
+        assert_eq!(
+            lines[11],
+            "rule 1 port=22:on,override=off -> SO_KEEPALIVE=1"
+        );
+        assert_eq!(
+            lines[12],
+            "tcp sockets SO_KEEPALIVE=1, replacing the program's own when no rule matches"
+        );
+        let lines = report_for(&[], &[("KEEPALIVE_OVERRIDE", "on")]);
+        assert_eq!(
+            lines[10],
+            "override on KEEPALIVE_OVERRIDE: our values replace the program's own"
+        );
+        let lines = report_for(&[], &[("KEEPALIVE_RULES", "*:idle=5,override=on")]);
+        assert_eq!(
+            lines[11],
+            "rule 1 *:idle=5,override=on -> SO_KEEPALIVE=1 TCP_KEEPIDLE=5, replacing the program's own"
         );
     }
 }

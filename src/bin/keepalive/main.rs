@@ -5,6 +5,7 @@
 //! The settings, rules and messages come from the pure core
 //! (`keepalive_core`), the same as the library's.
 
+mod agent;
 mod args;
 mod bpf;
 mod check;
@@ -13,12 +14,19 @@ mod environment;
 mod loadable;
 mod locate;
 mod mode;
+mod net_cgroups;
 mod output;
+mod pinned;
 mod proc;
 mod reach;
+mod sock_diag;
 mod sockets;
 mod status;
+mod status_all;
+mod status_command;
 mod status_output;
+mod status_target;
+mod unit;
 
 use args::{Action, Invocation};
 use environment::Overrides;
@@ -42,6 +50,8 @@ Usage: keepalive [OPTIONS] [--] PROGRAM [ARGS...]
        keepalive --attach CGROUP_DIR [OPTIONS]
        keepalive --detach CGROUP_DIR
        keepalive --status PID|CGROUP-DIR|UNIT [--json]
+       keepalive --status --all [--path NAME] [--json]
+       keepalive --agent [OPTIONS] [--quiet] [--persist] [--ready FILE] [CGROUP_DIR]
 
 Runs PROGRAM with libkeepalive.so preloaded, so that its TCP sockets use
 keepalive. Options override the environment variables of the same setting.
@@ -61,15 +71,19 @@ Options:
                        (KEEPALIVE_RULES); repeatable, first match wins:
                        MATCH:ACTION, MATCH = * or dir=in|out,net=CIDR,port=N[-M]
                        ACTION = off, on, or idle=S,intvl=S,cnt=N,user_timeout=MS
+                       (on or timers may add override=on|off)
                        e.g. --rule 'net=10.0.0.0/8,port=5432:idle=60' --rule '*:off'
   --path NAME          timers chosen for a middlebox's idle timeout (KEEPALIVE_PATH):
-                       aws-nlb, aws-natgw (350 s), azure-lb (4 min), gcp (10 min),
-                       ipvs (900 s); --idle, --interval, --count override its timers
+                       aws-nlb, aws-natgw, aws-nitro (350 s), azure-lb (4 min),
+                       gcp (10 min), ipvs (900 s); --idle, --interval, --count override its timers
   --program NAME       only processes whose executable (or the path they were
                        started by) has this base name get keepalive; others are
                        left alone silently (KEEPALIVE_PROGRAMS); repeatable
   --debug              the library reports each socket on stderr (KEEPALIVE_DEBUG=1)
   --off                preload the library but touch no socket (KEEPALIVE=off)
+  --override           our values replace the program's own for the options we
+                       set, even those it sets itself (KEEPALIVE_OVERRIDE=on);
+                       by default the program's own choices win
   --check              print the settings PROGRAM would get and where each comes
                        from; exit 1 if any is bad. PROGRAM is only inspected.
   --bpf                kernel-side mode (root): run PROGRAM in a new child
@@ -85,6 +99,18 @@ Options:
                        failed), the settings it started with, and every TCP
                        socket's effective keepalive options. TARGET is a PID, a
                        cgroup directory or a systemd unit; repeatable
+  --status --all       every established TCP connection of the host (read from the
+                       kernel's socket tables), its process, cgroup, keepalive
+                       timers and who set them; with --path NAME, exit 1 if a
+                       connection would be dropped by that path's idle timeout
+  --agent [CGROUP_DIR] node agent (root, foreground): the options and variables
+                       as the default for every process under CGROUP_DIR (the
+                       whole cgroup v2 hierarchy if none), and a workload's own
+                       variables (KEEPIDLE=60, KEEPALIVE=off...) for its cgroup;
+                       SIGTERM/SIGINT detach everything and exit 0
+  --quiet              --agent: no line per cgroup configured/changed/released
+  --persist            --agent: leave the attachments in place on exit
+  --ready FILE         --agent: write 'attachments N' there once ready
   --json               --status as JSON, one object per PID target
   -h, --help           print this help
   -V, --version        print the version
@@ -122,8 +148,28 @@ fn main() -> ExitCode {
         },
         Action::Attach { cgroup } => attach_cgroup(&overrides, Path::new(&cgroup)),
         Action::Detach { cgroup } => detach_cgroup(Path::new(&cgroup)),
+        Action::Agent {
+            cgroup,
+            quiet,
+            persist,
+            ready,
+        } => match bpf_settings(&overrides) {
+            Ok(value) => {
+                let settings =
+                    agent::describe_node(|name| overrides.lookup(name, environment::inherited));
+                let options = agent::Options {
+                    cgroup: cgroup.map(Into::into),
+                    quiet,
+                    persist,
+                    ready: ready.map(Into::into),
+                };
+                agent::run(&value, &settings, options)
+            }
+            Err(code) => code,
+        },
+        Action::StatusAll { json } => status_all::run(&overrides, json),
         Action::Status { targets, json } => {
-            if status::run(&targets, json) {
+            if status_command::run(&targets, json) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -262,13 +308,18 @@ fn run_check(overrides: &Overrides, program: Option<&OsStr>) -> ExitCode {
         return status;
     }
     let valid = report_diagnostics(&loaded.diagnostics, overrides);
+    let names: Vec<OsString> = std::env::vars_os().map(|(name, _)| name).collect();
+    let near_misses = check::near_misses(names.iter().map(|name| name.as_bytes()));
+    for line in &near_misses {
+        output::warn(line);
+    }
     if let Some(program) = program {
         warn_if_unreachable(program);
     }
     if let Some(Err(why)) = &loads {
         output::warn(&format!("keepalive: {why}"));
     }
-    if valid && matches!(loads, Some(Ok(_))) {
+    if valid && near_misses.is_empty() && matches!(loads, Some(Ok(_))) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

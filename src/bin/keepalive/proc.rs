@@ -1,18 +1,12 @@
-//! What `/proc/PID` says about a process, for `keepalive --status`: its
-//! mapped files, initial environment, names, socket descriptors and the TCP
-//! table of its network namespace. Parsing is separate from reading, so the
-//! formats are unit-tested on fixed text.
+//! The formats of `/proc/PID` files, for `keepalive --status`: its mapped
+//! files, initial environment, auxiliary vector, socket links, mounts and
+//! the TCP table of its network namespace. Only parsing: `pinned` reads
+//! them, so the formats are unit-tested on fixed text.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-
-/// `/proc/PID/FILE`.
-pub fn path(pid: i32, file: &str) -> PathBuf {
-    PathBuf::from(format!("/proc/{pid}/{file}"))
-}
 
 /// The files mapped executable into the process (`/proc/PID/maps`: perms
 /// with `x`, 6th column the path), once each, in order. Executable only:
@@ -156,38 +150,23 @@ pub fn parse_tcp_table(text: &str) -> Vec<TcpRow> {
         .collect()
 }
 
-/// The process's descriptors that are sockets: (fd, inode), by fd.
-pub fn socket_fds(pid: i32) -> std::io::Result<Vec<(i32, u64)>> {
-    let mut sockets = Vec::new();
-    for entry in std::fs::read_dir(path(pid, "fd"))? {
-        let entry = entry?;
-        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        // A descriptor closed meanwhile is simply gone.
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue;
-        };
-        let target = target.to_string_lossy();
-        if let Some(inode) = target
-            .strip_prefix("socket:[")
-            .and_then(|rest| rest.strip_suffix(']'))
-            .and_then(|inode| inode.parse().ok())
-        {
-            sockets.push((fd, inode));
-        }
-    }
-    sockets.sort_unstable();
-    Ok(sockets)
+/// The inode of a descriptor's link text `socket:[INODE]`; `None` for
+/// anything else.
+pub fn socket_inode(link: &[u8]) -> Option<u64> {
+    std::str::from_utf8(link.strip_prefix(b"socket:[")?.strip_suffix(b"]")?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
-/// The TCP rows of the process's network namespace, by inode.
-pub fn tcp_rows(pid: i32) -> HashMap<u64, TcpRow> {
+/// The TCP rows of a network namespace's `net/tcp` and `net/tcp6`, by
+/// inode. `read` gives a file's text (tcp6 is missing when IPv6 is off:
+/// that only means no rows).
+pub fn tcp_rows(read: impl Fn(&str) -> Option<Vec<u8>>) -> HashMap<u64, TcpRow> {
     let mut rows = HashMap::new();
     for table in ["net/tcp", "net/tcp6"] {
-        // tcp6 is missing when IPv6 is off; that only means no rows.
-        if let Ok(text) = std::fs::read_to_string(path(pid, table)) {
-            for row in parse_tcp_table(&text) {
+        if let Some(text) = read(table) {
+            for row in parse_tcp_table(&String::from_utf8_lossy(&text)) {
                 rows.insert(row.inode, row);
             }
         }
@@ -208,19 +187,6 @@ pub fn parse_auxv(bytes: &[u8]) -> (Option<u64>, Option<bool>) {
         }
     }
     (execfn, secure)
-}
-
-/// The path the process was started by (`AT_EXECFN`), read from its memory
-/// (needs the same permission as `pidfd_getfd`); `None` if refused.
-pub fn started_as(pid: i32, address: u64) -> Option<Vec<u8>> {
-    let mut memory = std::fs::File::open(path(pid, "mem")).ok()?;
-    memory.seek(SeekFrom::Start(address)).ok()?;
-    let mut bytes = vec![0u8; 4096];
-    // The string ends near the top of the stack: a short read is normal.
-    let read = memory.read(&mut bytes).ok()?;
-    let end = bytes[..read].iter().position(|&b| b == 0)?;
-    bytes.truncate(end);
-    Some(bytes)
 }
 
 /// Whether `file` lies on a file system mounted `noexec`, according to a
@@ -311,6 +277,9 @@ mod tests {
         );
         assert!(is_our_library(Path::new("/usr/lib/libkeepalive.so.0")));
         assert!(!is_our_library(Path::new("/usr/lib/libkeepalive/x.so")));
+        assert_eq!(socket_inode(b"socket:[4242]"), Some(4242));
+        assert_eq!(socket_inode(b"pipe:[4242]"), None);
+        assert_eq!(socket_inode(b"/tmp/socket:[1]"), None);
     }
 
     #[test]

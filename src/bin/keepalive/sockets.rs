@@ -1,9 +1,11 @@
 //! A socket's effective keepalive options, read from the socket itself: a
 //! copy of the process's descriptor (`pidfd_getfd`, Linux 5.6, needs ptrace
-//! permission over the process) and `getsockopt` on it. The copy changes
-//! nothing in the process and is closed at once.
+//! permission over the process) and `getsockopt` on it, closed at once.
+//! Receiving the copy re-tags the socket with the receiver's net_cls and
+//! net_prio cgroups: callers copy only TCP sockets, and only from the
+//! target's own cgroups (`net_cgroups`).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// The options as the kernel reports them: the effective values, kernel
 /// defaults included.
@@ -21,40 +23,27 @@ pub struct Socket {
     fd: OwnedFd,
 }
 
-/// A handle on a process for copying its descriptors.
-pub struct Pidfd {
-    fd: OwnedFd,
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
 }
 
 fn last_error() -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
-impl Pidfd {
-    pub fn open(pid: i32) -> std::io::Result<Pidfd> {
-        // SAFETY: pidfd_open takes a pid and flags; it returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return Err(last_error());
-        }
-        // SAFETY: the descriptor is new and ours.
-        Ok(Pidfd {
-            fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
-        })
+/// A copy of descriptor `target` of the process `pidfd` pins.
+pub fn copy(pidfd: BorrowedFd<'_>, target: i32) -> std::io::Result<Socket> {
+    // SAFETY: pidfd_getfd takes a pidfd, a descriptor number and flags.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) };
+    if fd < 0 {
+        return Err(last_error());
     }
-
-    /// A copy of the process's descriptor `target`.
-    pub fn socket(&self, target: i32) -> std::io::Result<Socket> {
-        // SAFETY: pidfd_getfd takes a pidfd, a descriptor number and flags.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, self.fd.as_raw_fd(), target, 0) };
-        if fd < 0 {
-            return Err(last_error());
-        }
-        // SAFETY: the descriptor is new and ours.
-        Ok(Socket {
-            fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
-        })
-    }
+    // SAFETY: the descriptor is new and ours.
+    Ok(Socket {
+        fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
+    })
 }
 
 impl Socket {
@@ -78,14 +67,6 @@ impl Socket {
         }
     }
 
-    /// Whether this is a TCP socket (IPv4 or IPv6).
-    pub fn is_tcp(&self) -> bool {
-        let domain = self.int_option(libc::SOL_SOCKET, libc::SO_DOMAIN);
-        let protocol = self.int_option(libc::SOL_SOCKET, libc::SO_PROTOCOL);
-        matches!(domain, Ok(libc::AF_INET | libc::AF_INET6))
-            && matches!(protocol, Ok(libc::IPPROTO_TCP))
-    }
-
     pub fn options(&self) -> std::io::Result<Options> {
         let tcp = |name| self.int_option(libc::IPPROTO_TCP, name);
         Ok(Options {
@@ -102,6 +83,7 @@ impl Socket {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
 
     #[test]
     fn reads_our_own_socket_through_a_pidfd() {
@@ -120,14 +102,14 @@ mod tests {
             )
         };
         assert_eq!(rc, 0);
-        let pidfd = Pidfd::open(std::process::id() as i32).unwrap();
-        let copy = pidfd.socket(fd).unwrap();
-        assert!(copy.is_tcp());
+        // SAFETY: pidfd_open takes a pid and flags.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, std::process::id(), 0) };
+        assert!(raw >= 0);
+        // SAFETY: new and ours.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        let copy = copy(pidfd.as_fd(), fd).unwrap();
         let options = copy.options().unwrap();
         assert_eq!((options.keepalive, options.idle_secs), (false, 7));
-        // A UDP socket is not TCP.
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        assert!(!pidfd.socket(udp.as_raw_fd()).unwrap().is_tcp());
-        assert!(pidfd.socket(9999).is_err());
+        assert!(super::copy(pidfd.as_fd(), 9999).is_err());
     }
 }

@@ -1,15 +1,25 @@
-//! `keepalive --status PID|CGROUP-DIR|UNIT [--json]`: what the library does
-//! in running processes. Whether it is mapped, the settings the process
-//! started with (the library's own parser and messages), and every TCP
-//! socket with its effective keepalive options read from the socket itself.
+//! What `keepalive --status` learns about one running process: whether the
+//! library is mapped, the settings it started with (the library's own
+//! parser and messages), and every TCP socket with its effective keepalive
+//! options read from the socket itself. Only data: `status_output` prints
+//! it, `status_command` runs the command.
+//!
+//! Read-only: the process is read through /proc, and only its TCP sockets
+//! are copied (`pidfd_getfd`), from a thread in its own net_cls/net_prio
+//! cgroups so the kernel's re-tagging of a received socket changes nothing
+//! (`net_cgroups`). Where that cannot be done, nothing is copied and the
+//! kernel's TCP table stands in.
 
 use crate::check;
 use crate::environment::Overrides;
+use crate::net_cgroups;
+use crate::pinned::{Failure, Pinned};
 use crate::proc::{self, TcpRow};
-use crate::sockets::{Options, Pidfd};
+use crate::sockets::{self, Options};
+use crate::unit;
 use keepalive_core::load::{self, Loaded};
 use keepalive_core::programs;
-use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -72,40 +82,40 @@ pub struct ProcessStatus {
     pub bpf_attachment: Option<PathBuf>,
 }
 
-/// Why a process could not be read, as one line.
-fn refused(pid: i32, what: &str, error: &std::io::Error) -> String {
-    match error.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ESRCH) => format!("no process {pid}"),
-        Some(libc::EACCES) | Some(libc::EPERM) => format!(
-            "may not read process {pid} ({what}: {error}): run as root or as the process's user"
-        ),
-        _ => format!("cannot read process {pid} ({what}: {error})"),
+/// Reads one process, pinned from start to finish (`pinned`).
+pub fn read(pid: i32) -> Result<ProcessStatus, Failure> {
+    let process = Pinned::open(pid)?;
+    let status = read_pinned(&process)?;
+    // Everything read belonged to the process pinned at the start.
+    if !process.still_there() {
+        return Err(Failure::Gone);
     }
+    Ok(status)
 }
 
-/// Reads one process. The error is a one-line message.
-pub fn read(pid: i32) -> Result<ProcessStatus, String> {
-    let read = |file: &str| {
-        std::fs::read(proc::path(pid, file))
-            .map_err(|error| refused(pid, &format!("/proc/{pid}/{file}"), &error))
-    };
-    if !proc::path(pid, "").exists() {
-        return Err(format!("no process {pid}"));
-    }
-    let environ = proc::parse_environ(&read("environ")?);
-    let maps = proc::executable_files(&read("maps")?);
-    let sockets =
-        proc::socket_fds(pid).map_err(|error| refused(pid, &format!("/proc/{pid}/fd"), &error))?;
-    let exe = std::fs::read_link(proc::path(pid, "exe")).ok();
-    let (execfn, secure) = std::fs::read(proc::path(pid, "auxv"))
+fn read_pinned(process: &Pinned) -> Result<ProcessStatus, Failure> {
+    let pid = process.pid;
+    let environ = proc::parse_environ(&process.read("environ")?);
+    let maps = proc::executable_files(&process.read("maps")?);
+    let sockets = process.socket_fds()?;
+    let exe = process.read_link("exe");
+    let (execfn, secure) = process
+        .read_optional("auxv")
         .map(|auxv| proc::parse_auxv(&auxv))
         .unwrap_or_default();
-    let started_as = execfn.and_then(|address| proc::started_as(pid, address));
+    let started_as = execfn.and_then(|address| process.started_as(address));
+    let cgroup_text = process
+        .read_optional("cgroup")
+        .map(|text| String::from_utf8_lossy(&text).into_owned())
+        .unwrap_or_default();
 
     let lookup = |name: &str| environ.get(name.as_bytes()).cloned();
     let loaded = load::load(lookup);
     let settings = check::report(&loaded, &Overrides::default(), &lookup, &check::read_sysctl);
     let mut warnings: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    let mut names: Vec<&[u8]> = environ.keys().map(Vec::as_slice).collect();
+    names.sort_unstable();
+    warnings.extend(check::near_misses(names));
     let mut notes = Vec::new();
 
     let library: Vec<PathBuf> = maps
@@ -121,7 +131,7 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
         .collect();
     if library.is_empty() {
         for entry in &preloaded {
-            warnings.push(not_mapped_warning(pid, entry, secure));
+            warnings.push(not_mapped_warning(process, &cgroup_text, entry, secure));
         }
     } else if preloaded.is_empty() {
         notes.push(
@@ -139,7 +149,7 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
     }
 
     let listed = loaded.programs.as_ref().map(|list| {
-        let comm = std::fs::read(proc::path(pid, "comm")).unwrap_or_default();
+        let comm = process.read_optional("comm").unwrap_or_default();
         let comm = comm.strip_suffix(b"\n").unwrap_or(&comm).to_vec();
         let exe_bytes = exe
             .as_deref()
@@ -164,45 +174,53 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
         listed
     });
 
-    let bpf_attachment = kernel_side_attachment(pid, &mut notes);
-
-    let rows = proc::tcp_rows(pid);
-    let pidfd = Pidfd::open(pid);
-    let mut refusal: Option<String> = pidfd.as_ref().err().map(|e| format!("pidfd_open: {e}"));
-    let mut connections = Vec::new();
-    for (fd, inode) in sockets {
-        let row = rows.get(&inode).cloned();
-        let copy = pidfd.as_ref().ok().map(|pidfd| pidfd.socket(fd));
-        let options = match copy {
-            Some(Ok(socket)) => {
-                if row.is_none() && !socket.is_tcp() {
-                    continue;
-                }
-                socket.options().ok()
-            }
-            Some(Err(error)) => {
-                refusal.get_or_insert_with(|| format!("pidfd_getfd: {error}"));
-                None
-            }
-            None => None,
-        };
-        // Without the socket itself, only the table tells TCP from the rest.
-        let Some(row_or_unbound) = row.clone().or_else(|| options.map(|_| unbound_row())) else {
-            continue;
-        };
-        connections.push(Connection {
-            fd,
-            local: row_or_unbound.local.clone(),
-            remote: row_or_unbound.remote.clone(),
-            state: row_or_unbound.state.to_string(),
-            options,
-            row,
-        });
+    if !library.is_empty() && is_go(pid) {
+        warnings.push(
+            "the library is loaded but this is a Go program, which makes its own system \
+             calls: the library cannot reach its sockets; use the kernel-side mode \
+             (keepalive --bpf, or --attach on its cgroup)"
+                .to_string(),
+        );
     }
+    let bpf_attachment = kernel_side_attachment(&cgroup_text, &mut notes);
+    // The attachments' record of each socket: who set which option.
+    let records = bpf_attachment
+        .as_ref()
+        .and_then(|_| crate::bpf::SocketRecords::open().ok().flatten());
+
+    let rows = proc::tcp_rows(|table| process.read_optional(table));
+    // Only TCP sockets are ever copied: the kernel names each socket's
+    // protocol without a copy. A socket it does not name is left alone.
+    let tcp: Vec<(i32, u64)> = sockets
+        .into_iter()
+        .filter(|&(fd, inode)| {
+            rows.contains_key(&inode)
+                || process
+                    .socket_protocol(fd)
+                    .is_some_and(|name| is_tcp_protocol(&name))
+        })
+        .collect();
+    let (options, refusal) = socket_options(process, &cgroup_text, &tcp, records, &mut notes);
+    let connections: Vec<Connection> = tcp
+        .iter()
+        .zip(options)
+        .map(|(&(fd, inode), options)| {
+            let row = rows.get(&inode).cloned();
+            // Not in the table: not yet bound, connected or listening.
+            let shown = row.clone().unwrap_or_else(unbound_row);
+            Connection {
+                fd,
+                local: shown.local,
+                remote: shown.remote,
+                state: shown.state.to_string(),
+                options,
+                row,
+            }
+        })
+        .collect();
     if let Some(refusal) = refusal.filter(|_| !connections.is_empty()) {
         warnings.push(format!(
-            "could not read the sockets' options ({refusal}; pidfd_getfd needs Linux 5.6, \
-             ptrace permission over the process and its PID namespace): keepalive shown \
+            "could not read the sockets' options ({refusal}): keepalive shown \
              from the kernel's TCP table, timer only"
         ));
     }
@@ -221,20 +239,107 @@ pub fn read(pid: i32) -> Result<ProcessStatus, String> {
     })
 }
 
-/// Whether a kernel-side attachment covers the process's cgroup; a note
-/// says which, or why it could not be told (it needs root).
-fn kernel_side_attachment(pid: i32, notes: &mut Vec<String>) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(proc::path(pid, "cgroup")).ok()?;
-    let cgroup = crate::bpf::cgroup::own_path(&text)?;
-    match crate::bpf::covering_attachment(&cgroup) {
-        Ok(Some(directory)) => {
-            notes.push(format!(
-                "kernel-side mode: the attachment on {} covers this process's cgroup",
-                directory.display()
-            ));
-            Some(directory)
+/// `system.sockprotoname` of a TCP socket (MPTCP's too: keepalive applies).
+fn is_tcp_protocol(name: &str) -> bool {
+    matches!(name, "TCP" | "TCPv6" | "MPTCP" | "MPTCPv6")
+}
+
+/// Each socket's options, from a copy taken where the kernel's re-tagging
+/// of a received socket changes nothing; and, if some could not be read,
+/// why (the first refusal).
+fn socket_options(
+    process: &Pinned,
+    cgroup_text: &str,
+    sockets: &[(i32, u64)],
+    records: Option<crate::bpf::SocketRecords>,
+    notes: &mut Vec<String>,
+) -> (Vec<Option<Options>>, Option<String>) {
+    let none = vec![None; sockets.len()];
+    if sockets.is_empty() {
+        return (none, None);
+    }
+    let pidfd = match process.pidfd() {
+        Ok(pidfd) => pidfd,
+        Err(error) => {
+            return (
+                none,
+                Some(format!(
+                    "pidfd_open: {error}; it needs Linux 5.3 and the process in this \
+                     command's PID namespace"
+                )),
+            )
         }
-        Ok(None) => None,
+    };
+    let copied = net_cgroups::in_targets_cgroups(cgroup_text, || {
+        let mut refusal = None;
+        let options: Vec<Option<Options>> = sockets
+            .iter()
+            .map(|&(fd, _)| match sockets::copy(pidfd.as_fd(), fd) {
+                Ok(socket) => {
+                    let options = socket.options().ok();
+                    if let Some(record) = records.as_ref().and_then(|r| r.of(&socket)) {
+                        let user_timeout = options.map_or(0, |o| o.user_timeout_ms);
+                        for note in record.notes(user_timeout) {
+                            notes.push(format!("kernel-side mode, fd {fd}: {note}"));
+                        }
+                    }
+                    options
+                }
+                Err(error) => {
+                    refusal.get_or_insert_with(|| {
+                        format!(
+                            "pidfd_getfd: {error}; it needs Linux 5.6 and ptrace \
+                             permission over the process"
+                        )
+                    });
+                    None
+                }
+            })
+            .collect();
+        (options, refusal)
+    });
+    match copied {
+        Ok(result) => result,
+        Err(reason) => (
+            none,
+            Some(format!(
+                "not copied, as copying would re-tag them with this command's \
+                 net_cls/net_prio cgroups: {reason}"
+            )),
+        ),
+    }
+}
+
+/// Whether the process runs a Go program (its sockets are out of the
+/// library's reach even when it is loaded).
+fn is_go(pid: i32) -> bool {
+    std::fs::File::open(format!("/proc/{pid}/exe"))
+        .is_ok_and(|file| crate::elf::inspect(&file) == crate::elf::Kind::Go)
+}
+
+/// Whether a kernel-side attachment covers the process's cgroup; notes say
+/// which, with the settings that apply (not the library's), and the outer
+/// ones it overrules, or why it could not be told (it needs root).
+fn kernel_side_attachment(cgroup_text: &str, notes: &mut Vec<String>) -> Option<PathBuf> {
+    let cgroup = crate::bpf::cgroup::own_path(cgroup_text)?;
+    match crate::bpf::attachments_covering(&cgroup) {
+        Ok(found) => {
+            let first = found.first()?;
+            notes.push(format!(
+                "kernel-side mode: the attachment on {} decides this process's connections: \
+                 {} (these apply, not the library's settings)",
+                first.directory.display(),
+                first.describe()
+            ));
+            for outer in &found[1..] {
+                notes.push(format!(
+                    "kernel-side mode: the outer attachment on {} ({}) leaves them to it",
+                    outer.directory.display(),
+                    outer.describe()
+                ));
+            }
+            Some(first.directory.clone())
+        }
         Err(error) => {
             notes.push(format!("kernel-side mode: could not tell ({error})"));
             None
@@ -257,18 +362,25 @@ fn unbound_row() -> TcpRow {
 
 /// The silent failure made visible: LD_PRELOAD names the library, ld.so did
 /// not load it. With the likely cause where one can be seen.
-fn not_mapped_warning(pid: i32, entry: &Path, secure: Option<bool>) -> String {
+fn not_mapped_warning(
+    process: &Pinned,
+    cgroup_text: &str,
+    entry: &Path,
+    secure: Option<bool>,
+) -> String {
     let mut warning = format!(
         "LD_PRELOAD names {} but it is not mapped: ld.so could not preload it \
          and the program runs without keepalive",
         entry.display()
     );
-    let in_root = proc::path(pid, "root").join(entry.strip_prefix("/").unwrap_or(entry));
-    let unit = systemd_unit(pid);
+    let in_root = process
+        .path("root")
+        .join(entry.strip_prefix("/").unwrap_or(entry));
+    let unit = unit::in_cgroups(cgroup_text);
     let noexec = entry.is_absolute()
-        && std::fs::read_to_string(proc::path(pid, "mountinfo"))
-            .ok()
-            .and_then(|info| proc::on_noexec_mount(&info, entry))
+        && process
+            .read_optional("mountinfo")
+            .and_then(|info| proc::on_noexec_mount(&String::from_utf8_lossy(&info), entry))
             .unwrap_or(false);
     if secure == Some(true) && entry.as_os_str().as_bytes().contains(&b'/') {
         warning.push_str(
@@ -301,160 +413,9 @@ fn not_mapped_warning(pid: i32, entry: &Path, secure: Option<bool>) -> String {
     warning
 }
 
-/// The systemd service the process runs in, from `/proc/PID/cgroup`.
-fn systemd_unit(pid: i32) -> Option<String> {
-    unit_in_cgroups(&std::fs::read_to_string(proc::path(pid, "cgroup")).ok()?)
-}
-
-/// The innermost `.service` in the paths of a `/proc/PID/cgroup` file
-/// (`ID:CONTROLLERS:PATH` lines, v1 and v2).
-fn unit_in_cgroups(text: &str) -> Option<String> {
-    text.lines()
-        .flat_map(|line| line.splitn(3, ':').nth(2).unwrap_or("").split('/'))
-        .rfind(|part| part.ends_with(".service"))
-        .map(str::to_string)
-}
-
-/// The processes a target names: a PID, a cgroup directory (every process
-/// in it and below), or a systemd unit (its control group).
-pub fn resolve(target: &OsStr) -> Result<Vec<i32>, String> {
-    let text = target.to_string_lossy();
-    if let Ok(pid) = text.parse::<i32>() {
-        return if pid > 0 {
-            Ok(vec![pid])
-        } else {
-            Err(format!("{text} is not a process id"))
-        };
-    }
-    let directory = if text.contains('/') {
-        PathBuf::from(target)
-    } else {
-        unit_cgroup(&text)?
-    };
-    let mut pids = Vec::new();
-    collect_pids(&directory, &mut pids)
-        .map_err(|error| format!("cannot read {}: {error}", directory.display()))?;
-    pids.sort_unstable();
-    pids.dedup();
-    Ok(pids)
-}
-
-fn collect_pids(directory: &Path, pids: &mut Vec<i32>) -> std::io::Result<()> {
-    let procs = std::fs::read_to_string(directory.join("cgroup.procs"))?;
-    pids.extend(
-        procs
-            .lines()
-            .filter_map(|line| line.trim().parse::<i32>().ok()),
-    );
-    for entry in std::fs::read_dir(directory)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            collect_pids(&entry.path(), pids)?;
-        }
-    }
-    Ok(())
-}
-
-/// The cgroup directory of a systemd unit, as `systemctl` reports it.
-fn unit_cgroup(unit: &str) -> Result<PathBuf, String> {
-    let output = std::process::Command::new("systemctl")
-        .args(["show", "--property=ControlGroup", "--value", "--", unit])
-        .output()
-        .map_err(|error| {
-            format!("{unit}: not a PID or a cgroup directory, and systemctl: {error}")
-        })?;
-    let group = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    if !output.status.success() || group.is_empty() {
-        return Err(format!("{unit}: no such running unit (and not a PID)"));
-    }
-    let relative = group.trim_start_matches('/');
-    [
-        "/sys/fs/cgroup",
-        "/sys/fs/cgroup/unified",
-        "/sys/fs/cgroup/systemd",
-    ]
-    .iter()
-    .map(|root| Path::new(root).join(relative))
-    .find(|directory| directory.join("cgroup.procs").exists())
-    .ok_or_else(|| format!("{unit}: cgroup {group} not found under /sys/fs/cgroup"))
-}
-
-/// Runs `--status` for each target; prints to stdout. Exit status 0 when
-/// every process could be read.
-pub fn run(targets: &[std::ffi::OsString], json: bool) -> bool {
-    let mut ok = true;
-    for target in targets {
-        let pids = match resolve(target) {
-            Ok(pids) => pids,
-            Err(message) => {
-                eprintln!("keepalive: {message}");
-                ok = false;
-                continue;
-            }
-        };
-        let single = target.to_string_lossy().parse::<i32>().is_ok();
-        let mut statuses = Vec::new();
-        for pid in pids {
-            match read(pid) {
-                Ok(status) => statuses.push(status),
-                // A process of a group that exited meanwhile is just gone.
-                Err(message) if !single && message == format!("no process {pid}") => {}
-                Err(message) => {
-                    eprintln!("keepalive: {message}");
-                    ok = false;
-                }
-            }
-        }
-        if json {
-            if single {
-                if let Some(status) = statuses.first() {
-                    println!("{}", crate::status_output::json(status));
-                }
-            } else {
-                let list: Vec<String> = statuses.iter().map(crate::status_output::json).collect();
-                println!(
-                    "{{\"target\":{},\"processes\":[{}]}}",
-                    crate::status_output::string(&target.to_string_lossy()),
-                    list.join(",")
-                );
-            }
-        } else {
-            for status in &statuses {
-                print!("{}", crate::status_output::human(status));
-            }
-        }
-    }
-    ok
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_unit_comes_from_the_cgroup_paths() {
-        let hybrid = "12:pids:/system.slice/redis-server.service\n\
-                      1:name=systemd:/system.slice/redis-server.service\n\
-                      0::/system.slice/redis-server.service\n";
-        assert_eq!(
-            unit_in_cgroups(hybrid).as_deref(),
-            Some("redis-server.service")
-        );
-        let nested = "0::/system.slice/postgresql@15-main.service/payload\n";
-        assert_eq!(
-            unit_in_cgroups(nested).as_deref(),
-            Some("postgresql@15-main.service")
-        );
-        assert_eq!(unit_in_cgroups("0::/user.slice/session-3.scope\n"), None);
-        assert_eq!(unit_in_cgroups("0::/\n"), None);
-    }
-
-    #[test]
-    fn targets() {
-        assert_eq!(resolve(OsStr::new("42")).unwrap(), [42]);
-        assert!(resolve(OsStr::new("0")).is_err());
-        assert!(resolve(OsStr::new("/nonexistent/cgroup")).is_err());
-    }
 
     #[test]
     fn this_process_reads_itself() {

@@ -1,9 +1,45 @@
 //! `--status` output: a table for people, one JSON object for programs
 //! (written by hand: a few flat keys do not need a JSON crate).
+//!
+//! Much of it comes from the process looked at (its executable's path, the
+//! name it was started as, its environment, the files it mapped, its
+//! cgroup names): untrusted text. Control characters in it are escaped, as
+//! the library's diagnostics do, so a process can neither forge a line of
+//! the report nor send escape sequences to the terminal of whoever looks.
 
 use crate::status::{Connection, ProcessStatus};
 use keepalive_core::timers::UserTimeout;
 use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Text for a terminal: control characters (C0, DEL, C1, and line or
+/// paragraph separators) as `\n`, `\u{1b}`...; a backslash doubled; bytes
+/// that are not UTF-8 as `\xNN`.
+pub fn printable(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' || c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    out
+}
+
+fn printable_path(path: &Path) -> String {
+    printable(path.as_os_str().as_bytes())
+}
+
+fn printable_text(text: &str) -> String {
+    printable(text.as_bytes())
+}
 
 /// A JSON string.
 pub fn string(text: &str) -> String {
@@ -14,7 +50,7 @@ pub fn string(text: &str) -> String {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -131,23 +167,17 @@ pub fn human(status: &ProcessStatus) -> String {
     let mut out = String::new();
     let exe = status
         .exe
-        .as_ref()
-        .map_or("(executable unknown)".to_string(), |e| {
-            e.display().to_string()
-        });
+        .as_deref()
+        .map_or("(executable unknown)".to_string(), printable_path);
     let _ = write!(out, "process {}: {exe}", status.pid);
     if let Some(started) = &status.started_as {
-        let _ = write!(out, " (started as {})", String::from_utf8_lossy(started));
+        let _ = write!(out, " (started as {})", printable(started));
     }
     out.push('\n');
     let library = if status.library.is_empty() {
         "not loaded".to_string()
     } else {
-        let paths: Vec<String> = status
-            .library
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
+        let paths: Vec<String> = status.library.iter().map(|p| printable_path(p)).collect();
         format!("loaded: {}", paths.join(", "))
     };
     let _ = writeln!(out, "{:<13} {library}", "library");
@@ -156,7 +186,7 @@ pub fn human(status: &ProcessStatus) -> String {
         "settings in its environment (what the library applies):"
     );
     for line in &status.settings {
-        let _ = writeln!(out, "  {line}");
+        let _ = writeln!(out, "  {}", printable_text(line));
     }
     if status.connections.is_empty() {
         let _ = writeln!(out, "no TCP sockets");
@@ -185,9 +215,9 @@ pub fn human(status: &ProcessStatus) -> String {
                 out,
                 "{:<4} {:<12} {:<26} {:<26} {:<9} {:>6} {:>6} {:>4} {:>13}",
                 c.fd,
-                c.state,
-                c.local,
-                c.remote,
+                printable_text(&c.state),
+                printable_text(&c.local),
+                printable_text(&c.remote),
                 on_off(c.keepalive()),
                 idle,
                 interval,
@@ -197,10 +227,10 @@ pub fn human(status: &ProcessStatus) -> String {
         }
     }
     for warning in &status.warnings {
-        let _ = writeln!(out, "warning: {warning}");
+        let _ = writeln!(out, "warning: {}", printable_text(warning));
     }
     for note in &status.notes {
-        let _ = writeln!(out, "note: {note}");
+        let _ = writeln!(out, "note: {}", printable_text(note));
     }
     out
 }
@@ -214,5 +244,24 @@ mod tests {
         assert_eq!(string("a\"b\\c\nd\u{1}é"), "\"a\\\"b\\\\c\\nd\\u0001é\"");
         assert_eq!(strings(&["x".into(), "y".into()]), "[\"x\",\"y\"]");
         assert_eq!(number(None::<u32>), "null");
+        assert_eq!(string("\u{7f}\u{9b}\u{2028}"), "\"\\u007f\\u009b\\u2028\"");
+    }
+
+    #[test]
+    fn untrusted_text_cannot_forge_lines_or_reach_the_terminal() {
+        assert_eq!(
+            printable(b"/tmp/x\nlibrary       loaded: /usr/lib/libkeepalive.so"),
+            "/tmp/x\\nlibrary       loaded: /usr/lib/libkeepalive.so"
+        );
+        assert_eq!(
+            printable(b"\x1b]2;owned\x07\x1b[2J"),
+            "\\u{1b}]2;owned\\u{7}\\u{1b}[2J"
+        );
+        assert_eq!(
+            printable("a\u{9b}b\u{2028}c".as_bytes()),
+            "a\\u{9b}b\\u{2028}c"
+        );
+        assert_eq!(printable(b"\xff\\ \r\t\x7f"), "\\xff\\\\ \\r\\t\\u{7f}");
+        assert_eq!(printable("/usr/bin/café".as_bytes()), "/usr/bin/café");
     }
 }

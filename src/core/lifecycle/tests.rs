@@ -34,8 +34,17 @@ fn record(kind: Kind, generation: u16) -> Record {
     Record {
         kind,
         choices: Choices::default(),
+        applied: PlanId::NONE,
         generation,
     }
+}
+
+/// The record after the program's own `setsockopt`.
+fn chosen(policy: &Policy, record: Record, option: OptionSet, value: Option<i32>) -> Record {
+    let t = program_set(policy, record, option, value);
+    let (from, to) = replaced(&t);
+    assert_eq!(from, record);
+    to
 }
 
 fn chose_idle() -> Choices {
@@ -98,8 +107,12 @@ fn socket_tcp_without_rules_is_configured_at_once() {
     let mut before = record(Kind::Unknown, 3);
     before.choices = chose_idle();
     let t = socket(&eager(), before, true);
-    // A new socket: the old number's choices are gone.
-    assert_eq!(stored(&t), record(Kind::Decided, 4));
+    // A new socket: the old number's choices are gone; the global plan is
+    // ours on it.
+    assert_eq!(
+        stored(&t),
+        record(Kind::Decided, 4).with_applied(PlanId::GLOBAL)
+    );
     let c = configure(&t);
     assert_eq!(c.via, Via::Socket);
     assert_eq!(c.choices, Choices::default());
@@ -136,7 +149,8 @@ fn foreign_socket_at_connect_keepalive_off_is_configured() {
     now.choices = chose_idle();
     let (t, pass) = before_connect(&eager(), now, || Some(Foreign::KeepaliveOff));
     assert_eq!(pass, None);
-    assert_eq!(replaced(&t), (now, now.with_kind(Kind::Decided)));
+    let decided = now.with_kind(Kind::Decided).with_applied(PlanId::GLOBAL);
+    assert_eq!(replaced(&t), (now, decided));
     let c = configure(&t);
     assert_eq!(
         (c.via, c.choices, c.reason),
@@ -178,6 +192,7 @@ fn pending_socket_is_decided_by_its_destination() {
     let t = after_connect(&policy, pass, now, never_probed, || {
         endpoint([10, 1, 2, 3], 5432)
     });
+    // Rule 1 is off: nothing of ours on it.
     assert_eq!(replaced(&t), (now, now.with_kind(Kind::Decided)));
     let c = configure(&t);
     assert_eq!(c.via, Via::Connect);
@@ -192,6 +207,7 @@ fn pending_socket_is_decided_by_its_destination() {
         endpoint([192, 0, 2, 1], 80)
     });
     assert_eq!(configure(&t).reason.unwrap().decision, Decision::Unmatched);
+    assert_eq!(replaced(&t).1.applied, PlanId::GLOBAL);
 }
 
 #[test]
@@ -280,13 +296,14 @@ fn a_lost_claim_is_retried_with_the_programs_new_choice() {
         endpoint([192, 0, 2, 1], 80)
     });
     // The program set TCP_KEEPIDLE meanwhile: same socket, new choices.
-    let found = program_set(now, OptionSet::IDLE, Some(30));
-    let again = reclaim(claim, found).unwrap();
-    assert_eq!(replaced(&again), (found, found.with_kind(Kind::Decided)));
+    let found = chosen(&policy, now, OptionSet::IDLE, Some(30));
+    let again = reclaim(&policy, claim, found).unwrap();
+    let decided = found.with_kind(Kind::Decided).with_applied(PlanId::GLOBAL);
+    assert_eq!(replaced(&again), (found, decided));
     assert_eq!(configure(&again).choices, chose_idle());
     // Closed and reused, or decided by someone else: give up.
-    assert_eq!(reclaim(claim, record(Kind::Pending, 5)), None);
-    assert_eq!(reclaim(claim, now.with_kind(Kind::Decided)), None);
+    assert_eq!(reclaim(&policy, claim, record(Kind::Pending, 5)), None);
+    assert_eq!(reclaim(&policy, claim, now.with_kind(Kind::Decided)), None);
 }
 
 // ------------------------------------------------------------ listen()
@@ -297,7 +314,8 @@ fn listen_decides_a_pending_socket_when_inbound_is_fixed() {
     let mut now = record(Kind::Pending, 2);
     now.choices = chose_idle();
     let t = before_listen(&policy, now);
-    assert_eq!(replaced(&t), (now, now.with_kind(Kind::Decided)));
+    let decided = now.with_kind(Kind::Decided).with_applied(PlanId::GLOBAL);
+    assert_eq!(replaced(&t), (now, decided));
     let Step::ConfigureListener(c) = t.step else {
         panic!("{:?}", t.step)
     };
@@ -339,11 +357,11 @@ fn a_failed_listen_puts_the_socket_back() {
     let t = before_listen(&inbound_fixed(), before);
     let (_, decided) = replaced(&t);
     assert_eq!(
-        failed_listen(before),
-        Write::Replace {
+        failed_listen(t.write.unwrap()),
+        Some(Write::Replace {
             from: decided,
             to: before
-        }
+        })
     );
     // The socket is then a pending one again: a connect() decides it.
     let after = after_connect(&inbound_fixed(), Some(before), before, never_probed, || {
@@ -361,11 +379,12 @@ fn a_failed_listen_puts_the_socket_back() {
 fn accepted_from_a_decided_or_left_alone_listener_inherits() {
     for policy in [eager(), inbound_by_address()] {
         for kind in [Kind::Decided, Kind::LeftAlone] {
-            let mut listener = record(kind, 1);
+            let mut listener = record(kind, 1).with_applied(PlanId::GLOBAL);
             listener.choices = chose_idle();
             let (probed, t) = accept(&policy, listener, record(Kind::Unknown, 8), never_probed);
             assert_eq!(probed, None);
-            let mut expected = record(kind, 9);
+            // What we set on the listener is ours on the connection too.
+            let mut expected = record(kind, 9).with_applied(PlanId::GLOBAL);
             expected.choices = chose_idle();
             assert_eq!(stored(&t), expected);
             assert_eq!(t.step, Step::Nothing);
@@ -383,7 +402,10 @@ fn accepted_from_a_pending_listener_without_rules_is_configured() {
         record(Kind::Unknown, 0),
         never_probed,
     );
-    assert_eq!(stored(&t), record(Kind::Decided, 1));
+    assert_eq!(
+        stored(&t),
+        record(Kind::Decided, 1).with_applied(PlanId::GLOBAL)
+    );
     let c = configure(&t);
     assert_eq!((c.via, c.reason), (Via::Accept, None));
 }
@@ -416,20 +438,20 @@ fn accepted_from_a_pending_listener_by_address() {
     let mut decided = record(Kind::Decided, 1);
     decided.choices = chose_idle();
     assert_eq!(stored(&t), decided);
-    assert_eq!(
-        t.step,
-        Step::DecideInbound {
-            choices: chose_idle()
-        }
-    );
+    assert_eq!(t.step, Step::DecideInbound { accepted: decided });
     assert!(t.step.needs_write());
-    // Then, from getpeername():
-    let c = inbound_decision(&policy, chose_idle(), Address::v4([10, 2, 3, 4]), None);
+    // Then, from getpeername(): rule 1 is off, nothing of ours on it.
+    let t = inbound_decision(&policy, decided, Address::v4([10, 2, 3, 4]), None);
+    assert_eq!(replaced(&t), (decided, decided));
+    let c = configure(&t);
+    assert_eq!(c.choices, chose_idle());
     let reason = c.reason.unwrap();
     assert_eq!(reason.decision, Decision::Matched(0));
     assert_eq!(reason.direction, Direction::In);
     assert_eq!(reason.remote, Some(Address::v4([10, 2, 3, 4])));
-    let c = inbound_decision(&policy, chose_idle(), Address::v4([192, 0, 2, 9]), Some(80));
+    let t = inbound_decision(&policy, decided, Address::v4([192, 0, 2, 9]), Some(80));
+    assert_eq!(replaced(&t).1, decided.with_applied(PlanId::GLOBAL));
+    let c = configure(&t);
     assert_eq!(c.reason.unwrap().decision, Decision::Unmatched);
     assert_eq!(c.reason.unwrap().port, Some(80));
 }
@@ -480,11 +502,12 @@ fn accepted_from_a_foreign_listener_probes_it_once() {
 
 #[test]
 fn a_duplicate_gets_the_originals_kind_and_choices_in_a_new_generation() {
-    let mut original = record(Kind::Pending, 1);
+    let mut original = record(Kind::Decided, 1).with_applied(PlanId::GLOBAL);
     original.choices = chose_idle();
     let copy = dup(Some(original), record(Kind::Decided, 41));
-    assert_eq!(copy.kind, Kind::Pending);
+    assert_eq!(copy.kind, Kind::Decided);
     assert_eq!(copy.choices, chose_idle());
+    assert_eq!(copy.applied, PlanId::GLOBAL);
     assert_eq!(copy.generation, 42);
     // An original we cannot follow: neither can its copy.
     assert_eq!(
@@ -512,7 +535,7 @@ fn each_option_the_program_sets_is_its_own_before_and_after_a_decision() {
     ] {
         for option in options {
             let before = record(kind, 3);
-            let after = program_set(before, option, Some(1));
+            let after = chosen(&eager(), before, option, Some(1));
             // Same socket, same state: only the choice is new.
             assert_eq!((after.kind, after.generation), (kind, 3));
             assert!(after.choices.set.contains(option));
@@ -528,7 +551,7 @@ fn each_option_the_program_sets_is_its_own_before_and_after_a_decision() {
 #[test]
 fn a_program_that_chose_an_option_keeps_it_when_we_decide() {
     let policy = inbound_by_address();
-    let pending = program_set(record(Kind::Pending, 3), OptionSet::IDLE, Some(30));
+    let pending = chosen(&policy, record(Kind::Pending, 3), OptionSet::IDLE, Some(30));
     let t = after_connect(&policy, Some(pending), pending, never_probed, || {
         endpoint([192, 0, 2, 1], 80)
     });
@@ -542,15 +565,165 @@ fn a_program_that_chose_an_option_keeps_it_when_we_decide() {
 
 #[test]
 fn so_keepalive_zero_switches_us_off_and_one_back_on() {
-    let off = program_set(record(Kind::Pending, 1), OptionSet::KEEPALIVE, Some(0));
+    let policy = eager();
+    let off = chosen(
+        &policy,
+        record(Kind::Pending, 1),
+        OptionSet::KEEPALIVE,
+        Some(0),
+    );
     assert!(off.choices.keepalive_off);
-    let plan = eager().plan_for(Decision::Unmatched).copied().unwrap();
+    let plan = policy.plan_for(Decision::Unmatched).copied().unwrap();
     assert_eq!(off.choices.leave_to_us(&plan).count(), 0);
-    let on = program_set(off, OptionSet::KEEPALIVE, Some(1));
+    let on = chosen(&policy, off, OptionSet::KEEPALIVE, Some(1));
     assert!(!on.choices.keepalive_off);
     // An unreadable value is not a 0.
-    let unknown = program_set(record(Kind::Pending, 1), OptionSet::KEEPALIVE, None);
+    let unknown = chosen(
+        &policy,
+        record(Kind::Pending, 1),
+        OptionSet::KEEPALIVE,
+        None,
+    );
     assert!(!unknown.choices.keepalive_off);
+}
+
+/// A policy with every timer set, overriding the program or not.
+fn every_timer(override_program: bool, rules: &str) -> Policy {
+    let settings = Settings {
+        timers: crate::timers::Timers {
+            idle_secs: Some(5),
+            interval_secs: Some(2),
+            count: Some(3),
+            user_timeout: Some(crate::timers::UserTimeout::Millis(4000)),
+        },
+        override_program,
+        ..Settings::default()
+    };
+    let (rules, bad) = parse_rules("KEEPALIVE_RULES", rules);
+    assert!(bad.is_empty());
+    let selection = Selection {
+        rules,
+        ..Selection::default()
+    };
+    Policy::new(&settings, selection, || KernelDefaults::LINUX)
+}
+
+#[test]
+fn so_keepalive_zero_undoes_what_we_set_and_only_that() {
+    let policy = every_timer(false, "");
+    let configured = stored(&socket(&policy, record(Kind::Unknown, 1), true));
+    // The program sets its own idle after us (its value stays), then
+    // switches keepalive off: the interval, count and user timeout we set
+    // are undone, and nothing of ours is left on the socket.
+    let own_idle = chosen(&policy, configured, OptionSet::IDLE, Some(30));
+    let t = program_set(&policy, own_idle, OptionSet::KEEPALIVE, Some(0));
+    let undone = OptionSet::INTERVAL
+        .union(OptionSet::COUNT)
+        .union(OptionSet::USER_TIMEOUT);
+    assert_eq!(t.step, Step::Undo(undone));
+    assert!(t.step.needs_write());
+    let (_, off) = replaced(&t);
+    assert_eq!(off.applied, PlanId::NONE);
+    assert!(off.choices.keepalive_off);
+    // Again, or on a socket we set nothing on: nothing to undo.
+    assert_eq!(
+        program_set(&policy, off, OptionSet::KEEPALIVE, Some(0)).step,
+        Step::Nothing
+    );
+    let pending = record(Kind::Pending, 1);
+    assert_eq!(
+        program_set(&policy, pending, OptionSet::KEEPALIVE, Some(0)).step,
+        Step::Nothing
+    );
+    // SO_KEEPALIVE=1, or another option: nothing to undo either.
+    for (option, value) in [(OptionSet::KEEPALIVE, 1), (OptionSet::COUNT, 0)] {
+        let t = program_set(&policy, configured, option, Some(value));
+        assert_eq!(t.step, Step::Nothing);
+        assert_eq!(replaced(&t).1.applied, PlanId::GLOBAL);
+    }
+}
+
+#[test]
+fn a_listener_switched_off_leaves_nothing_of_ours_to_its_connections() {
+    let policy = every_timer(false, "");
+    let listener = stored(&socket(&policy, record(Kind::Unknown, 1), true));
+    let off = replaced(&program_set(
+        &policy,
+        listener,
+        OptionSet::KEEPALIVE,
+        Some(0),
+    ))
+    .1;
+    let (_, t) = accept(&policy, off, record(Kind::Unknown, 5), never_probed);
+    let accepted = stored(&t);
+    assert_eq!((accepted.applied, t.step), (PlanId::NONE, Step::Nothing));
+    assert!(accepted.choices.keepalive_off);
+}
+
+#[test]
+fn a_socket_decided_after_keepalive_off_has_nothing_of_ours() {
+    // With rules, SO_KEEPALIVE=0 before connect(): nothing set, nothing
+    // to undo later; the same end state as without rules.
+    let policy = every_timer(false, "*:on");
+    let off = chosen(
+        &policy,
+        record(Kind::Pending, 1),
+        OptionSet::KEEPALIVE,
+        Some(0),
+    );
+    let t = after_connect(&policy, Some(off), off, never_probed, || {
+        endpoint([192, 0, 2, 1], 80)
+    });
+    assert_eq!(replaced(&t).1.applied, PlanId::NONE);
+    assert_eq!(configure(&t).choices.leave_to_us(&policy.global).count(), 0);
+}
+
+#[test]
+fn under_override_our_value_is_set_again_over_the_program_s() {
+    for policy in [
+        every_timer(true, ""),
+        every_timer(false, "*:on,override=on"),
+    ] {
+        let pending = record(Kind::Pending, 1);
+        let configured = if policy.eager {
+            stored(&socket(&policy, record(Kind::Unknown, 0), true))
+        } else {
+            // The program's own idle before the decision does not stop ours.
+            let own = chosen(&policy, pending, OptionSet::IDLE, Some(15));
+            let t = after_connect(&policy, Some(own), own, never_probed, || {
+                endpoint([192, 0, 2, 1], 80)
+            });
+            let decided = replaced(&t).1;
+            let plan = policy.plan(decided.applied).unwrap();
+            assert_eq!(configure(&t).choices.leave_to_us(plan).count(), 5);
+            decided
+        };
+        assert_ne!(configured.applied, PlanId::NONE);
+        let t = program_set(&policy, configured, OptionSet::IDLE, Some(15));
+        let Step::Reassert(ours) = t.step else {
+            panic!("{:?}", t.step)
+        };
+        assert_eq!((ours.label(), ours.value), ("TCP_KEEPIDLE", 5));
+        // SO_KEEPALIVE=0 too: keepalive stays on, ours.
+        let t = program_set(&policy, configured, OptionSet::KEEPALIVE, Some(0));
+        assert!(matches!(t.step, Step::Reassert(ours) if ours.value == 1));
+        assert_eq!(replaced(&t).1.applied, configured.applied);
+        // The program's value is ours already: nothing to do.
+        let t = program_set(&policy, configured, OptionSet::KEEPALIVE, Some(1));
+        assert_eq!(t.step, Step::Nothing);
+    }
+    // Override off in the rule that decided: the program wins there.
+    let policy = every_timer(true, "port=80:on,override=off");
+    let t = after_connect(
+        &policy,
+        Some(record(Kind::Pending, 1)),
+        record(Kind::Pending, 1),
+        never_probed,
+        || endpoint([192, 0, 2, 1], 80),
+    );
+    let configured = replaced(&t).1;
+    let t = program_set(&policy, configured, OptionSet::IDLE, Some(15));
+    assert_eq!(t.step, Step::Nothing);
 }
 
 // ------------------------------------------------------------- close()

@@ -404,6 +404,7 @@ fn each_variable_changes_its_own_setting_and_no_other() {
         Setting::Rules => ["*:off", "*:off"],
         Setting::Path => ["gcp", "gcp"],
         Setting::Programs => ["curl", "curl"],
+        Setting::Override => ["on", "on"],
         _ => ["3", "3"],
     };
     for setting in Setting::ALL {
@@ -476,6 +477,7 @@ fn value_in(setting: Setting, loaded: &Loaded) -> String {
         Setting::Debug => format!("{:?}", settings.debug),
         Setting::Path => format!("{:?}", loaded.path.map(|preset| preset.name)),
         Setting::Programs => format!("{:?}", loaded.programs),
+        Setting::Override => format!("{:?}", settings.override_program),
     }
 }
 
@@ -493,4 +495,26 @@ fn msantos_zero_is_a_source_that_disagrees_with_a_value() {
     let both = [("KEEPIDLE", "60"), ("TCP_KEEPIDLE", "0")];
     assert!(sources(Setting::Idle, lookup_in(&both)).is_empty());
     assert_eq!(load(lookup_in(&both)).settings.timers.idle_secs, Some(60));
+}
+
+#[test]
+fn override_is_on_or_off_and_off_by_default() {
+    assert!(!load_from(&[]).settings.override_program);
+    let on = load_from(&[("KEEPALIVE_OVERRIDE", "on")]);
+    assert!(on.diagnostics.is_empty());
+    assert!(on.settings.override_program);
+    assert_eq!(on.sources.of(Setting::Override), ["KEEPALIVE_OVERRIDE"]);
+    let off = load_from(&[("KEEPALIVE_OVERRIDE", "off")]);
+    assert!(!off.settings.override_program);
+    for bad in ["1", "yes", "ON", ""] {
+        let loaded = load_from(&[("KEEPALIVE_OVERRIDE", bad)]);
+        assert!(!loaded.settings.override_program, "{bad}");
+        assert_eq!(
+            loaded.diagnostics[0].to_string(),
+            format!(
+                "libkeepalive: KEEPALIVE_OVERRIDE=\"{bad}\" is not valid: expected on or off; \
+                 ignoring it"
+            )
+        );
+    }
 }

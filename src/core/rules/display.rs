@@ -39,8 +39,8 @@ impl fmt::Display for Rule {
         }
         f.write_str(":")?;
         match self.action {
-            Action::Off => f.write_str("off"),
-            Action::On => f.write_str("on"),
+            Action::Off => f.write_str("off")?,
+            Action::On => f.write_str("on")?,
             Action::Timers(timers) => {
                 let mut items = 0;
                 let mut item =
@@ -59,11 +59,16 @@ impl fmt::Display for Rule {
                     item(f, "cnt", format_args!("{count}"))?;
                 }
                 match timers.user_timeout {
-                    Some(UserTimeout::Millis(ms)) => item(f, "user_timeout", format_args!("{ms}")),
-                    Some(UserTimeout::Auto) => item(f, "user_timeout", format_args!("auto")),
-                    None => Ok(()),
+                    Some(UserTimeout::Millis(ms)) => item(f, "user_timeout", format_args!("{ms}"))?,
+                    Some(UserTimeout::Auto) => item(f, "user_timeout", format_args!("auto"))?,
+                    None => {}
                 }
             }
+        }
+        match self.override_program {
+            Some(true) => f.write_str(",override=on"),
+            Some(false) => f.write_str(",override=off"),
+            None => Ok(()),
         }
     }
 }

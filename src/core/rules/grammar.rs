@@ -75,65 +75,99 @@ fn parse_match(text: &str, rule: &mut Rule) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_action(text: &str) -> Result<Action, String> {
-    match text {
-        "off" => return Ok(Action::Off),
-        "on" => return Ok(Action::On),
-        _ => {}
+/// An action: `off` alone, or `on` and timers (not both), each with an
+/// optional `override=on|off`. Returns the action and the override.
+fn parse_action(text: &str) -> Result<(Action, Option<bool>), String> {
+    if text == "off" {
+        return Ok((Action::Off, None));
     }
+    let mut on = None;
+    let mut override_program = None;
     let mut timers = Timers::default();
     for item in text.split(',').map(str::trim) {
+        match item {
+            "on" => {
+                once(&mut on, "on", ())?;
+                continue;
+            }
+            "off" => return Err("off stands alone".to_string()),
+            _ => {}
+        }
         let Some((key, value)) = item.split_once('=') else {
             return Err(format!(
-                "action {} is not off, on or TIMER=VALUE",
+                "action {} is not off, on or KEY=VALUE",
                 quote_value(item)
             ));
         };
         let (key, value) = (key.trim(), value.trim());
-        let quantity = match key {
-            "idle" => Quantity::Seconds {
-                max: MAX_KEEPIDLE_SECS,
-            },
-            "intvl" => Quantity::Seconds {
-                max: MAX_KEEPINTVL_SECS,
-            },
-            "cnt" => Quantity::Count { max: MAX_KEEPCNT },
-            "user_timeout" => Quantity::Millis {
-                max: MAX_USER_TIMEOUT_MS,
-            },
-            _ => return Err(format!("unknown action {}", quote_value(key))),
-        };
-        let bad = || {
-            format!(
-                "{key}={}: expected {}",
-                quote_value(value),
-                quantity.describe()
-            )
-        };
-        match key {
-            "idle" => once(
-                &mut timers.idle_secs,
-                key,
-                parse_quantity(value, quantity).ok_or_else(bad)?,
-            )?,
-            "intvl" => once(
-                &mut timers.interval_secs,
-                key,
-                parse_quantity(value, quantity).ok_or_else(bad)?,
-            )?,
-            "cnt" => once(
-                &mut timers.count,
-                key,
-                parse_quantity(value, quantity).ok_or_else(bad)?,
-            )?,
-            _ => once(
-                &mut timers.user_timeout,
-                key,
-                parse_user_timeout(value).ok_or_else(bad)?,
-            )?,
+        if key == "override" {
+            let value = match value {
+                "on" => true,
+                "off" => false,
+                _ => {
+                    return Err(format!(
+                        "override={}: expected on or off",
+                        quote_value(value)
+                    ))
+                }
+            };
+            once(&mut override_program, key, value)?;
+        } else {
+            parse_timer(&mut timers, key, value)?;
         }
     }
-    Ok(Action::Timers(timers))
+    let action = match (on, timers == Timers::default()) {
+        (Some(()), false) => return Err("on stands alone or with override".to_string()),
+        (_, true) => Action::On,
+        (None, false) => Action::Timers(timers),
+    };
+    Ok((action, override_program))
+}
+
+/// One `TIMER=VALUE` of an action, put into `timers`.
+fn parse_timer(timers: &mut Timers, key: &str, value: &str) -> Result<(), String> {
+    let quantity = match key {
+        "idle" => Quantity::Seconds {
+            max: MAX_KEEPIDLE_SECS,
+        },
+        "intvl" => Quantity::Seconds {
+            max: MAX_KEEPINTVL_SECS,
+        },
+        "cnt" => Quantity::Count { max: MAX_KEEPCNT },
+        "user_timeout" => Quantity::Millis {
+            max: MAX_USER_TIMEOUT_MS,
+        },
+        _ => return Err(format!("unknown action {}", quote_value(key))),
+    };
+    let bad = || {
+        format!(
+            "{key}={}: expected {}",
+            quote_value(value),
+            quantity.describe()
+        )
+    };
+    match key {
+        "idle" => once(
+            &mut timers.idle_secs,
+            key,
+            parse_quantity(value, quantity).ok_or_else(bad)?,
+        ),
+        "intvl" => once(
+            &mut timers.interval_secs,
+            key,
+            parse_quantity(value, quantity).ok_or_else(bad)?,
+        ),
+        "cnt" => once(
+            &mut timers.count,
+            key,
+            parse_quantity(value, quantity).ok_or_else(bad)?,
+        ),
+        _ => once(
+            &mut timers.user_timeout,
+            key,
+            parse_user_timeout(value).ok_or_else(bad)?,
+        ),
+    }
 }
 
 /// One rule's text (already trimmed, not empty).
@@ -142,12 +176,14 @@ fn parse_rule(text: &str, number: usize) -> Result<Rule, String> {
     let Some((matcher, action)) = text.rsplit_once(':') else {
         return Err("no ':' between the match and the action".to_string());
     };
+    let (action, override_program) = parse_action(action.trim())?;
     let mut rule = Rule {
         number,
         direction: None,
         network: None,
         ports: None,
-        action: parse_action(action.trim())?,
+        action,
+        override_program,
     };
     parse_match(matcher.trim(), &mut rule)?;
     Ok(rule)
@@ -161,7 +197,7 @@ fn likely_mistake(rule: &str) -> Option<&'static str> {
     let ends_an_action = |text: &str| {
         let action = text.trim();
         ["off", "on"].contains(&action)
-            || ["idle=", "intvl=", "cnt=", "user_timeout="]
+            || ["idle=", "intvl=", "cnt=", "user_timeout=", "override="]
                 .iter()
                 .any(|timer| action.starts_with(timer))
     };

@@ -9,8 +9,9 @@
 //! RULE                = MATCH : ACTION          (split at the last ':')
 //! MATCH               = * | CONDITION [, CONDITION]...   (all must hold)
 //! CONDITION           = dir=in | dir=out | net=ADDRESS[/LENGTH] | port=N[-M]
-//! ACTION              = off | on | TIMER [, TIMER]...
+//! ACTION              = off | on [, OVERRIDE] | TIMER [, TIMER]... [, OVERRIDE]
 //! TIMER               = idle=S | intvl=S | cnt=N | user_timeout=MS|auto
+//! OVERRIDE            = override=on | override=off    (in any place of the list)
 //! ```
 //!
 //! `net` is the other end (the destination of an outbound connection, the
@@ -20,7 +21,9 @@
 //! and so does any IPv6 network that holds `::ffff:a.b.c.d` (`::/0`,
 //! `::ffff:0:0/96`); a real IPv6 peer is never in an IPv4 network. Connections
 //! that no rule matches get the global settings, so an exclusion is one rule
-//! and "only these" ends with `*:off`.
+//! and "only these" ends with `*:off`. `override=on` makes the rule's values
+//! replace the program's own for its connections, `override=off` lets the
+//! program's own choices win there; without it, `KEEPALIVE_OVERRIDE` says.
 //!
 //! Files: `selection` (what a rule is and how a connection is decided),
 //! `grammar` (parsing, with diagnostics), `display` (the canonical
@@ -45,4 +48,5 @@ pub const MAX_RULES: usize = 64;
 /// The grammar, for diagnostics: what a valid rule looks like.
 pub const RULE_SYNTAX: &str = "expected MATCH:ACTION, MATCH being * or conditions \
      dir=in|out, net=ADDRESS[/LENGTH], port=N[-M] joined by commas, ACTION being off, on, \
-     or idle=S, intvl=S, cnt=N, user_timeout=MS|auto joined by commas";
+     or idle=S, intvl=S, cnt=N, user_timeout=MS|auto joined by commas, with \
+     ,override=on|off allowed after on or timers";

@@ -69,6 +69,9 @@ pub struct Rule {
     pub ports: Option<(u16, u16)>,
     /// What it does.
     pub action: Action,
+    /// `override=on|off`: whether its values replace the program's own
+    /// (`None`: as `KEEPALIVE_OVERRIDE` says). Never given with `off`.
+    pub override_program: Option<bool>,
 }
 
 /// What is known of a connection when it is decided.

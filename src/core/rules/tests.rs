@@ -343,7 +343,7 @@ fn each_bad_rule_gets_one_line_and_only_it_is_dropped() {
         ("*:cnt=5s", "1..127"),
         ("*:user_timeout=-1", "auto"),
         ("*:keepalive=1", "unknown action"),
-        ("*:off,idle=5", "action"),
+        ("*:off,idle=5", "off stands alone"),
         (":off", "condition"),
     ];
     for (text, reason) in bad {
@@ -389,12 +389,63 @@ fn timers_fall_back_to_the_global_settings() {
         user_timeout: Some(UserTimeout::Auto),
         ..Timers::default()
     };
-    let merged = global.with_rule_timers(timers);
+    let merged = global.with_rule(timers, None);
     assert_eq!(merged.timers.idle_secs, Some(200));
     assert_eq!(merged.timers.count, Some(4));
     assert_eq!(merged.timers.interval_secs, None);
     assert_eq!(merged.timers.user_timeout, Some(UserTimeout::Auto));
     assert!(merged.enabled);
+    assert!(!merged.override_program);
+    assert!(global.with_rule(timers, Some(true)).override_program);
+    let overriding = Settings {
+        override_program: true,
+        ..global
+    };
+    assert!(overriding.with_rule(timers, None).override_program);
+    assert!(!overriding.with_rule(timers, Some(false)).override_program);
+}
+
+#[test]
+fn override_is_a_key_of_the_action() {
+    let rules = parse_ok(
+        "dir=out:on,override=on; port=22:idle=5,override=off; *:override=on,cnt=3; \
+         net=10.0.0.0/8:override=on; *:on; *:idle=5",
+    );
+    let overrides: Vec<_> = rules.iter().map(|rule| rule.override_program).collect();
+    assert_eq!(
+        overrides,
+        [Some(true), Some(false), Some(true), Some(true), None, None]
+    );
+    assert_eq!(rules[3].action, Action::On);
+    let canonical: Vec<String> = rules.iter().map(Rule::to_string).collect();
+    assert_eq!(
+        canonical,
+        [
+            "dir=out:on,override=on",
+            "port=22:idle=5,override=off",
+            "*:cnt=3,override=on",
+            "net=10.0.0.0/8:on,override=on",
+            "*:on",
+            "*:idle=5",
+        ]
+    );
+    assert_eq!(shown(&canonical.join(";")), canonical);
+    for (bad, reason) in [
+        ("*:off,override=on", "off stands alone"),
+        ("*:override=yes", "override=\"yes\": expected on or off"),
+        (
+            "*:override",
+            "action \"override\" is not off, on or KEY=VALUE",
+        ),
+        ("*:on,override=on,override=off", "override is given twice"),
+        ("*:on,idle=5", "on stands alone or with override"),
+        ("*:on,on", "on is given twice"),
+    ] {
+        let (rules, diagnostics) = parse_rules("KEEPALIVE_RULES", bad);
+        assert!(rules.is_empty(), "{bad}");
+        let line = diagnostics[0].to_string();
+        assert!(line.contains(reason), "{bad}: {line}");
+    }
 }
 
 #[test]

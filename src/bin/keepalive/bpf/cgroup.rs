@@ -32,12 +32,41 @@ pub fn own_path(proc_cgroup: &str) -> Option<String> {
 pub fn mount() -> Result<PathBuf, String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-    find_mount(&mountinfo).ok_or_else(|| {
-        "no cgroup v2 hierarchy is mounted; mount one with \
-         `mkdir -p /sys/fs/cgroup/unified && mount -t cgroup2 none /sys/fs/cgroup/unified` \
-         (hosts booted with systemd.unified_cgroup_hierarchy=1 have it at /sys/fs/cgroup)"
-            .to_string()
-    })
+    find_mount(&mountinfo).ok_or_else(no_mount_message)
+}
+
+/// The name `ip netns add` gave this process's network namespace, if any:
+/// the /run/netns entry that is the same namespace as ours.
+fn named_netns() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::metadata("/proc/self/ns/net").ok()?;
+    std::fs::read_dir("/run/netns")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let other = std::fs::metadata(entry.path()).ok()?;
+            (other.dev() == ours.dev() && other.ino() == ours.ino())
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+}
+
+/// Why no cgroup2 is seen, and what works. Under `ip netns exec`, which
+/// remounts /sys, mounting one is not the answer: running the namespace
+/// inside keepalive is. In a container, attaching from the host is.
+fn no_mount_message() -> String {
+    if let Some(name) = named_netns() {
+        return format!(
+            "this runs in network namespace {name} through `ip netns exec`, which remounts \
+             /sys without the cgroup v2 hierarchy; run the namespace inside keepalive \
+             instead: keepalive --bpf [OPTIONS] -- ip netns exec {name} PROGRAM [ARGS...]"
+        );
+    }
+    "no cgroup v2 hierarchy is mounted here; mount one with \
+     `mkdir -p /sys/fs/cgroup/unified && mount -t cgroup2 none /sys/fs/cgroup/unified` \
+     (hosts booted with systemd.unified_cgroup_hierarchy=1 have it at /sys/fs/cgroup); \
+     in a container, attach from the host instead: keepalive --attach on the container's \
+     cgroup (the 0:: line of /proc/PID/cgroup, under the host's cgroup2 mount)"
+        .to_string()
 }
 
 /// The directory of this process's own cgroup v2.
@@ -76,12 +105,70 @@ pub struct Child {
     pub path: PathBuf,
 }
 
+/// The prefix of the cgroups `--bpf` makes.
+const PREFIX: &str = "keepalive.";
+
+/// This process's start time in clock ticks since boot (field 22 of
+/// /proc/self/stat): with the process id, a name no later run can have.
+fn start_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
 impl Child {
+    /// `keepalive.PID.START` (and a counter in the rare case that a process
+    /// with the same id started in the same tick, in another PID namespace).
     pub fn create(parent: &Path) -> Result<Child, String> {
-        let path = parent.join(format!("keepalive.{}", std::process::id()));
-        std::fs::create_dir(&path)
-            .map_err(|e| format!("cannot create cgroup {}: {e}", path.display()))?;
-        Ok(Child { path })
+        let stem = format!(
+            "{PREFIX}{}.{}",
+            std::process::id(),
+            start_time().unwrap_or_default()
+        );
+        let mut attempt = 0;
+        loop {
+            let name = match attempt {
+                0 => stem.clone(),
+                n => format!("{stem}.{n}"),
+            };
+            let path = parent.join(name);
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(Child { path }),
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    attempt += 1
+                }
+                Err(error) => {
+                    return Err(format!("cannot create cgroup {}: {error}", path.display()))
+                }
+            }
+        }
+    }
+}
+
+/// Removes the empty `keepalive.*` cgroups under `parent`: left by a run
+/// killed with SIGKILL (the OOM killer, a stop timeout). Called with the
+/// shared lock held, under which every live run's cgroup holds its PROGRAM:
+/// an empty one is stale, or its run is removing it itself.
+pub fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(PREFIX));
+        let empty = std::fs::read_to_string(path.join("cgroup.procs"))
+            .is_ok_and(|procs| procs.trim().is_empty());
+        if ours && empty {
+            // Busy or already gone: not ours to worry about.
+            let _ = std::fs::remove_dir(&path);
+        }
     }
 }
 
@@ -100,6 +187,8 @@ impl Child {
                 {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
+                // Removed by a later run's cleanup of stale cgroups.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
                 other => return other,
             }
         }

@@ -8,13 +8,13 @@
 //!
 //! | offset | field |
 //! |---|---|
-//! | 0 | directions: bit 0 outbound, bit 1 inbound |
+//! | 0 | flags: bit 0 outbound, bit 1 inbound (`KEEPALIVE_DIRECTION`) |
 //! | 4 | number of rules in use |
 //! | 8 | the plan for connections no rule matches (`PLAN_SIZE` bytes) |
 //! | 32 | `MAX_RULES` rules of `RULE_SIZE` bytes |
 //!
-//! A plan is a bit set of the options to set (bit i = `OPTIONS[i]`) and
-//! their five values. A rule is its flags, a port range, a network (address
+//! A plan is a bit set of the options to set (bit i = `OPTIONS[i]`, and
+//! `OVERRIDE`: our values replace the program's own) and their five values. A rule is its flags, a port range, a network (address
 //! and mask as 16 bytes each, IPv4 as `::ffff:a.b.c.d`) and its plan.
 
 use keepalive_core::plan::Plan;
@@ -36,10 +36,14 @@ pub const OPTIONS: [(i32, i32); 5] = [
     (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
 ];
 
-pub const DIRECTIONS: i16 = 0;
+pub const FLAGS: i16 = 0;
 pub const RULE_COUNT: i16 = 4;
 pub const GLOBAL_PLAN: i16 = 8;
 pub const RULES: i16 = 32;
+
+/// In a plan's flags: under override our values replace the program's own
+/// (the setsockopt program rewrites its later calls for these options).
+pub const OVERRIDE: u32 = 1 << 8;
 
 /// Within a plan: the bit set, then one value per option.
 pub const PLAN_FLAGS: i16 = 0;
@@ -55,7 +59,7 @@ pub const RULE_MASK: i16 = 28;
 pub const RULE_PLAN: i16 = 44;
 pub const RULE_SIZE: i16 = RULE_PLAN + PLAN_SIZE;
 
-/// Direction bits, in `DIRECTIONS` and in a rule's flags.
+/// Direction bits, in `FLAGS` and in a rule's flags.
 pub const OUT: u32 = 1;
 pub const IN: u32 = 2;
 /// The rule has a network; `NET_V4`: an IPv4 one (for readers of the map:
@@ -84,6 +88,9 @@ fn put_plan(value: &mut [u8], offset: usize, plan: Option<&Plan>) {
                 option.value as u32,
             );
         }
+    }
+    if plan.is_some_and(|plan| plan.override_program) && flags != 0 {
+        flags |= OVERRIDE;
     }
     put(value, offset + PLAN_FLAGS as usize, flags);
 }
@@ -126,7 +133,7 @@ pub fn encode(policy: &Policy) -> Result<Vec<u8>, String> {
     let mut value = vec![0u8; VALUE_SIZE];
     put(
         &mut value,
-        DIRECTIONS as usize,
+        FLAGS as usize,
         direction_bits(policy.selection.directions),
     );
     put(&mut value, RULE_COUNT as usize, rules.len() as u32);
@@ -193,7 +200,7 @@ mod tests {
     fn global_plan_and_directions() {
         let value = encode(&policy(Directions::Out, "")).unwrap();
         assert_eq!(value.len(), VALUE_SIZE);
-        assert_eq!(field(&value, DIRECTIONS), OUT);
+        assert_eq!(field(&value, FLAGS), OUT);
         assert_eq!(field(&value, RULE_COUNT), 0);
         // SO_KEEPALIVE=1 and TCP_KEEPIDLE=60.
         assert_eq!(field(&value, GLOBAL_PLAN + PLAN_FLAGS), 0b11);
@@ -205,7 +212,7 @@ mod tests {
     fn rules_with_mapped_ipv4_networks_ports_and_actions() {
         let value = encode(&policy(
             Directions::Both,
-            "dir=in,net=10.1.0.0/16,port=80-90:cnt=3; net=fd00::/8:off; net=::ffff:127.0.0.1:on",
+            "dir=in,net=10.1.0.0/16,port=80-90:cnt=3; net=fd00::/8:off; net=::ffff:127.0.0.1:on,override=on",
         ))
         .unwrap();
         assert_eq!(field(&value, RULE_COUNT), 3);
@@ -238,6 +245,12 @@ mod tests {
             OUT | IN | HAS_NET | NET_V4
         );
         assert_eq!(&value[(third + RULE_MASK) as usize..][..16], &[0xff; 16]);
+        // Override is per plan; an off plan has nothing to override with.
+        assert_eq!(
+            field(&value, third + RULE_PLAN + PLAN_FLAGS),
+            0b11 | OVERRIDE
+        );
+        assert_eq!(field(&value, GLOBAL_PLAN + PLAN_FLAGS), 0b11);
     }
 
     #[test]

@@ -9,15 +9,23 @@
 //!
 //! Attachments use the legacy `BPF_PROG_ATTACH` with `BPF_F_ALLOW_MULTI`:
 //! they stay after the command exits, beside other programs, until detached
-//! or until the cgroup is removed. Ours are found again by name.
+//! or until the cgroup is removed. Ours are found again by name. Each is a
+//! pair (sock_ops, setsockopt) with its own settings map; all pairs on the
+//! host share one map of socket records (`shared.rs`, `record.rs`), so that
+//! with nested attachments the innermost decides each connection.
 
 mod asm;
 pub mod cgroup;
+mod inspect;
 mod maps;
 mod program;
+mod record;
+mod refusal;
 mod run;
+mod shared;
 mod syscalls;
 
+pub use inspect::{attachments_covering, SocketRecords};
 pub use run::run;
 
 use crate::check::read_sysctl;
@@ -27,21 +35,30 @@ use keepalive_core::policy::Policy;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use syscalls::{MapSpec, CGROUP_SETSOCKOPT, CGROUP_SOCK_OPS};
 
 /// The names bpftool and `--attach`/`--detach` know ours by.
 const OPS_NAME: &str = "keepalive_ops";
 const SETSOCKOPT_NAME: &str = "keepalive_sso";
 const CONFIG_NAME: &str = "keepalive_cfg";
-const MARKS_NAME: &str = "keepalive_set";
 
 /// bpf_setsockopt takes the keepalive options since 5.9, and sock_ops
 /// programs reach socket storage (for "the program wins") since 5.10.
 const MINIMUM_KERNEL: (u32, u32) = (5, 10);
 
 /// The map value for the settings PROGRAM would get from the library.
+/// `KEEPALIVE_PROGRAMS` (`--program`) is refused: an attachment covers
+/// every process of its cgroup, and never silently more than was asked.
 pub fn config_value(loaded: &Loaded) -> Result<Vec<u8>, String> {
+    if let Some(programs) = &loaded.programs {
+        return Err(format!(
+            "KEEPALIVE_PROGRAMS (--program {}) cannot be honoured by the kernel-side mode, \
+             which covers every process in the cgroup: put only those programs in it \
+             (keepalive --bpf PROGRAM), or use the preload mode",
+            programs.joined()
+        ));
+    }
     let policy = Policy::new(&loaded.settings, loaded.selection.clone(), || {
         let read = |name, linux| read_sysctl(name).unwrap_or(linux);
         KernelDefaults {
@@ -75,7 +92,7 @@ fn check_kernel() -> Result<(), String> {
 }
 
 /// A bpf(2) failure as a message saying what to do.
-fn bpf_error(what: &str, error: io::Error) -> String {
+pub(crate) fn bpf_error(what: &str, error: io::Error) -> String {
     match error.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => format!(
             "cannot {what}: {error}; the kernel-side mode needs root, or the \
@@ -97,21 +114,11 @@ pub struct Programs {
     setsockopt: OwnedFd,
 }
 
-/// Loads the programs with `value` as their settings.
+/// Loads the programs with `value` as their settings, sharing the records
+/// map of every other attachment of ours. Call with the lock held.
 pub fn load(value: &[u8]) -> Result<Programs, String> {
     check_kernel()?;
-    let btf = syscalls::btf_load(&program::storage_btf())
-        .map_err(|e| bpf_error("load the socket storage type (BTF)", e))?;
-    let marks = syscalls::map_create(&MapSpec {
-        map_type: syscalls::MAP_TYPE_SK_STORAGE,
-        key_size: 4,
-        value_size: 4,
-        max_entries: 0,
-        flags: syscalls::F_NO_PREALLOC | syscalls::F_CLONE,
-        name: MARKS_NAME,
-        btf: Some((std::os::fd::AsRawFd::as_raw_fd(&btf), 1, 1)),
-    })
-    .map_err(|e| bpf_error("create the socket storage map", e))?;
+    let records = shared::find_or_create()?;
     let config = syscalls::map_create(&MapSpec {
         map_type: syscalls::MAP_TYPE_ARRAY,
         key_size: 4,
@@ -141,24 +148,50 @@ pub fn load(value: &[u8]) -> Result<Programs, String> {
         syscalls::PROG_TYPE_SOCK_OPS,
         0,
         OPS_NAME,
-        program::sock_ops(config.as_fd(), marks.as_fd()),
+        program::sock_ops(config.as_fd(), records.as_fd()),
     )?;
+    // bpf_setsockopt in a setsockopt program (the undo on SO_KEEPALIVE=0)
+    // needs Linux 5.15; before, the program only records and overrides.
     let setsockopt = load(
         syscalls::PROG_TYPE_CGROUP_SOCKOPT,
         CGROUP_SETSOCKOPT,
         SETSOCKOPT_NAME,
-        program::setsockopt(marks.as_fd()),
-    )?;
+        program::setsockopt(records.as_fd(), true),
+    )
+    .or_else(|_| {
+        load(
+            syscalls::PROG_TYPE_CGROUP_SOCKOPT,
+            CGROUP_SETSOCKOPT,
+            SETSOCKOPT_NAME,
+            program::setsockopt(records.as_fd(), false),
+        )
+    })?;
     Ok(Programs { ops, setsockopt })
 }
 
-/// Attaches both programs: the marking one first, so that no connection is
-/// configured before the owner's choices are being recorded.
-pub fn attach_programs(cgroup: &File, programs: &Programs) -> Result<(), String> {
-    syscalls::prog_attach(cgroup, &programs.setsockopt, CGROUP_SETSOCKOPT)
-        .map_err(|e| bpf_error("attach the setsockopt program", e))?;
-    syscalls::prog_attach(cgroup, &programs.ops, CGROUP_SOCK_OPS)
-        .map_err(|e| bpf_error("attach the sock_ops program", e))?;
+/// Attaches both programs, all or nothing: the recording one first, so
+/// that no connection is configured before the program's choices are
+/// recorded; if the second fails the first is detached again. A refusal
+/// names the exclusive program that caused it.
+pub fn attach_programs(cgroup: &File, directory: &Path, programs: &Programs) -> Result<(), String> {
+    let attach = |prog: &OwnedFd, attach_type, what| {
+        syscalls::prog_attach(cgroup, prog, attach_type).map_err(|error| {
+            refusal::explain(directory, attach_type, &error)
+                .unwrap_or_else(|| bpf_error(&format!("attach the {what} program"), error))
+        })
+    };
+    attach(&programs.setsockopt, CGROUP_SETSOCKOPT, "setsockopt")?;
+    if let Err(message) = attach(&programs.ops, CGROUP_SOCK_OPS, "sock_ops") {
+        let undone = syscalls::prog_detach(cgroup, &programs.setsockopt, CGROUP_SETSOCKOPT);
+        return Err(match undone {
+            Ok(()) => format!("{message}; nothing of ours was left attached"),
+            Err(error) => format!(
+                "{message}; and our setsockopt program could not be detached again \
+                 ({error}): run keepalive --detach {}",
+                directory.display()
+            ),
+        });
+    }
     Ok(())
 }
 
@@ -185,34 +218,62 @@ fn ours(cgroup: &File) -> Result<Vec<(u32, OwnedFd)>, String> {
     Ok(found)
 }
 
+/// The settings map of our sock_ops program, if it uses the shared records
+/// map `records_id` (a pair from an older keepalive uses its own).
+fn current_config(ops: &OwnedFd, records_id: Option<u32>) -> Result<Option<OwnedFd>, String> {
+    let (_, map_ids) = syscalls::prog_info(ops).map_err(|e| bpf_error("read our program", e))?;
+    let mut config = None;
+    let mut shares = false;
+    for id in map_ids {
+        let map =
+            syscalls::map_get_fd_by_id(id).map_err(|e| bpf_error("open our settings map", e))?;
+        match syscalls::map_facts(&map) {
+            Ok(facts) if facts.name == CONFIG_NAME => config = Some(map),
+            Ok(facts) if Some(facts.id) == records_id => shares = true,
+            _ => {}
+        }
+    }
+    Ok(config.filter(|_| shares))
+}
+
 /// `--attach DIR`: new programs, or new settings for ours already there.
+/// Under the lock, so that concurrent runs leave one pair; several pairs
+/// of ours found (left by older versions' races) are repaired to one.
 /// Returns what was done, for the one line the command prints.
 pub fn attach(directory: &Path, value: &[u8]) -> Result<&'static str, String> {
     check_kernel()?;
     let cgroup = cgroup::open(directory)?;
+    let _lock = shared::lock()?;
     let existing = ours(&cgroup)?;
-    if let Some((_, ops)) = existing.iter().find(|(t, _)| *t == CGROUP_SOCK_OPS) {
-        if existing.iter().any(|(t, _)| *t == CGROUP_SETSOCKOPT) {
-            // Same programs, new value: the socket storage (the owners'
-            // marks on existing listeners) is kept.
-            let (_, map_ids) =
-                syscalls::prog_info(ops).map_err(|e| bpf_error("read our program", e))?;
-            for id in map_ids {
-                let map = syscalls::map_get_fd_by_id(id)
-                    .map_err(|e| bpf_error("open our settings map", e))?;
-                if syscalls::map_name(&map).ok().as_deref() == Some(CONFIG_NAME) {
-                    syscalls::map_update(&map, 0, value)
-                        .map_err(|e| bpf_error("update the settings", e))?;
-                    return Ok("updated");
-                }
-            }
+    let count = |wanted| existing.iter().filter(|(t, _)| *t == wanted).count();
+    if (count(CGROUP_SOCK_OPS), count(CGROUP_SETSOCKOPT)) == (1, 1) {
+        let records = shared::find()?;
+        let records_id = records
+            .as_ref()
+            .and_then(|map| syscalls::map_facts(map).ok())
+            .map(|facts| facts.id);
+        let (_, ops) = existing
+            .iter()
+            .find(|(t, _)| *t == CGROUP_SOCK_OPS)
+            .expect("counted");
+        if let Some(config) = current_config(ops, records_id)? {
+            // Same programs, new value: the records are kept.
+            syscalls::map_update(&config, 0, value)
+                .map_err(|e| bpf_error("update the settings", e))?;
+            return Ok("updated");
         }
     }
-    // Nothing of ours (or half of it): start afresh.
-    detach_found(&cgroup, existing)?;
+    // Nothing of ours, half of it, several pairs or an old one: a new pair
+    // first (no moment without one), then the others go.
     let programs = load(value)?;
-    attach_programs(&cgroup, &programs)?;
-    Ok("attached")
+    attach_programs(&cgroup, directory, &programs)?;
+    let replaced = !existing.is_empty();
+    detach_found(&cgroup, existing)?;
+    Ok(if replaced {
+        "replaced our programs"
+    } else {
+        "attached"
+    })
 }
 
 fn detach_found(cgroup: &File, found: Vec<(u32, OwnedFd)>) -> Result<(), String> {
@@ -223,29 +284,10 @@ fn detach_found(cgroup: &File, found: Vec<(u32, OwnedFd)>) -> Result<(), String>
     Ok(())
 }
 
-/// The cgroup v2 directory whose attachment of ours covers a process in
-/// `cgroup_path` (its `0::` line in /proc/PID/cgroup): that cgroup or the
-/// nearest ancestor with our sock_ops program (the innermost wins). `Err`
-/// when it cannot be told: no cgroup2 mounted, or no privileges to list a
-/// cgroup's programs.
-pub fn covering_attachment(cgroup_path: &str) -> Result<Option<PathBuf>, String> {
-    let mount = cgroup::mount()?;
-    let mut directory = mount.join(cgroup_path.trim_start_matches('/'));
-    loop {
-        if let Ok(cgroup) = cgroup::open(&directory) {
-            if ours(&cgroup)?.iter().any(|(t, _)| *t == CGROUP_SOCK_OPS) {
-                return Ok(Some(directory));
-            }
-        }
-        if directory == mount || !directory.pop() {
-            return Ok(None);
-        }
-    }
-}
-
 /// `--detach DIR`. False if nothing of ours was attached there.
 pub fn detach(directory: &Path) -> Result<bool, String> {
     let cgroup = cgroup::open(directory)?;
+    let _lock = shared::lock()?;
     let found = ours(&cgroup)?;
     let any = !found.is_empty();
     detach_found(&cgroup, found)?;

@@ -1,20 +1,27 @@
-//! The two kernel-side programs, as annotated eBPF assembly.
+//! The two kernel-side programs, as annotated eBPF assembly. Both keep a
+//! socket's record (`record.rs`) in the socket storage map that every
+//! attachment of ours on the host shares.
 //!
 //! `sock_ops` runs in `connect()` (`TCP_CONNECT_CB`, before the SYN: also
 //! for non-blocking, TFO and io_uring connects) and before `accept()` returns
-//! a connection (`PASSIVE_ESTABLISHED_CB`). It decides the connection as the
-//! library would (direction, then the first matching rule, else the global
-//! plan) and calls `bpf_setsockopt` for each option of that plan that the
-//! socket's owner did not set itself.
+//! a connection (`PASSIVE_ESTABLISHED_CB`). Programs of a cgroup run before
+//! its ancestors': the first of ours to see a connection decides it and
+//! marks it decided, and the others leave it alone, so the innermost
+//! attachment wins, "off" included. It decides as the library would
+//! (direction, then the first matching rule, else the global plan) and calls
+//! `bpf_setsockopt` for each option of that plan the program did not set
+//! itself (under override: each option of the plan).
 //!
 //! `setsockopt` runs before the kernel handles every `setsockopt()` of a
-//! process in the cgroup. For the five keepalive options it only marks, in
-//! the socket's own storage, that the owner set it; the call itself goes on
-//! unchanged. The storage is cloned into accepted sockets, so a listener's
-//! marks are its connections' marks.
+//! process in the cgroup. For the five keepalive options it records that the
+//! program set them (and SO_KEEPALIVE's value); an SO_KEEPALIVE=0 takes back
+//! the user timeout we set; under override it rewrites the program's value
+//! for an option we set to ours. The storage is cloned into accepted
+//! sockets, so a listener's record is its connections' record.
 
-use super::asm::{Alu, Asm, Cond, Helper, Insn, Reg, Size};
+use super::asm::{Alu, Asm, Cond, Helper, Insn, Label, Reg, Size};
 use super::maps::{self, OPTIONS};
+use super::record;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `struct bpf_sock_ops` offsets (linux/bpf.h).
@@ -31,6 +38,8 @@ const PASSIVE_ESTABLISHED_CB: u32 = 5;
 
 /// `struct bpf_sockopt` offsets.
 const SOCKOPT_SK: i16 = 0;
+const SOCKOPT_OPTVAL: i16 = 8;
+const SOCKOPT_OPTVAL_END: i16 = 16;
 const SOCKOPT_LEVEL: i16 = 24;
 const SOCKOPT_OPTNAME: i16 = 28;
 const SOCKOPT_OPTLEN: i16 = 32;
@@ -49,19 +58,36 @@ const PEER: i16 = -24;
 /// The service port: the remote one outbound, the local one inbound.
 const PORT: i16 = -28;
 
+/// The bit of SO_KEEPALIVE and of TCP_USER_TIMEOUT in `OPTIONS` order.
+const KEEPALIVE_BIT: u32 = 1;
+const USER_TIMEOUT_INDEX: usize = 4;
+
 /// `::ffff:` as the third address word, as it lies in memory.
 fn mapped_word() -> u32 {
     u32::from_ne_bytes([0, 0, 0xff, 0xff])
 }
 
-/// The sock_ops program. `config`: the settings map (`maps.rs`); `marks`:
-/// the socket storage the setsockopt program fills.
-pub fn sock_ops(config: BorrowedFd<'_>, marks: BorrowedFd<'_>) -> Vec<Insn> {
+/// r0 = the record of the socket at `ctx_reg + sk_offset` (created if
+/// absent), or goto `done` if there is none.
+fn socket_record(a: &mut Asm, shared: BorrowedFd<'_>, sk_offset: i16, done: Label) {
+    use Reg::*;
+    a.load(Size::Dw, R2, R6, sk_offset);
+    a.jump_imm(Cond::Eq, R2, 0, done);
+    a.load_map(R1, shared.as_raw_fd());
+    a.mov_imm(R3, 0);
+    a.mov_imm(R4, SK_STORAGE_GET_F_CREATE);
+    a.call(Helper::SkStorageGet);
+    a.jump_imm(Cond::Eq, R0, 0, done);
+}
+
+/// The sock_ops program. `config`: this attachment's settings (`maps.rs`);
+/// `shared`: the socket records of all our attachments.
+pub fn sock_ops(config: BorrowedFd<'_>, shared: BorrowedFd<'_>) -> Vec<Insn> {
     use Reg::*;
     let mut a = Asm::default();
     let (outbound, inbound, lookup, done) = (a.label(), a.label(), a.label(), a.label());
     // r6: the context; r7: the direction bit; r8: the settings, then the
-    // chosen plan; r9: the options the owner set (bits as in OPTIONS).
+    // chosen plan; r9: the socket's record.
     a.mov(R6, R1);
     a.load(Size::W, R2, R6, OPS_OP);
     a.jump32_imm(Cond::Eq, R2, TCP_CONNECT_CB, outbound);
@@ -82,8 +108,24 @@ pub fn sock_ops(config: BorrowedFd<'_>, marks: BorrowedFd<'_>) -> Vec<Insn> {
     a.load(Size::W, R2, R6, OPS_LOCAL_PORT); // host order
     a.store(Size::W, Fp, PORT, R2);
 
-    // r8 = the settings (entry 0 of the array map).
     a.bind(lookup);
+    socket_record(&mut a, shared, OPS_SK, done);
+    a.mov(R9, R0);
+    // An attachment of ours further down decided it already: it wins.
+    a.load(Size::W, R2, R9, record::STATE);
+    a.jump32_imm(Cond::Set, R2, record::DECIDED, done);
+    a.alu_imm(Alu::Or, R2, record::DECIDED as i32);
+    a.store(Size::W, R9, record::STATE, R2);
+    // The program turned keepalive off itself: nothing of ours.
+    a.load(Size::W, R2, R9, record::OWNER);
+    a.alu_imm(
+        Alu::And,
+        R2,
+        (KEEPALIVE_BIT | record::OWNER_KEEPALIVE_ON) as i32,
+    );
+    a.jump32_imm(Cond::Eq, R2, KEEPALIVE_BIT, done);
+
+    // r8 = the settings (entry 0 of the array map).
     a.store_imm(Size::W, Fp, KEY, 0);
     a.load_map(R1, config.as_raw_fd());
     a.mov(R2, Fp);
@@ -92,16 +134,16 @@ pub fn sock_ops(config: BorrowedFd<'_>, marks: BorrowedFd<'_>) -> Vec<Insn> {
     a.jump_imm(Cond::Eq, R0, 0, done);
     a.mov(R8, R0);
     // KEEPALIVE_DIRECTION leaves this direction alone?
-    a.load(Size::W, R2, R8, maps::DIRECTIONS);
+    a.load(Size::W, R2, R8, maps::FLAGS);
     a.alu(Alu::And, R2, R7);
     a.jump32_imm(Cond::Eq, R2, 0, done);
 
-    owner_marks(&mut a, marks, done);
     peer_address(&mut a, done);
     let apply = a.label();
     first_matching_rule(&mut a, apply);
     a.bind(apply);
-    set_unmarked_options(&mut a);
+    chosen_where_unseen(&mut a, done);
+    set_options(&mut a);
 
     a.bind(done);
     a.mov_imm(R0, 1);
@@ -109,28 +151,17 @@ pub fn sock_ops(config: BorrowedFd<'_>, marks: BorrowedFd<'_>) -> Vec<Insn> {
     a.finish()
 }
 
-/// r9 = the options the owner set on this socket (or, for an accepted one,
-/// on its listener). Unless the owner's own SO_KEEPALIVE call is marked,
-/// keepalive already on means somebody chose it where we could not see:
-/// before the attachment, on an inherited listener, or one of our own
-/// attachments on a cgroup further down (which run first). That connection
-/// is left alone, as the library leaves such sockets: the innermost wins.
-fn owner_marks(a: &mut Asm, marks: BorrowedFd<'_>, done: super::asm::Label) {
+/// Unless the plan overrides or the program's own SO_KEEPALIVE call is
+/// recorded, keepalive already on means somebody chose it where we could
+/// not see: before the attachment, or on an inherited listener. That
+/// connection is left alone, as the library leaves such sockets.
+fn chosen_where_unseen(a: &mut Asm, done: Label) {
     use Reg::*;
-    let (unmarked, judged) = (a.label(), a.label());
-    a.mov_imm(R9, 0);
-    a.load(Size::Dw, R2, R6, OPS_SK);
-    a.jump_imm(Cond::Eq, R2, 0, unmarked);
-    a.load_map(R1, marks.as_raw_fd());
-    a.mov_imm(R3, 0);
-    a.mov_imm(R4, 0); // look only: never create storage here
-    a.call(Helper::SkStorageGet);
-    a.jump_imm(Cond::Eq, R0, 0, unmarked);
-    a.load(Size::W, R9, R0, 0);
-    a.bind(unmarked);
-    a.mov(R2, R9);
-    a.alu_imm(Alu::And, R2, 1); // bit 0: SO_KEEPALIVE (OPTIONS[0])
-    a.jump32_imm(Cond::Ne, R2, 0, judged);
+    let judged = a.label();
+    a.load(Size::W, R2, R8, maps::PLAN_FLAGS);
+    a.jump32_imm(Cond::Set, R2, maps::OVERRIDE, judged);
+    a.load(Size::W, R2, R9, record::OWNER);
+    a.jump32_imm(Cond::Set, R2, KEEPALIVE_BIT, judged);
     // bpf_getsockopt(SO_KEEPALIVE) exists since Linux 6.1; if it fails we
     // cannot tell, and go on.
     a.store_imm(Size::W, Fp, OPTION_VALUE, 0);
@@ -149,7 +180,7 @@ fn owner_marks(a: &mut Asm, marks: BorrowedFd<'_>, done: super::asm::Label) {
 
 /// The peer's address into PEER (IPv4 as ::ffff:a.b.c.d); other families
 /// are left alone.
-fn peer_address(a: &mut Asm, done: super::asm::Label) {
+fn peer_address(a: &mut Asm, done: Label) {
     use Reg::*;
     let (v4, known) = (a.label(), a.label());
     a.load(Size::W, R2, R6, OPS_FAMILY);
@@ -173,7 +204,7 @@ fn peer_address(a: &mut Asm, done: super::asm::Label) {
 /// r8 = the plan of the first rule that matches, else the global plan; then
 /// goto `apply`. Unrolled over all MAX_RULES slots (no loop for the
 /// verifier to bound); the rule count in the map ends the walk early.
-fn first_matching_rule(a: &mut Asm, apply: super::asm::Label) {
+fn first_matching_rule(a: &mut Asm, apply: Label) {
     use Reg::*;
     let unmatched = a.label();
     for index in 0..maps::MAX_RULES {
@@ -220,17 +251,21 @@ fn first_matching_rule(a: &mut Asm, apply: super::asm::Label) {
     a.alu_imm(Alu::Add, R8, maps::GLOBAL_PLAN.into());
 }
 
-/// bpf_setsockopt for each option of the plan at r8 that r9 does not mark.
-fn set_unmarked_options(a: &mut Asm) {
+/// bpf_setsockopt for each option of the plan at r8 that the program did
+/// not set (each one under override), recorded in r9's record.
+fn set_options(a: &mut Asm) {
     use Reg::*;
     for (bit, &(level, name)) in OPTIONS.iter().enumerate() {
-        let skip = a.label();
+        let (skip, ours) = (a.label(), a.label());
         a.load(Size::W, R2, R8, maps::PLAN_FLAGS);
-        a.alu_imm(Alu::And, R2, 1 << bit);
-        a.jump32_imm(Cond::Eq, R2, 0, skip);
-        a.mov(R2, R9);
-        a.alu_imm(Alu::And, R2, 1 << bit);
-        a.jump32_imm(Cond::Ne, R2, 0, skip); // the owner's value wins
+        a.jump32_imm(Cond::Eq, R2, 0, skip); // off: the plan sets nothing
+        a.mov(R3, R2);
+        a.alu_imm(Alu::And, R3, 1 << bit);
+        a.jump32_imm(Cond::Eq, R3, 0, skip);
+        a.jump32_imm(Cond::Set, R2, maps::OVERRIDE, ours);
+        a.load(Size::W, R2, R9, record::OWNER);
+        a.jump32_imm(Cond::Set, R2, 1 << bit, skip); // the program's value wins
+        a.bind(ours);
         a.load(Size::W, R2, R8, maps::PLAN_VALUES + 4 * bit as i16);
         a.store(Size::W, Fp, OPTION_VALUE, R2);
         a.mov(R1, R6);
@@ -240,39 +275,76 @@ fn set_unmarked_options(a: &mut Asm) {
         a.alu_imm(Alu::Add, R4, OPTION_VALUE.into());
         a.mov_imm(R5, 4);
         a.call(Helper::Setsockopt);
+        a.jump_imm(Cond::Ne, R0, 0, skip);
+        a.load(Size::W, R2, Fp, OPTION_VALUE);
+        a.store(Size::W, R9, record::VALUES + 4 * bit as i16, R2);
+        a.load(Size::W, R2, R9, record::OURS);
+        a.alu_imm(Alu::Or, R2, 1 << bit);
+        a.store(Size::W, R9, record::OURS, R2);
         a.bind(skip);
     }
+    // Under override, the program's later calls get our values too.
+    let kept = a.label();
+    a.load(Size::W, R2, R8, maps::PLAN_FLAGS);
+    a.jump32_imm(Cond::Eq, R2, 0, kept);
+    a.alu_imm(Alu::And, R2, maps::OVERRIDE as i32);
+    a.jump32_imm(Cond::Eq, R2, 0, kept);
+    a.load(Size::W, R2, R9, record::STATE);
+    a.alu_imm(Alu::Or, R2, record::OVERRIDDEN as i32);
+    a.store(Size::W, R9, record::STATE, R2);
+    a.bind(kept);
 }
 
-/// The cgroup/setsockopt program: marks which keepalive options the owner
-/// set, and lets every call through unchanged (returns 1).
-pub fn setsockopt(marks: BorrowedFd<'_>) -> Vec<Insn> {
+/// The cgroup/setsockopt program: records which keepalive options the
+/// program set, takes our user timeout back when it turns keepalive off
+/// (`undo`: needs bpf_setsockopt here, Linux 5.15), and under override
+/// rewrites its value for an option we set. Returns 1: the call goes on.
+pub fn setsockopt(shared: BorrowedFd<'_>, undo: bool) -> Vec<Insn> {
     use Reg::*;
     let mut a = Asm::default();
-    let (mark, done, allow) = (a.label(), a.label(), a.label());
+    let (done, allow) = (a.label(), a.label());
+    let blocks: Vec<Label> = OPTIONS.iter().map(|_| a.label()).collect();
     a.mov(R6, R1);
     a.load(Size::W, R2, R6, SOCKOPT_LEVEL);
     a.load(Size::W, R3, R6, SOCKOPT_OPTNAME);
-    for (bit, &(level, name)) in OPTIONS.iter().enumerate() {
+    for (index, &(level, name)) in OPTIONS.iter().enumerate() {
         let other = a.label();
         a.jump32_imm(Cond::Ne, R2, level as u32, other);
-        a.jump32_imm(Cond::Ne, R3, name as u32, other);
-        a.mov_imm(R7, 1 << bit);
-        a.goto(mark);
+        a.jump32_imm(Cond::Eq, R3, name as u32, blocks[index]);
         a.bind(other);
     }
     a.goto(done);
 
-    a.bind(mark);
-    a.load_map(R1, marks.as_raw_fd());
-    a.load(Size::Dw, R2, R6, SOCKOPT_SK);
-    a.mov_imm(R3, 0);
-    a.mov_imm(R4, SK_STORAGE_GET_F_CREATE);
-    a.call(Helper::SkStorageGet);
-    a.jump_imm(Cond::Eq, R0, 0, done);
-    a.load(Size::W, R2, R0, 0);
-    a.alu(Alu::Or, R2, R7);
-    a.store(Size::W, R0, 0, R2);
+    for (index, block) in blocks.into_iter().enumerate() {
+        let bit = 1u32 << index;
+        a.bind(block);
+        socket_record(&mut a, shared, SOCKOPT_SK, done);
+        a.mov(R9, R0);
+        a.load(Size::W, R7, R9, record::OWNER);
+        a.alu_imm(Alu::Or, R7, bit as i32);
+        a.store(Size::W, R9, record::OWNER, R7);
+        // r2 = the program's int value, or done if it passed none.
+        a.load(Size::Dw, R2, R6, SOCKOPT_OPTVAL);
+        a.mov(R3, R2);
+        a.alu_imm(Alu::Add, R3, 4);
+        a.load(Size::Dw, R4, R6, SOCKOPT_OPTVAL_END);
+        a.jump_reg(Cond::Gt, R3, R4, done);
+        if bit == KEEPALIVE_BIT {
+            keepalive_value(&mut a, undo, done);
+        } else {
+            // Under override, our value for an option we set.
+            a.load(Size::W, R3, R9, record::STATE);
+            a.jump32_imm(Cond::Eq, R3, 0, done);
+            a.alu_imm(Alu::And, R3, record::OVERRIDDEN as i32);
+            a.jump32_imm(Cond::Eq, R3, 0, done);
+            a.load(Size::W, R3, R9, record::OURS);
+            a.alu_imm(Alu::And, R3, bit as i32);
+            a.jump32_imm(Cond::Eq, R3, 0, done);
+            a.load(Size::W, R3, R9, record::VALUES + 4 * index as i16);
+            a.store(Size::W, R2, 0, R3);
+            a.goto(done);
+        }
+    }
 
     a.bind(done);
     a.load(Size::W, R2, R6, SOCKOPT_OPTLEN);
@@ -284,19 +356,67 @@ pub fn setsockopt(marks: BorrowedFd<'_>) -> Vec<Insn> {
     a.finish()
 }
 
-/// The BTF the socket storage map needs: one type, `int`, for its key and
-/// its value (a bit set of options).
+/// SO_KEEPALIVE with its value at r2: recorded in r7 (the owner word, then
+/// stored); turned off, the user timeout we set is taken back, since it
+/// would end an idle connection the program no longer probes.
+fn keepalive_value(a: &mut Asm, undo: bool, done: Label) {
+    use Reg::*;
+    let off = a.label();
+    a.load(Size::W, R2, R2, 0);
+    a.jump32_imm(Cond::Eq, R2, 0, off);
+    a.alu_imm(Alu::Or, R7, record::OWNER_KEEPALIVE_ON as i32);
+    a.store(Size::W, R9, record::OWNER, R7);
+    a.goto(done);
+
+    a.bind(off);
+    a.alu_imm(Alu::And, R7, !(record::OWNER_KEEPALIVE_ON as i32));
+    a.store(Size::W, R9, record::OWNER, R7);
+    if !undo {
+        a.goto(done);
+        return;
+    }
+    let user_timeout = 1 << USER_TIMEOUT_INDEX;
+    a.load(Size::W, R2, R9, record::OURS);
+    a.alu_imm(Alu::And, R2, user_timeout);
+    a.jump32_imm(Cond::Eq, R2, 0, done);
+    a.store_imm(Size::W, Fp, OPTION_VALUE, 0);
+    a.load(Size::Dw, R1, R6, SOCKOPT_SK);
+    a.jump_imm(Cond::Eq, R1, 0, done);
+    a.mov_imm(R2, libc::IPPROTO_TCP);
+    a.mov_imm(R3, libc::TCP_USER_TIMEOUT);
+    a.mov(R4, Fp);
+    a.alu_imm(Alu::Add, R4, OPTION_VALUE.into());
+    a.mov_imm(R5, 4);
+    a.call(Helper::Setsockopt);
+    a.jump_imm(Cond::Ne, R0, 0, done);
+    a.load(Size::W, R2, R9, record::OURS);
+    a.alu_imm(Alu::And, R2, !user_timeout);
+    a.store(Size::W, R9, record::OURS, R2);
+    a.goto(done);
+}
+
+/// The BTF the socket storage map needs: `int` for its key, an array of
+/// eight of them for its value (the record).
 pub fn storage_btf() -> Vec<u8> {
     const BTF_MAGIC: u16 = 0xeb9f;
     const KIND_INT: u32 = 1;
+    const KIND_ARRAY: u32 = 3;
     const INT_SIGNED: u32 = 1;
     let strings = b"\0int\0";
     let mut types = Vec::new();
     for word in [
+        // [1] int
         1,              // name_off: "int"
         KIND_INT << 24, // info: kind, no members
         4,              // size in bytes
         INT_SIGNED << 24 | 32,
+        // [2] int[8]: the record
+        0,
+        KIND_ARRAY << 24,
+        0,
+        1, // element type
+        1, // index type
+        record::SIZE / 4,
     ] {
         types.extend_from_slice(&u32::to_ne_bytes(word));
     }
@@ -335,14 +455,16 @@ mod tests {
         // About 35 instructions per rule slot plus the frame.
         assert!(ops.len() < 4096, "{}", ops.len());
         assert_eq!(ops.last().unwrap().code, 0x95, "ends with exit");
-        let set = setsockopt(fake_fd());
-        assert!(set.len() < 64, "{}", set.len());
+        for undo in [true, false] {
+            let set = setsockopt(fake_fd(), undo);
+            assert!(set.len() < 256, "{}", set.len());
+        }
     }
 
     #[test]
     fn btf_header_is_24_bytes_and_lengths_add_up() {
         let blob = storage_btf();
-        assert_eq!(blob.len(), 24 + 16 + 5);
+        assert_eq!(blob.len(), 24 + 16 + 24 + 5);
         assert_eq!(&blob[..2], &0xeb9fu16.to_ne_bytes());
     }
 }

@@ -62,19 +62,45 @@ fn exit_like(status: std::process::ExitStatus) -> ExitCode {
     ExitCode::from(128 + signal as u8)
 }
 
+/// Ends us by a signal that came before PROGRAM started (kept in
+/// PENDING, never sent), now that nothing of ours is left; else `code`.
+fn pending_or(code: ExitCode) -> ExitCode {
+    match PENDING.swap(0, Ordering::SeqCst) {
+        0 => code,
+        signal => {
+            // SAFETY: default disposition, then raise: ends this process.
+            unsafe {
+                libc::signal(signal, libc::SIG_DFL);
+                libc::raise(signal);
+            }
+            ExitCode::from(128 + signal as u8)
+        }
+    }
+}
+
 /// Runs PROGRAM under the kernel-side mode with settings `value`. Errors
 /// before PROGRAM starts exit 125, as keepalive's own failures do.
 pub fn run(value: &[u8], program: &OsStr, args: &[OsString]) -> ExitCode {
+    // First of all: from here on a signal that would end us is kept for
+    // PROGRAM, so it cannot end us between making the cgroup and removing it.
+    install_forwarding();
     let fail = |message: String| {
         eprintln!("keepalive: {message}");
-        ExitCode::from(crate::FAILED)
-    };
-    let programs = match super::load(value) {
-        Ok(programs) => programs,
-        Err(message) => return fail(message),
+        pending_or(ExitCode::from(crate::FAILED))
     };
     let parent = match cgroup::own_directory() {
         Ok(parent) => parent,
+        Err(message) => return fail(message),
+    };
+    // Held until PROGRAM is in its cgroup: no other run's cleanup takes an
+    // empty cgroup of ours for a stale one.
+    let lock = match super::shared::lock() {
+        Ok(lock) => lock,
+        Err(message) => return fail(message),
+    };
+    cgroup::remove_stale(&parent);
+    let programs = match super::load(value) {
+        Ok(programs) => programs,
         Err(message) => return fail(message),
     };
     let child = match Child::create(&parent) {
@@ -82,7 +108,7 @@ pub fn run(value: &[u8], program: &OsStr, args: &[OsString]) -> ExitCode {
         Err(message) => return fail(message),
     };
     let opened = cgroup::open(&child.path).and_then(|directory| {
-        super::attach_programs(&directory, &programs)?;
+        super::attach_programs(&directory, &child.path, &programs)?;
         std::fs::OpenOptions::new()
             .write(true)
             .open(child.path.join("cgroup.procs"))
@@ -90,9 +116,11 @@ pub fn run(value: &[u8], program: &OsStr, args: &[OsString]) -> ExitCode {
     });
     let procs = match opened {
         Ok(procs) => procs,
-        Err(message) => return fail(message),
+        Err(message) => {
+            drop(child);
+            return fail(message);
+        }
     };
-    install_forwarding();
     let mut command = Command::new(program);
     command.args(args);
     // SAFETY: join() makes one write(2) and allocates nothing, as required
@@ -100,18 +128,23 @@ pub fn run(value: &[u8], program: &OsStr, args: &[OsString]) -> ExitCode {
     unsafe {
         command.pre_exec(move || cgroup::join(&procs));
     }
-    let mut started = match command.spawn() {
+    let spawned = command.spawn();
+    drop(lock);
+    let mut started = match spawned {
         Ok(started) => started,
         Err(error) => {
             eprintln!(
                 "keepalive: cannot run {}: {error}",
                 program.to_string_lossy()
             );
-            return ExitCode::from(if error.kind() == std::io::ErrorKind::NotFound {
-                crate::NOT_FOUND
-            } else {
-                crate::CANNOT_EXECUTE
-            });
+            drop(child);
+            return pending_or(ExitCode::from(
+                if error.kind() == std::io::ErrorKind::NotFound {
+                    crate::NOT_FOUND
+                } else {
+                    crate::CANNOT_EXECUTE
+                },
+            ));
         }
     };
     CHILD.store(started.id() as i32, Ordering::SeqCst);

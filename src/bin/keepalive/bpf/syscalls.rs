@@ -7,10 +7,12 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const MAP_CREATE: i32 = 0;
+const MAP_LOOKUP_ELEM: i32 = 1;
 const MAP_UPDATE_ELEM: i32 = 2;
 const PROG_LOAD: i32 = 5;
 const PROG_ATTACH: i32 = 8;
 const PROG_DETACH: i32 = 9;
+const MAP_GET_NEXT_ID: i32 = 12;
 const PROG_GET_FD_BY_ID: i32 = 13;
 const MAP_GET_FD_BY_ID: i32 = 14;
 const OBJ_GET_INFO_BY_FD: i32 = 15;
@@ -113,6 +115,24 @@ struct MapElem {
     key: u64,
     value: u64,
     flags: u64,
+}
+
+/// The value under `key` (a u32 index, or a socket descriptor for socket
+/// storage), `size` bytes; `None` if there is none.
+pub fn map_lookup(map: &impl AsRawFd, key: u32, size: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut value = vec![0u8; size];
+    let mut attr = MapElem {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: &key as *const u32 as u64,
+        value: value.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    match bpf(MAP_LOOKUP_ELEM, &mut attr) {
+        Ok(_) => Ok(Some(value)),
+        Err(error) if error.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 pub fn map_update(map: &impl AsRawFd, key: u32, value: &[u8]) -> io::Result<()> {
@@ -252,6 +272,12 @@ struct ProgQuery {
 
 /// The ids of the programs attached to the cgroup itself (not inherited).
 pub fn prog_query(cgroup: &impl AsRawFd, attach_type: u32) -> io::Result<Vec<u32>> {
+    prog_query_flags(cgroup, attach_type).map(|(ids, _)| ids)
+}
+
+/// The same, with the flags they were attached with (0: exclusive, which
+/// refuses any other program here and below).
+pub fn prog_query_flags(cgroup: &impl AsRawFd, attach_type: u32) -> io::Result<(Vec<u32>, u32)> {
     let mut ids = vec![0u32; 64];
     let mut attr = ProgQuery {
         target_fd: cgroup.as_raw_fd() as u32,
@@ -262,7 +288,7 @@ pub fn prog_query(cgroup: &impl AsRawFd, attach_type: u32) -> io::Result<Vec<u32
     };
     bpf(PROG_QUERY, &mut attr)?;
     ids.truncate(attr.prog_cnt as usize);
-    Ok(ids)
+    Ok((ids, attr.attach_flags))
 }
 
 #[repr(C)]
@@ -279,6 +305,19 @@ pub fn prog_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
         ..GetFdById::default()
     };
     fd_result(bpf(PROG_GET_FD_BY_ID, &mut attr))
+}
+
+/// The next map id after `id` on the host, or None after the last.
+pub fn map_next_id(id: u32) -> io::Result<Option<u32>> {
+    let mut attr = GetFdById {
+        id,
+        ..GetFdById::default()
+    };
+    match bpf(MAP_GET_NEXT_ID, &mut attr) {
+        Ok(_) => Ok(Some(attr.next_id)),
+        Err(error) if error.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 pub fn map_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
@@ -334,6 +373,11 @@ fn name_text(name: &Name) -> String {
 
 /// A program's name and the ids of the maps it uses.
 pub fn prog_info(prog: &impl AsRawFd) -> io::Result<(String, Vec<u32>)> {
+    prog_info_with_id(prog).map(|(name, maps, _)| (name, maps))
+}
+
+/// A program's name, the ids of its maps, and its own id.
+pub fn prog_info_with_id(prog: &impl AsRawFd) -> io::Result<(String, Vec<u32>, u32)> {
     let mut map_ids = vec![0u32; 16];
     let mut info = ProgInfo {
         nr_map_ids: map_ids.len() as u32,
@@ -347,7 +391,31 @@ pub fn prog_info(prog: &impl AsRawFd) -> io::Result<(String, Vec<u32>)> {
     };
     bpf(OBJ_GET_INFO_BY_FD, &mut attr)?;
     map_ids.truncate((info.nr_map_ids as usize).min(16));
-    Ok((name_text(&info.name), map_ids))
+    Ok((name_text(&info.name), map_ids, info.id))
+}
+
+/// What identifies a map of ours: its name, type, value size and id.
+pub struct MapFacts {
+    pub name: String,
+    pub map_type: u32,
+    pub value_size: u32,
+    pub id: u32,
+}
+
+pub fn map_facts(map: &impl AsRawFd) -> io::Result<MapFacts> {
+    let mut info = MapInfo::default();
+    let mut attr = InfoByFd {
+        bpf_fd: map.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<MapInfo>() as u32,
+        info: &mut info as *mut MapInfo as u64,
+    };
+    bpf(OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(MapFacts {
+        name: name_text(&info.name),
+        map_type: info.map_type,
+        value_size: info.value_size,
+        id: info.id,
+    })
 }
 
 pub fn map_name(map: &impl AsRawFd) -> io::Result<String> {

@@ -1,0 +1,170 @@
+//! What the agent attached: the node default on CGROUP_DIR and one
+//! attachment per workload cgroup, with the log line for each change.
+//! Attaching goes through the kernel-side mode's own `attach`, which
+//! updates an attachment of ours already there instead of adding one: so a
+//! restarted agent adopts what it made before.
+
+use super::exec_events::monotonic_ns;
+use super::workload::{describe, Variables, Workload};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A workload cgroup's attachment: the variables it was made from and who
+/// asked for it, for the log.
+struct Entry {
+    variables: Variables,
+    who: String,
+}
+
+pub struct Attachments {
+    node: PathBuf,
+    quiet: bool,
+    node_attached: bool,
+    workloads: BTreeMap<PathBuf, Entry>,
+}
+
+/// "nginx (pid 42, pod web-7d9)".
+pub fn who(workload: &Workload) -> String {
+    match &workload.pod {
+        Some(pod) => format!("{} (pid {}, pod {pod})", workload.executable, workload.pid),
+        None => format!("{} (pid {})", workload.executable, workload.pid),
+    }
+}
+
+impl Attachments {
+    pub fn new(node: &Path, quiet: bool) -> Attachments {
+        Attachments {
+            node: node.to_path_buf(),
+            quiet,
+            node_attached: false,
+            workloads: BTreeMap::new(),
+        }
+    }
+
+    /// One line of the agent's log (off with --quiet).
+    pub fn log(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("keepalive: agent: {line}");
+        }
+    }
+
+    /// How many attachments the agent holds, the node default included.
+    pub fn count(&self) -> usize {
+        self.workloads.len() + usize::from(self.node_attached)
+    }
+
+    /// The node default on CGROUP_DIR.
+    pub fn node_default(&mut self, value: &[u8], settings: &str) -> Result<(), String> {
+        let done = crate::bpf::attach(&self.node, value)?;
+        self.node_attached = true;
+        let verb = if done == "updated" {
+            "configured (adopted)"
+        } else {
+            "configured"
+        };
+        self.log(&format!(
+            "{verb} {}: node default: {settings}",
+            self.node.display()
+        ));
+        Ok(())
+    }
+
+    /// True if `directory` already has these variables: nothing to do.
+    pub fn unchanged(&self, directory: &Path, variables: &Variables) -> bool {
+        self.workloads
+            .get(directory)
+            .is_some_and(|entry| &entry.variables == variables)
+    }
+
+    /// A workload's own attachment on its cgroup `directory`.
+    pub fn workload(
+        &mut self,
+        directory: &Path,
+        workload: &Workload,
+        value: &[u8],
+        exec_ns: Option<u64>,
+    ) {
+        let done = match crate::bpf::attach(directory, value) {
+            Ok(done) => done,
+            Err(message) => {
+                // The cgroup may be gone already (a short-lived container).
+                if directory.exists() {
+                    eprintln!(
+                        "keepalive: agent: cannot configure {} for {}: {message}",
+                        directory.display(),
+                        who(workload)
+                    );
+                }
+                return;
+            }
+        };
+        let verb = match (self.workloads.contains_key(directory), done) {
+            (true, _) => "changed",
+            (false, "updated") => "configured (adopted)",
+            (false, _) => "configured",
+        };
+        // The window in which its sockets got the node default.
+        let when = exec_ns
+            .map(|at| {
+                let window = monotonic_ns().saturating_sub(at);
+                format!(" ({:.1} ms after its exec)", window as f64 / 1e6)
+            })
+            .unwrap_or_default();
+        let entry = Entry {
+            variables: workload.variables.clone(),
+            who: who(workload),
+        };
+        self.log(&format!(
+            "{verb} {}: {}: {}{when}",
+            directory.display(),
+            entry.who,
+            describe(&entry.variables)
+        ));
+        self.workloads.insert(directory.to_path_buf(), entry);
+    }
+
+    /// Forgets the cgroups that are gone: the kernel removed their
+    /// attachment with them. Returns how many.
+    pub fn sweep(&mut self) -> usize {
+        let gone: Vec<PathBuf> = self
+            .workloads
+            .keys()
+            .filter(|directory| !directory.exists())
+            .cloned()
+            .collect();
+        for directory in &gone {
+            if let Some(entry) = self.workloads.remove(directory) {
+                self.log(&format!(
+                    "released {}: {}: the cgroup was removed",
+                    directory.display(),
+                    entry.who
+                ));
+            }
+        }
+        gone.len()
+    }
+
+    /// Detaches everything the agent attached (SIGTERM without --persist).
+    pub fn detach_all(&mut self) {
+        for (directory, entry) in std::mem::take(&mut self.workloads) {
+            match crate::bpf::detach(&directory) {
+                Ok(_) => self.log(&format!(
+                    "released {}: {}: detached",
+                    directory.display(),
+                    entry.who
+                )),
+                Err(_) if !directory.exists() => {}
+                Err(message) => eprintln!("keepalive: agent: {message}"),
+            }
+        }
+        if std::mem::take(&mut self.node_attached) {
+            match crate::bpf::detach(&self.node) {
+                Ok(_) => self.log(&format!(
+                    "released {}: node default: detached",
+                    self.node.display()
+                )),
+                Err(message) => eprintln!("keepalive: agent: {message}"),
+            }
+        }
+    }
+}
