@@ -60,7 +60,7 @@ portable="$target/portable"
 # $auto, which read the build machine's glibc instead).
 floor=$(objdump -T "$portable/libkeepalive.so" "$portable/keepalive" |
     grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
-stated=$(sed -n 's/^depends = "libc6 (>= \([0-9.]*\))"$/\1/p' Cargo.toml)
+stated=$(sed -n 's/^depends = "libc6 (>= \([0-9.]*\)).*"$/\1/p' Cargo.toml)
 if [ "$floor" != "$stated" ]; then
     echo "package.sh: the shipped files need glibc $floor but Cargo.toml's depends states" \
         "libc6 (>= $stated): make them agree" >&2
@@ -116,6 +116,8 @@ Summary: LD_PRELOAD library that turns on TCP keepalive in unmodified programs
 License: MIT
 # The shipped files ask for at most GLIBC_$floor (scripts/build-portable.sh).
 Requires: glibc >= $floor
+# The library's unwinder (build.rs): RHEL's libgcc.
+Requires: libgcc
 Conflicts: libkeepalive
 AutoReqProv: no
 

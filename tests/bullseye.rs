@@ -336,7 +336,7 @@ fn the_developer_build_is_refused_before_it_stops_a_program_on_debian_11() {
     // This machine's `cargo build --release` asks for GLIBC_2.34.
     root.put(
         "/opt/dev/libkeepalive.so",
-        &std::fs::read(library()).unwrap(),
+        &std::fs::read(developer_library()).unwrap(),
     );
     // The danger, as ld.so shows it: preloaded, it stops /bin/true.
     let out = root.run(&[("LD_PRELOAD", "/opt/dev/libkeepalive.so")], &["true"]);

@@ -87,7 +87,7 @@ fn preloading_our_glibc_library_stops_a_dynamic_musl_program() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout(&out).trim(), format!("connected {UNTOUCHED}"));
     // Preloaded (the shipped build, or the developer's): never reaches main().
-    for library in [portable::library(), library().to_path_buf()] {
+    for library in [portable::library(), developer_library().to_path_buf()] {
         let mut cmd = probe_connect(musl_probe(false), peer.port);
         cmd.env("LD_PRELOAD", &library);
         let out = run(cmd, DEADLINE);
