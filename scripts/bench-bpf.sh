@@ -22,7 +22,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${BENCH_ROUNDS:-31}
 pairs=${BENCH_PAIRS:-2000}
 [ "$(id -u)" = 0 ] || { echo "bench-bpf.sh: needs root (the kernel-side mode attaches eBPF programs)" >&2; exit 1; }
-command -v bpftool >/dev/null || { echo "bench-bpf.sh: bpftool not found: apt-get install -y bpftool" >&2; exit 1; }
+PATH="$PATH:/usr/sbin:/sbin"
+if ! command -v bpftool >/dev/null; then
+    echo "installing bpftool (apt-get install -y bpftool)..." >&2
+    apt-get install -y -qq bpftool >/dev/null 2>&1 ||
+        { echo "bench-bpf.sh: bpftool not found: apt-get install -y bpftool" >&2; exit 1; }
+fi
 
 echo "building..." >&2
 (cd "$root" && cargo build --release --bin keepalive --quiet)

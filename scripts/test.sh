@@ -52,8 +52,11 @@ unshare util-linux
 objdump binutils
 readelf binutils
 rpmbuild rpm
-debootstrap debootstrap
 musl-gcc musl-tools
+bpftool bpftool
+podman podman
+runc runc
+debootstrap debootstrap
 flock util-linux
 "
 

@@ -10,7 +10,8 @@
 //! memory; a child reads its parent's record through `/proc/PPID/mem`. A
 //! parent that could not print (its stderr closed, or a network socket)
 //! records nowhere, so its children print. Where the parent's memory may
-//! not be read (Yama's ptrace_scope 1), its current stderr stands in.
+//! not be read (Yama's ptrace_scope 1 or more, which would also log the
+//! attempt: then it is not made), its current stderr stands in.
 //! The parent may be PID 1, a container's entrypoint.
 //!
 //! Nothing is written anywhere else, so the program's environment is as it
@@ -80,12 +81,26 @@ pub fn parent_reported<B: AsRef<[u8]>>(
         return None;
     }
     let offset = (WRITTEN_TO.as_ptr() as usize).checked_sub(library.base)?;
-    let theirs = match read_record(parent, parent_base + offset as u64) {
-        Ok(record) => record?,
+    let record = if yama_restricts_ptrace() {
+        // Opening a parent's memory would be refused, and logged as an
+        // attempted ptrace attach.
+        None
+    } else {
+        read_record(parent, parent_base + offset as u64).ok()
+    };
+    let theirs = match record {
+        Some(record) => record?,
         // Its memory is not ours to read: its stderr now is the best guess.
-        Err(_) => stat_id(&format!("/proc/{parent}/fd/2\0"))?,
+        None => stat_id(&format!("/proc/{parent}/fd/2\0"))?,
     };
     (theirs == here).then_some(here)
+}
+
+/// Whether Yama allows attaching only to descendants (or less): then a
+/// parent's memory is out of reach.
+fn yama_restricts_ptrace() -> bool {
+    std::fs::read("/proc/sys/kernel/yama/ptrace_scope")
+        .is_ok_and(|scope| scope.first().is_some_and(|&digit| digit != b'0'))
 }
 
 /// The parent's `WRITTEN_TO`: `Ok(None)` when it recorded nothing or

@@ -1,7 +1,10 @@
 //! The kernel-side mode (`keepalive --bpf/--attach/--detach`), end to end
 //! and as root: programs LD_PRELOAD cannot reach (a static C client and
 //! server, Go, an io_uring connect) get keepalive; rules, direction and "the
-//! program wins" behave as in the library. Every case is read from inside
+//! program wins" behave as in the library; attachments compose (nested: the
+//! innermost decides, an inner "off" opts out, concurrent runs leave one
+//! pair, an attach is all or nothing); SO_KEEPALIVE=0 means nothing of ours;
+//! override replaces the program's own values. Every case is read from inside
 //! (the probe's own getsockopt) and from outside (`ss -tnoi`'s keepalive
 //! timer). Every cgroup and attachment a test makes is removed by a Drop
 //! guard, also when it fails.
@@ -1084,13 +1087,15 @@ fn a_killed_bpf_run_leaves_nothing_a_later_run_trips_over() {
         .unwrap();
     // SAFETY: kill(2) on the keepalive this test started.
     unsafe { libc::kill(keepalive_pid, libc::SIGKILL) };
+    // Another --bpf run of this suite may already have removed the stale
+    // cgroup (its clean-up runs at every start): gone counts as empty.
     wait_for(PROMPT, || {
-        fs::read_to_string(stale.join("cgroup.procs"))
-            .ok()
-            .filter(|procs| procs.trim().is_empty())
+        match fs::read_to_string(stale.join("cgroup.procs")) {
+            Ok(procs) => procs.trim().is_empty().then_some(()),
+            Err(_) => (!stale.exists()).then_some(()),
+        }
     })
     .expect("PROGRAM ended with its PID namespace");
-    assert!(stale.exists(), "SIGKILL leaves the cgroup");
     drop(first);
     let out = common::run(in_new_pid_namespace("cat /proc/self/cgroup"), PROMPT);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
@@ -1112,6 +1117,7 @@ fn a_signal_before_program_starts_leaves_no_cgroup() {
     let mut cmd = Command::new("strace");
     cmd.args([
         "-f",
+        "--seccomp-bpf", // stops only at the traced calls
         "-o",
         "/dev/null",
         "-e",
@@ -1133,8 +1139,13 @@ fn a_signal_before_program_starts_leaves_no_cgroup() {
             .ok()
     })
     .expect("strace started keepalive");
-    let made = wait_for(PROMPT, || bpf_cgroups_of(keepalive_pid).pop())
-        .expect("keepalive made its cgroup");
+    // Generous: the first run of this binary builds Go and C probes beside.
+    let made = wait_for(3 * PROMPT, || bpf_cgroups_of(keepalive_pid).pop()).unwrap_or_else(|| {
+        panic!(
+            "keepalive {keepalive_pid} made no cgroup; its stderr: {}",
+            strace.stderr()
+        )
+    });
     // SAFETY: kill(2) on the keepalive this test started.
     unsafe { libc::kill(keepalive_pid as i32, libc::SIGTERM) };
     let (status, _) = strace.wait_exit(PROMPT).expect("keepalive ended");
@@ -1148,7 +1159,7 @@ fn a_signal_before_program_starts_leaves_no_cgroup() {
 
 /// Issue 19 item 6: SO_KEEPALIVE=0 by the program means nothing of ours:
 /// set before connect() or on a listener, the connection is untouched; set
-/// after, our user timeout is taken back.
+/// after, what we set is taken back (the kernel's values put back).
 #[test]
 fn so_keepalive_0_means_nothing_of_ours() {
     root();
@@ -1160,7 +1171,7 @@ fn so_keepalive_0_means_nothing_of_ours() {
     );
     assert_seen(
         &bpf_connect(&base, "127.0.0.1", &["after:keepalive=0"]),
-        "keepalive=0 idle=60 intvl=75 cnt=4 user_timeout=0",
+        UNTOUCHED,
         "client, after connect",
     );
     let port = common::free_port();

@@ -434,6 +434,11 @@ fn check_names_variables_that_are_almost_ours() {
         let (code, _, err) = outcome(keepalive(&["--check"], &[(name, "1")]));
         assert_eq!((code, err.as_str()), (Some(0), ""), "{name}");
     }
+    // The command's own variable is ours too, not a near miss.
+    let library = library();
+    let env = [(COMMAND_VARIABLE, library.to_str().unwrap())];
+    let (code, _, err) = outcome(keepalive(&["--check"], &env));
+    assert_eq!((code, err.as_str()), (Some(0), ""), "{COMMAND_VARIABLE}");
 }
 
 #[test]

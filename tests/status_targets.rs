@@ -1,8 +1,11 @@
 //! `keepalive --status` against targets that work against it: a process
 //! whose names and environment hold control characters, a process that is
-//! gone by the time it is read, and cgroup trees that change while they are
-//! walked or are deeper than PATH_MAX (a directory tree of the same shape
-//! as a cgroup hierarchy: `cgroup.procs` files in nested directories).
+//! gone by the time it is read, exits while it is read or whose PID is
+//! reused meanwhile (strace holds one of the command's system calls, in a
+//! PID namespace of the test's own), and cgroup trees that change while
+//! they are walked or are deeper than PATH_MAX (a directory tree of the
+//! same shape as a cgroup hierarchy: `cgroup.procs` files in nested
+//! directories).
 
 mod common;
 
@@ -129,6 +132,116 @@ fn a_process_that_is_gone_is_no_process_not_a_permission_problem() {
         format!("keepalive: no process {pid}\n")
     );
     assert_eq!(common::stdout(&output), "");
+}
+
+/// A target that holds a listener and two connections, each with
+/// TCP_KEEPIDLE = argv[1]; it writes argv[2] when ready.
+const HOLDER: &str = r#"
+import socket, sys, time
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+for s in (l, c, a):
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, int(sys.argv[1]))
+open(sys.argv[2], "w").write("ready")
+time.sleep(60)
+"#;
+
+/// A PID reused while `--status` runs: in a PID namespace of its own,
+/// process A (a copy of python3 named procA, idle 7200) is inspected;
+/// strace holds the command's `pidfd_open` for 5 s, during which A is
+/// killed and process B (procB, idle 77) is made to get A's PID. Whatever
+/// the command shows must be one process: procB with idle 77, or procA
+/// with 7200, or "no process". (Reading /proc first and opening the pidfd
+/// last showed procA with B's sockets, and exit status 0.)
+#[test]
+fn a_pid_reused_during_the_read_never_mixes_two_processes() {
+    let scratch = Scratch::new("reuse");
+    for name in ["procA", "procB"] {
+        std::fs::copy("/usr/bin/python3", scratch.0.join(name)).unwrap();
+    }
+    std::fs::write(scratch.0.join("holder.py"), HOLDER).unwrap();
+    let script = format!(
+        r#"cd {dir}
+./procA holder.py 7200 readyA & A=$!
+until [ -e readyA ]; do sleep 0.05; done
+strace -o /dev/null -e inject=pidfd_open:delay_enter=5s {keepalive} --status $A --json >out 2>err & S=$!
+sleep 2
+kill -9 $A; wait $A 2>/dev/null
+echo $((A - 1)) > /proc/sys/kernel/ns_last_pid
+./procB holder.py 77 readyB & B=$!
+[ "$A" = "$B" ] || echo "PID not reused: $A $B" >&2
+wait $S; echo $? >code
+kill $B
+"#,
+        dir = scratch.0.display(),
+        keepalive = common::keepalive_command().display(),
+    );
+    let mut cmd = common::command("unshare", false, &[]);
+    cmd.args(["--pid", "--fork", "--mount-proc", "bash", "-c", &script]);
+    let output = common::run(cmd, Duration::from_secs(60));
+    assert_eq!(
+        common::stderr(&output),
+        "",
+        "strace: apt-get install -y strace"
+    );
+    let read = |file: &str| std::fs::read_to_string(scratch.0.join(file)).unwrap();
+    let (code, out, err) = (read("code"), read("out"), read("err"));
+    if code.trim() == "1" {
+        assert!(err.starts_with("keepalive: no process "), "{err}");
+        return;
+    }
+    assert_eq!(code.trim(), "0", "{err}");
+    let idle = if out.contains("\"exe\":\"") && out.contains("/procB\",") {
+        77
+    } else {
+        assert!(out.contains("/procA\","), "{out}");
+        7200
+    };
+    let shown: Vec<&str> = out.split("\"idle\":").skip(2).collect();
+    assert_eq!(shown.len(), 3, "{out}");
+    for value in shown {
+        assert!(value.starts_with(&format!("{idle},")), "mixed: {out}");
+    }
+}
+
+/// A target that exits while `--status` reads it (strace holds one of
+/// the command's system calls while the test kills and reaps it): "no
+/// process", exit status 1, nothing on stdout. (It was shown as a process
+/// with an unknown executable and no sockets, exit status 0.)
+#[test]
+fn a_target_that_exits_mid_read_is_no_process() {
+    let scratch = Scratch::new("exits");
+    std::fs::copy("/usr/bin/python3", scratch.0.join("procA")).unwrap();
+    std::fs::write(scratch.0.join("holder.py"), HOLDER).unwrap();
+    // Listing its descriptors; copying its first socket.
+    for held in ["getdents64", "pidfd_getfd"] {
+        let _ = std::fs::remove_file(scratch.0.join("readyA"));
+        let script = format!(
+            r#"cd {dir}
+./procA holder.py 7200 readyA & A=$!
+until [ -e readyA ]; do sleep 0.05; done
+strace -o /dev/null -e inject={held}:delay_enter=3s:when=1 {keepalive} --status $A >out 2>err & S=$!
+sleep 1.5
+kill -9 $A; wait $A 2>/dev/null
+wait $S; echo $? >code
+"#,
+            dir = scratch.0.display(),
+            keepalive = common::keepalive_command().display(),
+        );
+        let mut cmd = common::command("unshare", false, &[]);
+        cmd.args(["--pid", "--fork", "--mount-proc", "bash", "-c", &script]);
+        let output = common::run(cmd, Duration::from_secs(60));
+        assert_eq!(
+            common::stderr(&output),
+            "",
+            "strace: apt-get install -y strace"
+        );
+        let read = |file: &str| std::fs::read_to_string(scratch.0.join(file)).unwrap();
+        let err = read("err");
+        assert_eq!(read("code").trim(), "1", "{held}: {err}{}", read("out"));
+        assert!(err.starts_with("keepalive: no process "), "{held}: {err}");
+        assert_eq!(read("out"), "", "{held}");
+    }
 }
 
 /// Writes `cgroup.procs` holding `pids` into `directory`.

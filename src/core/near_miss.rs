@@ -18,6 +18,15 @@ use std::fmt;
 /// names of) use.
 const PREFIXES: [&str; 4] = ["LIBKEEPALIVE_", "DD_TCP_KEEP", "KEEPALIVE_", "TCP_KEEP"];
 
+/// This project's other variables, read by the `keepalive` command and the
+/// scripts, not by the library: they share the prefix but are no mistake.
+const OURS_ELSEWHERE: [&str; 4] = [
+    "KEEPALIVE_LIB",
+    "KEEPALIVE_BUILD",
+    "KEEPALIVE_BULLSEYE_CACHE",
+    "KEEPALIVE_DEBIAN_MIRROR",
+];
+
 /// Words in a prefixed name that say which setting was meant.
 const HINTS: [(&str, Setting); 17] = [
     ("USER_TIMEOUT", Setting::UserTimeout),
@@ -81,6 +90,7 @@ pub fn check(name: &[u8]) -> Option<NearMiss<'_>> {
         b'K' | b'T' | b'D' | b'L'
     ) || name.len() > LONGEST
         || NAMES.iter().any(|ours| ours.as_bytes() == name)
+        || OURS_ELSEWHERE.iter().any(|ours| ours.as_bytes() == name)
     {
         return None;
     }
@@ -214,6 +224,8 @@ mod tests {
             "K",
             "",
             "keepalived_conf",
+            "KEEPALIVE_LIB",
+            "KEEPALIVE_BUILD",
         ] {
             assert_eq!(meant(name), None, "{name}");
         }

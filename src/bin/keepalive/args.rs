@@ -142,13 +142,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Str
             }
             continue;
         }
-        // The kernel-side mode: --attach/--detach name a cgroup directory.
+        // The kernel-side mode: --attach/--detach name a cgroup directory
+        // or a systemd unit.
         if name == "--attach" || name == "--detach" {
             let directory = match inline_value {
                 Some(value) => OsString::from_vec(value),
                 None => args
                     .next()
-                    .ok_or_else(|| format!("{name} needs a cgroup directory"))?,
+                    .ok_or_else(|| format!("{name} needs a cgroup directory or unit"))?,
             };
             cgroup_action = Some((name == "--attach", directory));
             continue;
@@ -583,7 +584,7 @@ mod tests {
         );
         assert_eq!(
             parse_words(&["--attach"]).unwrap_err(),
-            "--attach needs a cgroup directory"
+            "--attach needs a cgroup directory or unit"
         );
         assert!(parse_words(&["--attach", "/c", "prog"])
             .unwrap_err()

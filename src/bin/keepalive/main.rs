@@ -47,8 +47,8 @@ const USAGE: &str = "\
 Usage: keepalive [OPTIONS] [--] PROGRAM [ARGS...]
        keepalive [OPTIONS] --check [PROGRAM]
        keepalive --bpf [OPTIONS] [--] PROGRAM [ARGS...]
-       keepalive --attach CGROUP_DIR [OPTIONS]
-       keepalive --detach CGROUP_DIR
+       keepalive --attach CGROUP_DIR|UNIT [OPTIONS]
+       keepalive --detach CGROUP_DIR|UNIT
        keepalive --status PID|CGROUP-DIR|UNIT [--json]
        keepalive --status --all [--path NAME] [--json]
        keepalive --agent [OPTIONS] [--quiet] [--persist] [--ready FILE] [CGROUP_DIR]
@@ -90,10 +90,13 @@ Options:
                        cgroup v2 with an eBPF program that sets the options on
                        every TCP connection, whatever PROGRAM is built with
                        (static, Go, io_uring); the cgroup is removed afterwards
-  --attach CGROUP_DIR  kernel-side mode for an existing cgroup v2 (a service's,
-                       a container's), kept after keepalive exits; again on the
-                       same cgroup: update its settings
-  --detach CGROUP_DIR  remove it
+  --attach CGROUP_DIR|UNIT
+                       kernel-side mode for an existing cgroup v2 (a service's,
+                       a container's; or a running systemd unit's), kept after
+                       keepalive exits; again on the same cgroup: update its
+                       settings
+  --detach CGROUP_DIR|UNIT
+                       remove it
   --status TARGET      what the library does in a running process: whether it is
                        loaded (and a warning if LD_PRELOAD names it but ld.so
                        failed), the settings it started with, and every TCP
@@ -146,8 +149,20 @@ fn main() -> ExitCode {
             Ok(value) => bpf::run(&value, &program, &args),
             Err(code) => code,
         },
-        Action::Attach { cgroup } => attach_cgroup(&overrides, Path::new(&cgroup)),
-        Action::Detach { cgroup } => detach_cgroup(Path::new(&cgroup)),
+        Action::Attach { cgroup } => match unit::attach_target(&cgroup) {
+            Ok(directory) => attach_cgroup(&overrides, &directory),
+            Err(message) => {
+                output::warn(&format!("keepalive: {message}"));
+                ExitCode::from(FAILED)
+            }
+        },
+        Action::Detach { cgroup } => match unit::attach_target(&cgroup) {
+            Ok(directory) => detach_cgroup(&directory),
+            Err(message) => {
+                output::warn(&format!("keepalive: {message}"));
+                ExitCode::from(FAILED)
+            }
+        },
         Action::Agent {
             cgroup,
             quiet,

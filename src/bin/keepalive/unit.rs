@@ -44,6 +44,15 @@ pub fn cgroup_directory(unit: &str, v2_only: bool) -> Result<PathBuf, String> {
         })
 }
 
+/// The cgroup v2 directory `--attach` and `--detach` name: a directory,
+/// or a systemd unit's control group.
+pub fn attach_target(target: &std::ffi::OsStr) -> Result<PathBuf, String> {
+    match target.to_str().filter(|text| is_unit_name(text)) {
+        Some(unit) => cgroup_directory(unit, true),
+        None => Ok(PathBuf::from(target)),
+    }
+}
+
 /// The innermost `.service` in the paths of a `/proc/PID/cgroup` file
 /// (`ID:CONTROLLERS:PATH` lines, v1 and v2).
 pub fn in_cgroups(text: &str) -> Option<String> {

@@ -1,7 +1,7 @@
 //! A small typed assembler for eBPF instructions (the kernel's
 //! Documentation/bpf/standardization/instruction-set.rst): registers, sizes
 //! and jumps are Rust types, and jump targets are labels resolved at the end,
-//! so the programs in `program.rs` read like annotated assembly.
+//! so the programs in `program/` read like annotated assembly.
 
 /// One 8-byte instruction as the kernel reads it (`struct bpf_insn`).
 #[repr(C)]

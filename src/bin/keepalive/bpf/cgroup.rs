@@ -149,7 +149,20 @@ impl Child {
     }
 }
 
-/// Removes the empty `keepalive.*` cgroups under `parent`: left by a run
+/// `keepalive.PID.START[.N]`: made under the lock. (`keepalive.PID`, made
+/// by versions without it, may be empty while its run is starting.)
+fn is_ours(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('.').collect();
+    (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the empty `keepalive.PID.START` cgroups under `parent`: left by a run
 /// killed with SIGKILL (the OOM killer, a stop timeout). Called with the
 /// shared lock held, under which every live run's cgroup holds its PROGRAM:
 /// an empty one is stale, or its run is removing it itself.
@@ -159,10 +172,7 @@ pub fn remove_stale(parent: &Path) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let ours = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.starts_with(PREFIX));
+        let ours = entry.file_name().to_str().is_some_and(is_ours);
         let empty = std::fs::read_to_string(path.join("cgroup.procs"))
             .is_ok_and(|procs| procs.trim().is_empty());
         if ours && empty {
@@ -248,6 +258,19 @@ mod tests {
             find_mount("41 31 0:38 / /mnt/a\\040b rw - cgroup2 cgroup2 rw\n"),
             Some(PathBuf::from("/mnt/a b"))
         );
+    }
+
+    #[test]
+    fn only_our_names_are_cleaned_up() {
+        assert!(is_ours("keepalive.1.2936893"));
+        assert!(is_ours("keepalive.42.7.1"));
+        assert!(
+            !is_ours("keepalive.42"),
+            "an older version's, maybe starting"
+        );
+        assert!(!is_ours("keepalive.1.x"));
+        assert!(!is_ours("keepalive-bench-3"));
+        assert!(!is_ours("system.slice"));
     }
 
     #[test]

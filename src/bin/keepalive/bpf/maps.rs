@@ -1,6 +1,6 @@
 //! The settings as the kernel-side program reads them: one value of a
 //! one-entry array map, laid out here and read at the same offsets by
-//! `program.rs`. Built from the library's own `Policy`, so `--bpf` applies
+//! `program/sock_ops.rs`. Built from the library's own `Policy`, so `--bpf` applies
 //! exactly the options the preloaded library would (same plans, same rule
 //! order, same `auto`).
 //!

@@ -14,6 +14,8 @@
 //! | 1 | `STATE`: `DECIDED`, `OVERRIDDEN` |
 //! | 2 | `OURS`: bit i = we set `OPTIONS[i]` |
 //! | 3..8 | `VALUES`: the value we set for each option |
+//! | 8 | `KNOWN`: bit i = `PREVIOUS` holds what `OPTIONS[i]` was before we set it |
+//! | 9..12 | `PREVIOUS`: idle, interval and count before we set them |
 //!
 //! The map clones records into accepted sockets, so what a server set on
 //! its listener is what its connections were set.
@@ -24,7 +26,10 @@ pub const OWNER: i16 = 0;
 pub const STATE: i16 = 4;
 pub const OURS: i16 = 8;
 pub const VALUES: i16 = 12;
-pub const SIZE: u32 = 32;
+pub const KNOWN: i16 = 32;
+/// `PREVIOUS` + 4 x (i - 1) for `OPTIONS[i]`, i in 1..=3 (the timers).
+pub const PREVIOUS: i16 = 36;
+pub const SIZE: u32 = 48;
 
 /// In `OWNER`, beside the option bits.
 pub const OWNER_KEEPALIVE_ON: u32 = 1 << 5;
