@@ -108,6 +108,11 @@ install -d "$root/usr/share/doc/keepalive"
 sed "s|/usr/local/lib/libkeepalive.so|/usr/lib64/libkeepalive.so|g" \
     scripts/systemd/keepalive.conf >"$root/usr/share/doc/keepalive/keepalive.conf"
 install -m 0644 README.md LICENSE "$root/usr/share/doc/keepalive/"
+agent_unit=""
+if [ -f scripts/systemd/keepalive-agent.service ]; then
+    install -m 0644 scripts/systemd/keepalive-agent.service "$root/usr/share/doc/keepalive/"
+    agent_unit=/usr/share/doc/keepalive/keepalive-agent.service
+fi
 cat >"$stage/rpm/keepalive.spec" <<EOF
 Name: keepalive
 Version: $version
@@ -140,6 +145,7 @@ cp -a "$root/." "%{buildroot}/"
 %dir /usr/share/doc/keepalive
 /usr/share/doc/keepalive/keepalive.conf
 /usr/share/doc/keepalive/README.md
+$agent_unit
 %license /usr/share/doc/keepalive/LICENSE
 EOF
 rpmbuild -bb --quiet \
