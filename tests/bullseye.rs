@@ -5,8 +5,9 @@
 //! /dev/tcp, perl) with `LD_PRELOAD=libkeepalive.so` by bare name; their
 //! connections are read with `ss` from outside (the root shares this
 //! machine's network). Also `keepalive --check`, `keepalive -- PROG`,
-//! `keepalive --status`, a bad value's one line, and the developer build (GLIBC_2.34), which ld.so
-//! refuses there and the command therefore refuses to start PROG with.
+//! `keepalive --status`, a bad value's one line, and the developer build
+//! (GLIBC_2.34), which ld.so refuses there and the command therefore
+//! refuses to start PROG with.
 //!
 //! The cached root is never changed: each test works in an overlay of its
 //! own (lower: the cache; upper: a scratch directory), mounted with /proc in
