@@ -19,6 +19,17 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=KEEPALIVE_LIBGCC_S");
     let Some(libgcc_s) = env::var_os("KEEPALIVE_LIBGCC_S") else {
+        // cargo-zigbuild's linker wrapper is named zigcc-...: a zig build
+        // made without build-portable.sh gets zig's unwinder.
+        let linker = env::var("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER")
+            .or_else(|_| env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER"));
+        if linker.is_ok_and(|linker| linker.contains("zigcc")) {
+            println!(
+                "cargo:warning=built with zig but without KEEPALIVE_LIBGCC_S: the library gets \
+                 zig's unwinder, which crashes a thread cancelled inside a hook; \
+                 build with scripts/build-portable.sh"
+            );
+        }
         return;
     };
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
