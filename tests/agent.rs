@@ -645,9 +645,10 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
     let agent = Agent::start(&node.path, &["--idle", "40"]);
     let covered = node.child("covered");
     let port = peer();
-    let start = |cgroup: Option<&TestCgroup>| {
+    let start = |cgroup: Option<&TestCgroup>, words: &[&str]| {
         let mut cmd = Command::new(probe());
         cmd.args(["connect", "127.0.0.1", &port.to_string(), "hold=8000"]);
+        cmd.args(words);
         if let Some(cgroup) = cgroup {
             cgroup.enter(&mut cmd);
         }
@@ -655,8 +656,10 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
         process.wait_stdout("connected", PROMPT).unwrap();
         process
     };
-    let inside = start(Some(&covered));
-    let outside = start(None);
+    let inside = start(Some(&covered), &[]);
+    let outside = start(None, &[]);
+    // Its own idle, set before connect(): the program wins, and says so.
+    let own_idle = start(Some(&covered), &["idle=300"]);
     let mut cmd = keepalive();
     cmd.args(["--status", "--all", "--path", "aws-nlb", "--json"]);
     let out = common::run(cmd, PROMPT);
@@ -679,6 +682,14 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
         "{row}"
     );
     assert!(row.contains("\"at_risk\":false"), "{row}");
+    let row = row_of(own_idle.id());
+    assert!(
+        row.contains(&format!(
+            "\"set_by\":\"program (its own idle; attachment {} sets 40 s)\"",
+            node.path.display()
+        )),
+        "{row}"
+    );
     let row = row_of(outside.id());
     assert!(row.contains("\"keepalive\":false"), "{row}");
     assert!(row.contains("\"at_risk\":true"), "{row}");
@@ -693,4 +704,58 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains("AT RISK: aws-nlb"), "{line}");
     drop(agent);
+}
+
+/// Workloads with the same settings share one loaded pair of programs; a
+/// later `keepalive --attach` on one of their cgroups changes that cgroup
+/// only (it replaces the pair there), never the others.
+#[test]
+fn attach_on_one_workload_leaves_the_others_sharing_its_settings() {
+    root();
+    let node = TestCgroup::top("shared");
+    let agent = Agent::start(&node.path, &["--idle", "40"]);
+    let env = [("KEEPIDLE", "33")];
+    let expected = "keepalive=1 idle=33 intvl=75 cnt=9 user_timeout=0";
+    let (first, second) = (node.child("first"), node.child("second"));
+    assert_seen(&workload(&first, &env), expected, "first");
+    assert_seen(&workload(&second, &env), expected, "second");
+    let mut cmd = keepalive();
+    cmd.arg("--attach").arg(&first.path).args(["--idle", "22"]);
+    let out = common::run(cmd, PROMPT);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!((attached(&first.path), attached(&second.path)), (2, 2));
+    let changed = "keepalive=1 idle=22 intvl=75 cnt=9 user_timeout=0";
+    assert_seen(
+        &run_workload(&first, &[], &probe(), false),
+        changed,
+        "first, changed",
+    );
+    assert_seen(
+        &run_workload(&second, &[], &probe(), false),
+        expected,
+        "second, unchanged",
+    );
+    assert_eq!(agent.stop().0, Some(0));
+}
+
+/// `--off` as the node default: nothing for workloads without variables of
+/// their own; those with them still get theirs.
+#[test]
+fn off_as_the_node_default_leaves_only_workloads_that_ask() {
+    root();
+    let node = TestCgroup::top("nodeoff");
+    let agent = Agent::start(&node.path, &["--off"]);
+    agent.wait_line(&["configured", "node default", "KEEPALIVE=off"]);
+    assert_seen(
+        &workload(&node.child("plain"), &[]),
+        UNTOUCHED,
+        "node default off",
+    );
+    let asks = node.child("asks");
+    assert_seen(
+        &workload(&asks, &[("KEEPIDLE", "33")]),
+        "keepalive=1 idle=33 intvl=75 cnt=9 user_timeout=0",
+        "its own variables",
+    );
+    assert_eq!(agent.stop().0, Some(0));
 }

@@ -3,8 +3,11 @@
 //! server, Go, an io_uring connect) get keepalive; rules, direction and "the
 //! program wins" behave as in the library; attachments compose (nested: the
 //! innermost decides, an inner "off" opts out, concurrent runs leave one
-//! pair, an attach is all or nothing); SO_KEEPALIVE=0 means nothing of ours;
-//! override replaces the program's own values. Every case is read from inside
+//! pair, an attach is all or nothing, one pinned record map across cgroup
+//! roots); SO_KEEPALIVE=0 means nothing of ours; override replaces the
+//! program's own values; and the features combined (a rule with override in
+//! a nested attachment, a preset under a node default, the library inside an
+//! attached cgroup, KEEPALIVE_PROGRAMS refused). Every case is read from inside
 //! (the probe's own getsockopt) and from outside (`ss -tnoi`'s keepalive
 //! timer). Every cgroup and attachment a test makes is removed by a Drop
 //! guard, also when it fails.
@@ -1130,13 +1133,16 @@ fn a_signal_before_program_starts_leaves_no_cgroup() {
     cmd.stdin(Stdio::null());
     let mut strace = Process::spawn(cmd, "strace keepalive --bpf");
     let children = format!("/proc/{0}/task/{0}/children", strace.id());
+    // strace forks short-lived children of its own first (its seccomp
+    // checks): the one that runs keepalive is named so.
     let keepalive_pid: u32 = wait_for(PROMPT, || {
         fs::read_to_string(&children)
             .ok()?
             .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
+            .filter_map(|pid| pid.parse().ok())
+            .find(|pid: &u32| {
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "keepalive\n")
+            })
     })
     .expect("strace started keepalive");
     // Generous: the first run of this binary builds Go and C probes beside.
@@ -1467,4 +1473,381 @@ fn go_probe_with_cgo() -> PathBuf {
             out
         })
         .clone()
+}
+
+/// The cgroup2 mount `own_cgroup()` is under.
+fn cgroup2_mount() -> PathBuf {
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    let mut mount = own_cgroup();
+    for _ in Path::new(path).components().skip(1) {
+        mount.pop();
+    }
+    mount
+}
+
+/// Where every attachment of ours finds the one socket record map.
+const PIN: &str = "/sys/fs/bpf/keepalive/keepalive_sk";
+
+/// The id of the map pinned at PIN, read with tests/c/bpfquery.c.
+fn pinned_map_id() -> String {
+    let mut cmd = Command::new(build_c("bpfquery", "bpfquery", &[]));
+    cmd.args(["--pinned", PIN]);
+    let out = common::run(cmd, PROMPT);
+    assert!(out.status.success(), "no pin: {}", common::stderr(&out));
+    let line = common::stdout(&out);
+    assert!(line.contains("keepalive_sk"), "{line}");
+    line.split_whitespace().next().unwrap().to_string()
+}
+
+/// The ids of the maps each of our programs on `cgroup` uses, one list a
+/// program.
+fn our_programs_maps(cgroup: &Path) -> Vec<Vec<String>> {
+    let mut cmd = Command::new(build_c("bpfquery", "bpfquery", &[]));
+    cmd.arg(cgroup).arg("maps");
+    let out = common::run(cmd, PROMPT);
+    assert!(out.status.success(), "bpfquery: {}", common::stderr(&out));
+    common::stdout(&out)
+        .lines()
+        .filter(|l| l.starts_with("keepalive_"))
+        .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
+        .collect()
+}
+
+/// An empty directory of the test's, removed on drop: the mount points of
+/// mount namespaces the test makes (their mounts go with the namespace).
+struct MountPoint(PathBuf);
+
+impl MountPoint {
+    fn new(role: &str) -> MountPoint {
+        let path = std::env::temp_dir().join(format!("ka19-{role}-{}", std::process::id()));
+        fs::create_dir_all(&path).unwrap();
+        MountPoint(path)
+    }
+}
+
+impl Drop for MountPoint {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// `keepalive --attach INNER_DIR OPTIONS` run in a cgroup namespace rooted
+/// at `root` (its own cgroup2 mount at `mount`, so its own cgroup2 root and
+/// lock), in a mount namespace of its own; `inner` is the target's path in it.
+fn attach_from_a_cgroup_namespace(
+    mount: &Path,
+    root: &TestCgroup,
+    inner: &str,
+    options: &[&str],
+) -> Command {
+    let mut cmd = common::command("unshare", false, &[]);
+    cmd.args(["-C", "-m", "--propagation", "private", "sh", "-c"]);
+    cmd.arg(r#"mount -t cgroup2 none "$1" && shift && exec "$@""#);
+    cmd.arg("sh")
+        .arg(mount)
+        .arg(env!("CARGO_BIN_EXE_keepalive"));
+    cmd.arg("--attach").arg(mount.join(inner)).args(options);
+    root.enter(&mut cmd);
+    cmd
+}
+
+/// Runs from different cgroup2 roots (a container's cgroup namespace and
+/// the host's: different cgroup locks) share the one socket record map: it
+/// is pinned in bpffs, mounted at /sys/fs/bpf if it was not, and made under
+/// a lock in bpffs. Attached at once from several roots, every program of
+/// ours uses the pinned map, so nesting across them holds.
+#[test]
+fn the_shared_map_is_pinned_and_shared_across_cgroup_roots() {
+    root();
+    let host = TestCgroup::top("pin-host");
+    host.attach(&["--idle", "25"]);
+    let out = common::run(
+        {
+            let mut cmd = Command::new("stat");
+            cmd.args(["-f", "-c", "%T", "/sys/fs/bpf"]);
+            cmd
+        },
+        PROMPT,
+    );
+    assert_eq!(
+        common::stdout(&out).trim(),
+        "bpf_fs",
+        "bpffs at /sys/fs/bpf"
+    );
+    let pinned = pinned_map_id();
+    let mount = MountPoint::new("cgroup2");
+    let roots: Vec<TestCgroup> = (0..3).map(|_| TestCgroup::top("pin-root")).collect();
+    let inner: Vec<TestCgroup> = roots
+        .iter()
+        .map(|root| TestCgroup::new(&root.path, "pod"))
+        .collect();
+    let mut runs = Vec::new();
+    for (root, pod) in roots.iter().zip(&inner) {
+        let name = pod.path.file_name().unwrap().to_str().unwrap();
+        let mut cmd = attach_from_a_cgroup_namespace(&mount.0, root, name, &["--idle", "31"]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        runs.push(cmd.spawn().unwrap());
+        let mut cmd = keepalive();
+        cmd.arg("--attach").arg(&root.path).args(["--idle", "61"]);
+        cmd.stderr(Stdio::piped());
+        runs.push(cmd.spawn().unwrap());
+    }
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
+    for cgroup in std::iter::once(&host).chain(&roots).chain(&inner) {
+        let programs = our_programs_maps(&cgroup.path);
+        assert_eq!(programs.len(), 2, "{}", cgroup.path.display());
+        for maps in programs {
+            assert!(
+                maps.contains(&pinned),
+                "{}: maps {maps:?}, pinned {pinned}",
+                cgroup.path.display()
+            );
+        }
+    }
+    // Nesting across the roots holds: the pod's attachment, made from the
+    // container's root, decides; its outer one, made from the host's,
+    // leaves the connection to it.
+    assert_seen(
+        &connect_in(&inner[0], &["keepalive=1"]),
+        "keepalive=1 idle=31 intvl=75 cnt=9 user_timeout=0",
+        "inner attachment made from a cgroup namespace",
+    );
+    assert_eq!(pinned_map_id(), pinned, "the pin stays");
+}
+
+/// Where bpffs cannot be mounted (no /sys/fs/bpf: here /sys is unmounted
+/// in a mount namespace of the test's), the attach still works, finds the
+/// shared map by name, and says why in one line.
+#[test]
+fn without_bpffs_the_map_is_found_by_name_and_the_line_says_why() {
+    root();
+    let host = TestCgroup::top("nobpffs-host");
+    host.attach(&["--idle", "25"]); // makes sure the pin exists
+    let pinned = pinned_map_id();
+    let cgroup = TestCgroup::top("nobpffs");
+    let relative = cgroup.path.strip_prefix(cgroup2_mount()).unwrap();
+    let mount = MountPoint::new("nobpffs");
+    let mount = &mount.0;
+    let mut cmd = common::command("unshare", false, &[]);
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"]);
+    cmd.arg(r#"mount --bind "$1" "$2" && umount -l /sys && shift 2 && exec "$@""#);
+    cmd.arg("sh").arg(cgroup2_mount()).arg(mount);
+    cmd.arg(env!("CARGO_BIN_EXE_keepalive"))
+        .arg("--attach")
+        .arg(mount.join(relative))
+        .args(["--idle", "41"]);
+    let out = common::run(cmd, PROMPT);
+    let err = common::stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("bpffs is not mounted at /sys/fs/bpf and cannot be")
+            && err.contains("found by its name"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.contains("cannot be")).count(),
+        1,
+        "{err}"
+    );
+    for maps in our_programs_maps(&cgroup.path) {
+        assert!(maps.contains(&pinned), "maps {maps:?}, pinned {pinned}");
+    }
+    assert_seen(
+        &connect_in(&cgroup, &[]),
+        "keepalive=1 idle=41 intvl=75 cnt=9 user_timeout=0",
+        "attached without bpffs",
+    );
+}
+
+/// A probe `connect`ing from inside `cgroup` to a fresh peer on `address`
+/// with `words`: the static one, or with `preload` the dynamic build with
+/// the library preloaded and `env` (our variables only from there).
+fn connect_from(
+    cgroup: &TestCgroup,
+    address: &str,
+    words: &[&str],
+    preload: Option<&[(&str, &str)]>,
+) -> Seen {
+    let port = peer(address);
+    let mut cmd = match preload {
+        None => common::command(probe(), false, &[]),
+        Some(env) => common::command(build_c("bpfprobe", "bpfprobe-dynamic", &[]), true, env),
+    };
+    cmd.args(["connect", address, &port.to_string(), HOLD])
+        .args(words);
+    cgroup.enter(&mut cmd);
+    observe(cmd, port)
+}
+
+/// Features combined: a rule with `override=on` in a workload's attachment
+/// nested under a node-wide one. The rule's connections get the rule's
+/// values over the program's own (before and after connect), the others
+/// the inner attachment's with the program's own idle kept, and nothing of
+/// the outer one (its user timeout) reaches either.
+#[test]
+fn a_rule_with_override_in_a_nested_attachment_under_a_node_default() {
+    root();
+    let node = TestCgroup::top("combo-node");
+    let pod = TestCgroup::new(&node.path, "pod");
+    node.attach(&["--idle", "100", "--user-timeout", "7000"]);
+    pod.attach(&[
+        "--idle",
+        "40",
+        "--rule",
+        "net=127.0.0.2:idle=20,cnt=3,override=on",
+    ]);
+    assert_seen(
+        &connect_from(&pod, "127.0.0.2", &["idle=77", "after:idle=78"], None),
+        "keepalive=1 idle=20 intvl=75 cnt=3 user_timeout=0",
+        "the rule's connection, the program's own idle overridden",
+    );
+    assert_seen(
+        &connect_from(&pod, "127.0.0.1", &["idle=77"], None),
+        "keepalive=1 idle=77 intvl=75 cnt=9 user_timeout=0",
+        "another connection: the inner global settings, the program's idle wins",
+    );
+    assert_seen(
+        &connect_from(&node, "127.0.0.2", &[], None),
+        "keepalive=1 idle=100 intvl=75 cnt=9 user_timeout=7000",
+        "outside the pod: the node default, no rule",
+    );
+}
+
+/// Features combined: a preset (`--path`) on a workload's attachment under
+/// a node default: the preset's timers apply there, also to a program that
+/// sets SO_KEEPALIVE=1 itself, and the node default elsewhere.
+#[test]
+fn a_preset_on_an_inner_attachment_under_an_outer_default() {
+    root();
+    let node = TestCgroup::top("preset-node");
+    let pod = TestCgroup::new(&node.path, "pod");
+    node.attach(&["--idle", "300"]);
+    pod.attach(&["--path", "aws-nlb"]);
+    let preset = "keepalive=1 idle=100 intvl=30 cnt=5 user_timeout=0";
+    assert_seen(
+        &connect_from(&pod, "127.0.0.1", &[], None),
+        preset,
+        "aws-nlb",
+    );
+    assert_seen(
+        &connect_from(&pod, "127.0.0.1", &["keepalive=1"], None),
+        preset,
+        "aws-nlb, the program's own SO_KEEPALIVE=1",
+    );
+    assert_seen(
+        &connect_from(&node, "127.0.0.1", &[], None),
+        "keepalive=1 idle=300 intvl=75 cnt=9 user_timeout=0",
+        "the node default",
+    );
+}
+
+/// Features combined: the library preloaded into a C program inside an
+/// attached cgroup, override on one side only. To the attachment the
+/// library's calls are the program's own (they come from inside the
+/// process), so the result is that of "the program wins" with the library
+/// as the program: the attachment's override beats the library's values;
+/// without it the library's values stand (its own override included), and
+/// the attachment sets the options neither set.
+#[test]
+fn the_library_inside_an_attachment_with_override_on_one_side() {
+    root();
+    let cgroup = TestCgroup::top("preload-override");
+    let words = ["idle=77", "after:idle=78"];
+    cgroup.attach(&["--idle", "20", "--count", "3", "--override"]);
+    assert_seen(
+        &connect_from(
+            &cgroup,
+            "127.0.0.1",
+            &words,
+            Some(&[("KEEPIDLE", "60"), ("KEEPCNT", "5")]),
+        ),
+        "keepalive=1 idle=20 intvl=75 cnt=3 user_timeout=0",
+        "the attachment overrides, the library does not: the attachment's values",
+    );
+    cgroup.attach(&["--idle", "20", "--count", "3"]);
+    assert_seen(
+        &connect_from(
+            &cgroup,
+            "127.0.0.1",
+            &words,
+            Some(&[("KEEPIDLE", "60"), ("KEEPALIVE_OVERRIDE", "on")]),
+        ),
+        "keepalive=1 idle=60 intvl=75 cnt=3 user_timeout=0",
+        "the library overrides, the attachment does not: the library's idle, the \
+         attachment's count",
+    );
+    assert_seen(
+        &connect_from(&cgroup, "127.0.0.1", &words, Some(&[("KEEPIDLE", "60")])),
+        "keepalive=1 idle=78 intvl=75 cnt=3 user_timeout=0",
+        "neither overrides: the program's own idle",
+    );
+}
+
+/// Features combined: KEEPALIVE_PROGRAMS in the environment of `--attach`
+/// on a workload under a node default is refused (exit 125, one line),
+/// attaches nothing, and leaves the node default in force there.
+#[test]
+fn keepalive_programs_under_attach_is_refused_in_a_nested_cgroup() {
+    root();
+    let node = TestCgroup::top("programs-node");
+    let pod = TestCgroup::new(&node.path, "pod");
+    node.attach(&["--idle", "50"]);
+    let mut cmd = keepalive();
+    cmd.env("KEEPALIVE_PROGRAMS", "redis-server")
+        .arg("--attach")
+        .arg(&pod.path)
+        .args(["--idle", "5"]);
+    let out = common::run(cmd, PROMPT);
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("KEEPALIVE_PROGRAMS"), "{err}");
+    assert_eq!(attached_programs(&pod.path), 0);
+    assert_seen(
+        &connect_from(&pod, "127.0.0.1", &[], None),
+        "keepalive=1 idle=50 intvl=75 cnt=9 user_timeout=0",
+        "the node default, nothing of the refused attach",
+    );
+}
+
+/// Concurrent `--attach` on one cgroup from different cgroup2 roots (the
+/// host's, and a cgroup namespace's such as a container's: different
+/// cgroup locks) still leave exactly one pair of ours: they also take the
+/// lock in bpffs, which does not depend on the cgroup2 root.
+#[test]
+fn concurrent_attaches_from_different_cgroup_roots_leave_one_pair() {
+    root();
+    let mount = MountPoint::new("cgroup2-one-pair");
+    let outer = TestCgroup::top("one-pair-root");
+    let target = TestCgroup::new(&outer.path, "target");
+    let name = target.path.file_name().unwrap().to_str().unwrap();
+    let runs: Vec<_> = (0..8)
+        .map(|i| {
+            let idle = (20 + i).to_string();
+            let mut cmd = if i % 2 == 0 {
+                attach_from_a_cgroup_namespace(&mount.0, &outer, name, &["--idle", &idle])
+            } else {
+                let mut cmd = keepalive();
+                cmd.arg("--attach")
+                    .arg(&target.path)
+                    .args(["--idle", &idle]);
+                cmd
+            };
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    }
+    assert_eq!(
+        attached_programs(&target.path),
+        2,
+        "one sock_ops and one setsockopt"
+    );
 }

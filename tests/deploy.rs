@@ -5,6 +5,8 @@
 //! (systemd-analyze verify). Each validator is first shown a broken file, so
 //! a validator that accepts anything fails the test.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -285,7 +287,9 @@ fn node_agent_manifest_asks_for_least_privilege_and_valid_settings() {
         })
         .collect();
     assert!(!data.is_empty());
-    let mut check = Command::new(env!("CARGO_BIN_EXE_keepalive"));
+    // The command that ships, beside its library: --check also says
+    // whether the library loads, and fails when it is not found.
+    let mut check = Command::new(common::keepalive_command());
     check.arg("--check");
     for (name, value) in &data {
         assert!(

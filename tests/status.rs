@@ -52,10 +52,30 @@ fn target_script() -> PathBuf {
 
 /// The Python target, started with `preload` as LD_PRELOAD (if any) and `env`.
 fn start(preload: Option<&Path>, env: &[(&str, &str)], own_idle: Option<u32>) -> Process {
+    start_in(None, preload, env, own_idle)
+}
+
+/// The same, started inside `cgroup` (it joins between fork and exec).
+fn start_in(
+    cgroup: Option<&Path>,
+    preload: Option<&Path>,
+    env: &[(&str, &str)],
+    own_idle: Option<u32>,
+) -> Process {
     // Both builds first: a release build on a busy machine must not eat
     // into the target's start-up deadline.
     common::keepalive_command();
     let mut cmd = common::command("/usr/bin/python3", false, env);
+    if let Some(cgroup) = cgroup {
+        use std::io::Write;
+        use std::os::unix::process::CommandExt;
+        let mut procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(cgroup.join("cgroup.procs"))
+            .unwrap();
+        // SAFETY: one write(2) between fork and exec, no allocation.
+        unsafe { cmd.pre_exec(move || procs.write_all(b"0")) };
+    }
     if let Some(preload) = preload {
         cmd.env("LD_PRELOAD", preload);
     }
@@ -437,6 +457,17 @@ fn the_programs_own_idle_is_what_status_reports() {
         .map(|c| c.get("idle").number())
         .collect();
     assert_eq!(idles, [60, 60, 77]);
+    // Who set each: the library, but the program's own idle after accept.
+    let who: Vec<&str> = report
+        .get("connections")
+        .list()
+        .iter()
+        .map(|c| c.get("set_by").get("idle").text())
+        .collect();
+    assert_eq!(who, ["library", "library", "program"]);
+    let connection = &report.get("connections").list()[1];
+    assert_eq!(connection.get("set_by").get("keepalive").text(), "library");
+    assert_eq!(report.get("settings").get("from").text(), "environment");
 }
 
 #[test]
@@ -626,4 +657,110 @@ fn help_and_man_page_document_status() {
     ] {
         assert!(page.contains(word), "keepalive.1 lacks {word}");
     }
+}
+
+/// `keepalive --attach` on `cgroup` with `options`.
+fn attach(cgroup: &Path, options: &[&str]) {
+    let mut args = vec!["--attach", cgroup.to_str().unwrap()];
+    args.extend_from_slice(options);
+    let output = status(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+}
+
+/// Each connection's `set_by` for `key`, in the order of `connections`.
+fn set_by(report: &json::Value, key: &str) -> Vec<String> {
+    report
+        .get("connections")
+        .list()
+        .iter()
+        .map(|c| c.get("set_by").get(key).text().to_string())
+        .collect()
+}
+
+/// A process covered by a kernel-side attachment: `settings` are the
+/// attachment's, naming it, not its environment's (`environment` keeps
+/// those); each connection says who set each option: the attachment, the
+/// program (its own idle after accept), or, under `--override`, the
+/// attachment overriding the program. The values are the target's own
+/// getsockopt's.
+#[test]
+fn an_attached_process_shows_the_attachments_settings_and_who_set_each_option() {
+    let cgroup =
+        Cgroup(cgroup2_root().join(format!("keepalive-status-bpf-{}", std::process::id())));
+    std::fs::create_dir_all(&cgroup.0).unwrap();
+    attach(&cgroup.0, &["--idle", "25", "--count", "4"]);
+    let env = [("KEEPIDLE", "60")];
+    let process = start_in(Some(&cgroup.0), None, &env, Some(77));
+    let report = status_json(pid_of(&process));
+    assert_matches_own_view(&process, &report);
+    let settings = report.get("settings");
+    assert_eq!(settings.get("from").text(), "attachment");
+    assert_eq!(
+        settings.get("attachment").text(),
+        cgroup.0.to_str().unwrap()
+    );
+    assert_eq!(settings.get("keepalive"), &json::Value::Bool(true));
+    assert_eq!(settings.get("idle").number(), 25);
+    assert_eq!(settings.get("interval"), &json::Value::Null);
+    assert_eq!(settings.get("count").number(), 4);
+    assert_eq!(settings.get("override"), &json::Value::Bool(false));
+    assert_eq!(report.get("environment").get("idle").number(), 60);
+    assert_eq!(
+        report.get("bpf_attachment").text(),
+        cgroup.0.to_str().unwrap()
+    );
+    // The listener, the connection made, the one accepted.
+    assert_eq!(
+        set_by(&report, "keepalive"),
+        ["default", "attachment", "attachment"]
+    );
+    assert_eq!(
+        set_by(&report, "idle"),
+        ["default", "attachment", "program"]
+    );
+    assert_eq!(
+        set_by(&report, "interval"),
+        ["default", "default", "default"]
+    );
+    assert_eq!(
+        set_by(&report, "count"),
+        ["default", "attachment", "attachment"]
+    );
+    // The table for people says the same.
+    let output = status(&["--status", &pid_of(&process).to_string()]);
+    let text = common::stdout(&output);
+    let expected = format!(
+        "settings in force: the attachment on {} decides its connections: keepalive on, \
+         idle 25 s, count 4\n",
+        cgroup.0.display()
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert!(
+        text.contains(
+            "set by: keepalive attachment, idle program, interval default, count attachment"
+        ),
+        "{text}"
+    );
+    drop(process);
+
+    attach(&cgroup.0, &["--idle", "25", "--count", "4", "--override"]);
+    let process = start_in(Some(&cgroup.0), None, &env, Some(77));
+    let report = status_json(pid_of(&process));
+    assert_matches_own_view(&process, &report);
+    assert_eq!(
+        report.get("settings").get("override"),
+        &json::Value::Bool(true)
+    );
+    let idles: Vec<i64> = report
+        .get("connections")
+        .list()
+        .iter()
+        .map(|c| c.get("idle").number())
+        .collect();
+    assert_eq!(idles[1..], [25, 25], "the program's own 77 overridden");
+    assert_eq!(
+        set_by(&report, "idle"),
+        ["default", "attachment", "attachment overriding the program"]
+    );
+    drop(process);
 }

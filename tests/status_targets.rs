@@ -197,7 +197,14 @@ kill $B
         assert!(out.contains("/procA\","), "{out}");
         7200
     };
-    let shown: Vec<&str> = out.split("\"idle\":").skip(2).collect();
+    // The connections' idle values (the settings objects come before; the
+    // `set_by` objects name who set them, not a number).
+    let connections = out.split("\"connections\":").nth(1).unwrap_or_default();
+    let shown: Vec<&str> = connections
+        .split("\"idle\":")
+        .skip(1)
+        .filter(|value| value.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
     assert_eq!(shown.len(), 3, "{out}");
     for value in shown {
         assert!(value.starts_with(&format!("{idle},")), "mixed: {out}");

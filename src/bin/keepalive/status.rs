@@ -16,8 +16,10 @@ use crate::net_cgroups;
 use crate::pinned::{Failure, Pinned};
 use crate::proc::{self, TcpRow};
 use crate::sockets::{self, Options};
+use crate::status_set_by::{self, InForce, SetBy};
 use crate::unit;
 use keepalive_core::load::{self, Loaded};
+use keepalive_core::plan::KernelDefaults;
 use keepalive_core::programs;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -34,6 +36,9 @@ pub struct Connection {
     pub options: Option<Options>,
     /// The kernel's TCP table row, for the fallback: the pending timer.
     pub row: Option<TcpRow>,
+    /// Who set each option's value (`status_set_by::OPTION_KEYS` order);
+    /// `None` when the options could not be read.
+    pub set_by: Option<[SetBy; 5]>,
 }
 
 impl Connection {
@@ -77,9 +82,21 @@ pub struct ProcessStatus {
     pub connections: Vec<Connection>,
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
-    /// The cgroup whose kernel-side attachment (`--attach`, `--bpf`) covers
-    /// the process, if any.
-    pub bpf_attachment: Option<PathBuf>,
+    /// The settings in force for its connections: its environment's, or
+    /// those of the kernel-side attachment (`--attach`, `--bpf`) that
+    /// decides them.
+    pub in_force: InForce,
+}
+
+impl ProcessStatus {
+    /// The cgroup whose kernel-side attachment decides the process's
+    /// connections, if any.
+    pub fn bpf_attachment(&self) -> Option<&Path> {
+        match &self.in_force {
+            InForce::Attachment(attachment) => Some(&attachment.directory),
+            InForce::Environment => None,
+        }
+    }
 }
 
 /// Reads one process, pinned from start to finish (`pinned`).
@@ -182,11 +199,18 @@ fn read_pinned(process: &Pinned) -> Result<ProcessStatus, Failure> {
                 .to_string(),
         );
     }
-    let bpf_attachment = kernel_side_attachment(&cgroup_text, &mut notes);
+    let attachment = kernel_side_attachment(&cgroup_text, &mut notes);
     // The attachments' record of each socket: who set which option.
-    let records = bpf_attachment
+    let records = attachment
         .as_ref()
         .and_then(|_| crate::bpf::SocketRecords::open().ok().flatten());
+    let defaults = kernel_defaults();
+    let applies = !library.is_empty() && listed != Some(false) && secure != Some(true);
+    let who = WhoSet {
+        library: status_set_by::library_values(&loaded, applies, defaults),
+        kernel: status_set_by::kernel_defaults(defaults),
+        records,
+    };
 
     let rows = proc::tcp_rows(|table| process.read_optional(table));
     // Only TCP sockets are ever copied: the kernel names each socket's
@@ -200,11 +224,11 @@ fn read_pinned(process: &Pinned) -> Result<ProcessStatus, Failure> {
                     .is_some_and(|name| is_tcp_protocol(&name))
         })
         .collect();
-    let (options, refusal) = socket_options(process, &cgroup_text, &tcp, records, &mut notes);
+    let (options, refusal) = socket_options(process, &cgroup_text, &tcp, &who, &mut notes);
     let connections: Vec<Connection> = tcp
         .iter()
         .zip(options)
-        .map(|(&(fd, inode), options)| {
+        .map(|(&(fd, inode), (options, set_by))| {
             let row = rows.get(&inode).cloned();
             // Not in the table: not yet bound, connected or listening.
             let shown = row.clone().unwrap_or_else(unbound_row);
@@ -215,6 +239,7 @@ fn read_pinned(process: &Pinned) -> Result<ProcessStatus, Failure> {
                 state: shown.state.to_string(),
                 options,
                 row,
+                set_by,
             }
         })
         .collect();
@@ -235,8 +260,29 @@ fn read_pinned(process: &Pinned) -> Result<ProcessStatus, Failure> {
         connections,
         warnings,
         notes,
-        bpf_attachment,
+        in_force: attachment.map_or(InForce::Environment, InForce::Attachment),
     })
+}
+
+/// `net.ipv4.tcp_keepalive_*`, what a socket has before anyone sets one.
+fn kernel_defaults() -> KernelDefaults {
+    let read = |name, linux| check::read_sysctl(name).unwrap_or(linux);
+    KernelDefaults {
+        idle_secs: read("tcp_keepalive_time", KernelDefaults::LINUX.idle_secs),
+        interval_secs: read("tcp_keepalive_intvl", KernelDefaults::LINUX.interval_secs),
+        count: read("tcp_keepalive_probes", KernelDefaults::LINUX.count),
+    }
+}
+
+/// A socket's options and who set each, as far as they could be read.
+type SocketView = (Option<Options>, Option<[SetBy; 5]>);
+
+/// What tells who set a socket's options: the library's values (if it
+/// applies to the process), the kernel's defaults, the attachments' records.
+struct WhoSet {
+    library: Option<[Option<i64>; 5]>,
+    kernel: [i64; 5],
+    records: Option<crate::bpf::SocketRecords>,
 }
 
 /// `system.sockprotoname` of a TCP socket (MPTCP's too: keepalive applies).
@@ -251,10 +297,10 @@ fn socket_options(
     process: &Pinned,
     cgroup_text: &str,
     sockets: &[(i32, u64)],
-    records: Option<crate::bpf::SocketRecords>,
+    who: &WhoSet,
     notes: &mut Vec<String>,
-) -> (Vec<Option<Options>>, Option<String>) {
-    let none = vec![None; sockets.len()];
+) -> (Vec<SocketView>, Option<String>) {
+    let none = vec![(None, None); sockets.len()];
     if sockets.is_empty() {
         return (none, None);
     }
@@ -272,18 +318,27 @@ fn socket_options(
     };
     let copied = net_cgroups::in_targets_cgroups(cgroup_text, || {
         let mut refusal = None;
-        let options: Vec<Option<Options>> = sockets
+        let options: Vec<SocketView> = sockets
             .iter()
             .map(|&(fd, _)| match sockets::copy(pidfd.as_fd(), fd) {
                 Ok(socket) => {
                     let options = socket.options().ok();
-                    if let Some(record) = records.as_ref().and_then(|r| r.of(&socket)) {
+                    let record = who.records.as_ref().and_then(|r| r.of(&socket));
+                    if let Some(record) = record {
                         let user_timeout = options.map_or(0, |o| o.user_timeout_ms);
                         for note in record.notes(user_timeout) {
                             notes.push(format!("kernel-side mode, fd {fd}: {note}"));
                         }
                     }
-                    options
+                    let set_by = options.map(|options| {
+                        status_set_by::who_set(
+                            &options,
+                            record.as_ref(),
+                            who.library.as_ref(),
+                            &who.kernel,
+                        )
+                    });
+                    (options, set_by)
                 }
                 Err(error) => {
                     refusal.get_or_insert_with(|| {
@@ -292,7 +347,7 @@ fn socket_options(
                              permission over the process"
                         )
                     });
-                    None
+                    (None, None)
                 }
             })
             .collect();
@@ -320,7 +375,10 @@ fn is_go(pid: i32) -> bool {
 /// Whether a kernel-side attachment covers the process's cgroup; notes say
 /// which, with the settings that apply (not the library's), and the outer
 /// ones it overrules, or why it could not be told (it needs root).
-fn kernel_side_attachment(cgroup_text: &str, notes: &mut Vec<String>) -> Option<PathBuf> {
+fn kernel_side_attachment(
+    cgroup_text: &str,
+    notes: &mut Vec<String>,
+) -> Option<crate::bpf::Attachment> {
     let cgroup = crate::bpf::cgroup::own_path(cgroup_text)?;
     match crate::bpf::attachments_covering(&cgroup) {
         Ok(found) => {
@@ -338,7 +396,7 @@ fn kernel_side_attachment(cgroup_text: &str, notes: &mut Vec<String>) -> Option<
                     outer.describe()
                 ));
             }
-            Some(first.directory.clone())
+            Some(first.clone())
         }
         Err(error) => {
             notes.push(format!("kernel-side mode: could not tell ({error})"));
@@ -441,6 +499,7 @@ mod tests {
             state: String::new(),
             options: None,
             row: Some(row),
+            set_by: None,
         };
         assert_eq!(connection(row(2, "ESTABLISHED")).keepalive(), Some(true));
         assert_eq!(connection(row(0, "ESTABLISHED")).keepalive(), Some(false));

@@ -6,6 +6,7 @@
 //! descriptor is taken from any process. With `--path NAME`, connections an
 //! idle timeout on that path would drop are marked, and the exit status is 1.
 
+use crate::bpf::Attachment;
 use crate::environment::Overrides;
 use crate::sock_diag::{self, Timer};
 use crate::status_output::string as json_string;
@@ -74,28 +75,43 @@ fn holder(pid: i32) -> Holder {
     }
 }
 
-/// Who set the keepalive of a connection whose timer runs.
-fn set_by(holder: Option<&Holder>, attachments: &mut HashMap<String, String>) -> String {
+/// Who set the keepalive of a connection whose timer runs, from what can
+/// be seen without a descriptor: the innermost attachment covering the
+/// process's cgroup (with its settings as the kernel holds them), the
+/// library in its memory map, and the timer's remaining time (a next probe
+/// later than the attachment's idle means the program set its own).
+fn set_by(
+    holder: Option<&Holder>,
+    timer: Timer,
+    attachments: &mut HashMap<String, Option<Attachment>>,
+) -> String {
     let Some(holder) = holder else {
         return "unknown (no process holds it)".to_string();
     };
-    let attachment = attachments
+    // The innermost attachment decides (bpf/inspect.rs lists it first).
+    let innermost = attachments
         .entry(holder.cgroup.clone())
-        .or_insert_with(|| match crate::bpf::attachments_covering(&holder.cgroup) {
-            // The innermost attachment decides (bpf/inspect.rs lists it first).
-            Ok(found) => found
-                .first()
-                .map(|innermost| format!("attachment {}", innermost.directory.display()))
-                .unwrap_or_default(),
-            Err(_) => String::new(),
+        .or_insert_with(|| {
+            crate::bpf::attachments_covering(&holder.cgroup)
+                .ok()
+                .and_then(|found| found.into_iter().next())
         })
         .clone();
-    if !attachment.is_empty() {
-        attachment
-    } else if holder.library {
-        "library".to_string()
-    } else {
-        "program".to_string()
+    let own = if holder.library { "library" } else { "program" };
+    let Some(attachment) = innermost else {
+        return own.to_string();
+    };
+    let which = format!("attachment {}", attachment.directory.display());
+    let idle = attachment.values[1];
+    match (attachment.values[0], idle, timer) {
+        // The attachment opts out: whatever runs is the program's own.
+        (None, _, _) => format!("{own} ({which} is off)"),
+        // Rules may give other timers: the global idle proves nothing.
+        _ if attachment.rules > 0 => format!("{which} ({} rules) or the {own}", attachment.rules),
+        (_, Some(idle), Timer::Keepalive(ms)) if ms / 1000 > idle + 1 => {
+            format!("{own} (its own idle; {which} sets {idle} s)")
+        }
+        _ => which,
     }
 }
 
@@ -147,7 +163,7 @@ pub fn run(overrides: &Overrides, json: bool) -> ExitCode {
             let holder = inodes.get(&connection.inode).map(|&pid| holder(pid));
             let set_by = match connection.timer {
                 Timer::Off => "-".to_string(),
-                _ => set_by(holder.as_ref(), &mut attachments),
+                timer => set_by(holder.as_ref(), timer, &mut attachments),
             };
             let at_risk = preset.is_some_and(|p| at_risk(connection.timer, p));
             Row {

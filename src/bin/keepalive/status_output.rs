@@ -8,6 +8,7 @@
 //! the report nor send escape sequences to the terminal of whoever looks.
 
 use crate::status::{Connection, ProcessStatus};
+use crate::status_set_by::{InForce, SetBy, OPTION_KEYS};
 use keepalive_core::timers::UserTimeout;
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
@@ -73,11 +74,25 @@ fn boolean(value: Option<bool>) -> String {
     number(value)
 }
 
+/// `{"keepalive":"program","idle":"attachment",...}`, or null.
+fn set_by_json(set_by: Option<&[SetBy; 5]>) -> String {
+    let Some(set_by) = set_by else {
+        return "null".to_string();
+    };
+    let pairs: Vec<String> = OPTION_KEYS
+        .iter()
+        .zip(set_by)
+        .map(|(key, by)| format!("{}:{}", string(key), string(by.name())))
+        .collect();
+    format!("{{{}}}", pairs.join(","))
+}
+
 fn connection_json(c: &Connection) -> String {
     let o = c.options;
     format!(
         "{{\"fd\":{},\"local\":{},\"remote\":{},\"state\":{},\"keepalive\":{},\"idle\":{},\
-         \"interval\":{},\"count\":{},\"user_timeout_ms\":{},\"source\":{},\"timer_secs\":{}}}",
+         \"interval\":{},\"count\":{},\"user_timeout_ms\":{},\"source\":{},\"timer_secs\":{},\
+         \"set_by\":{}}}",
         c.fd,
         string(&c.local),
         string(&c.remote),
@@ -93,11 +108,39 @@ fn connection_json(c: &Connection) -> String {
             "tcp-table"
         }),
         number(c.timer_secs().map(|secs| format!("{secs:.2}"))),
+        set_by_json(c.set_by.as_ref()),
     )
 }
 
-/// One process as a JSON object.
-pub fn json(status: &ProcessStatus) -> String {
+/// The attachment's settings, in the keys of the environment's.
+fn attachment_settings_json(status: &ProcessStatus) -> Option<String> {
+    let InForce::Attachment(attachment) = &status.in_force else {
+        return None;
+    };
+    let direction = match (attachment.outbound, attachment.inbound) {
+        (true, true) => "both",
+        (true, false) => "out",
+        (false, true) => "in",
+        (false, false) => "none",
+    };
+    Some(format!(
+        "{{\"from\":\"attachment\",\"attachment\":{},\"keepalive\":{},\"idle\":{},\
+         \"interval\":{},\"count\":{},\"user_timeout_ms\":{},\"direction\":{},\"rules\":{},\
+         \"override\":{},\"path\":null,\"programs\":null}}",
+        string(&attachment.directory.display().to_string()),
+        attachment.values[0].is_some(),
+        number(attachment.values[1]),
+        number(attachment.values[2]),
+        number(attachment.values[3]),
+        number(attachment.values[4]),
+        string(direction),
+        attachment.rules,
+        attachment.overrides,
+    ))
+}
+
+/// The environment's settings (what the library applies).
+fn environment_settings_json(status: &ProcessStatus) -> String {
     let settings = &status.loaded.settings;
     let user_timeout = match settings.timers.user_timeout {
         Some(UserTimeout::Millis(ms)) => ms.to_string(),
@@ -109,6 +152,32 @@ pub fn json(status: &ProcessStatus) -> String {
         .programs
         .as_ref()
         .map_or("null".to_string(), |p| strings(&p.names));
+    format!(
+        "{{\"from\":\"environment\",\"attachment\":null,\"keepalive\":{},\"idle\":{},\
+         \"interval\":{},\"count\":{},\"user_timeout_ms\":{},\"direction\":{},\"rules\":{},\
+         \"override\":{},\"path\":{},\"programs\":{}}}",
+        settings.enabled,
+        number(settings.timers.idle_secs),
+        number(settings.timers.interval_secs),
+        number(settings.timers.count),
+        user_timeout,
+        string(status.loaded.selection.directions.name()),
+        status.loaded.selection.rules.len(),
+        settings.override_program,
+        status
+            .loaded
+            .path
+            .map_or("null".to_string(), |p| string(p.name)),
+        programs,
+    )
+}
+
+/// One process as a JSON object: `settings` are those in force (the
+/// deciding attachment's, else the environment's), `environment` the
+/// environment's (what the library applies).
+pub fn json(status: &ProcessStatus) -> String {
+    let environment = environment_settings_json(status);
+    let in_force = attachment_settings_json(status).unwrap_or_else(|| environment.clone());
     let connections: Vec<String> = status.connections.iter().map(connection_json).collect();
     let library: Vec<String> = status
         .library
@@ -117,9 +186,8 @@ pub fn json(status: &ProcessStatus) -> String {
         .collect();
     format!(
         "{{\"pid\":{},\"exe\":{},\"started_as\":{},\"library_loaded\":{},\"library\":{},\
-         \"settings\":{{\"keepalive\":{},\"idle\":{},\"interval\":{},\"count\":{},\
-         \"user_timeout_ms\":{},\"direction\":{},\"rules\":{},\"path\":{},\"programs\":{}}},\
-         \"listed\":{},\"bpf_attachment\":{},\"connections\":[{}],\"warnings\":{},\"notes\":{}}}",
+         \"settings\":{in_force},\"environment\":{environment},\"listed\":{},\
+         \"bpf_attachment\":{},\"connections\":[{}],\"warnings\":{},\"notes\":{}}}",
         status.pid,
         status
             .exe
@@ -131,22 +199,9 @@ pub fn json(status: &ProcessStatus) -> String {
             .map_or("null".to_string(), |s| string(&String::from_utf8_lossy(s))),
         !status.library.is_empty(),
         strings(&library),
-        settings.enabled,
-        number(settings.timers.idle_secs),
-        number(settings.timers.interval_secs),
-        number(settings.timers.count),
-        user_timeout,
-        string(status.loaded.selection.directions.name()),
-        status.loaded.selection.rules.len(),
-        status
-            .loaded
-            .path
-            .map_or("null".to_string(), |p| string(p.name)),
-        programs,
         boolean(status.listed),
         status
-            .bpf_attachment
-            .as_ref()
+            .bpf_attachment()
             .map_or("null".to_string(), |d| string(&d.display().to_string())),
         connections.join(","),
         strings(&status.warnings),
@@ -181,10 +236,32 @@ pub fn human(status: &ProcessStatus) -> String {
         format!("loaded: {}", paths.join(", "))
     };
     let _ = writeln!(out, "{:<13} {library}", "library");
-    let _ = writeln!(
-        out,
-        "settings in its environment (what the library applies):"
-    );
+    match &status.in_force {
+        InForce::Attachment(attachment) => {
+            let _ = writeln!(
+                out,
+                "settings in force: the attachment on {} decides its connections: {}",
+                printable_path(&attachment.directory),
+                attachment.describe()
+            );
+            let _ = writeln!(
+                out,
+                "settings in its environment ({}):",
+                if status.library.is_empty() {
+                    "not in force: no library loaded"
+                } else {
+                    "what the library applies first; the attachment takes them for the \
+                     program's own"
+                }
+            );
+        }
+        InForce::Environment => {
+            let _ = writeln!(
+                out,
+                "settings in its environment (what the library applies):"
+            );
+        }
+    }
     for line in &status.settings {
         let _ = writeln!(out, "  {}", printable_text(line));
     }
@@ -224,6 +301,14 @@ pub fn human(status: &ProcessStatus) -> String {
                 count,
                 user_timeout
             );
+            if let Some(set_by) = &c.set_by {
+                let who: Vec<String> = ["keepalive", "idle", "interval", "count", "user timeout"]
+                    .iter()
+                    .zip(set_by)
+                    .map(|(name, by)| format!("{name} {}", by.name()))
+                    .collect();
+                let _ = writeln!(out, "{:<4} set by: {}", "", who.join(", "));
+            }
         }
     }
     for warning in &status.warnings {

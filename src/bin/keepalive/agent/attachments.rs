@@ -1,12 +1,17 @@
 //! What the agent attached: the node default on CGROUP_DIR and one
 //! attachment per workload cgroup, with the log line for each change.
-//! Attaching goes through the kernel-side mode's own `attach`, which
-//! updates an attachment of ours already there instead of adding one: so a
-//! restarted agent adopts what it made before.
+//! The node default goes through the kernel-side mode's own `attach`,
+//! which updates an attachment of ours already there instead of adding one.
+//! Workloads with the same settings share one loaded pair of programs
+//! (bpf::agent_api): the kernel's verifier runs once per distinct setting,
+//! not once per container; a pair of ours already on a workload's cgroup
+//! (the agent's before a restart) is replaced, never stacked.
 
 use super::exec_events::monotonic_ns;
 use super::workload::{describe, Variables, Workload};
-use std::collections::BTreeMap;
+use crate::bpf::agent_api;
+use crate::bpf::Programs;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// A workload cgroup's attachment: the variables it was made from and who
@@ -21,7 +26,13 @@ pub struct Attachments {
     quiet: bool,
     node_attached: bool,
     workloads: BTreeMap<PathBuf, Entry>,
+    /// One loaded pair per distinct settings value.
+    loaded: HashMap<Vec<u8>, Programs>,
 }
+
+/// Distinct settings kept loaded; past this the cache starts afresh (the
+/// pairs attached stay, held by their cgroups).
+const LOADED_MAX: usize = 256;
 
 /// "nginx (pid 42, pod web-7d9)".
 pub fn who(workload: &Workload) -> String {
@@ -38,6 +49,7 @@ impl Attachments {
             quiet,
             node_attached: false,
             workloads: BTreeMap::new(),
+            loaded: HashMap::new(),
         }
     }
 
@@ -57,10 +69,11 @@ impl Attachments {
     pub fn node_default(&mut self, value: &[u8], settings: &str) -> Result<(), String> {
         let done = crate::bpf::attach(&self.node, value)?;
         self.node_attached = true;
-        let verb = if done == "updated" {
-            "configured (adopted)"
-        } else {
+        // "updated" or "replaced our programs": ours were there already.
+        let verb = if done == "attached" {
             "configured"
+        } else {
+            "configured (adopted)"
         };
         self.log(&format!(
             "{verb} {}: node default: {settings}",
@@ -84,7 +97,7 @@ impl Attachments {
         value: &[u8],
         exec_ns: Option<u64>,
     ) {
-        let done = match crate::bpf::attach(directory, value) {
+        let done = match self.attach_shared(directory, value) {
             Ok(done) => done,
             Err(message) => {
                 // The cgroup may be gone already (a short-lived container).
@@ -100,7 +113,7 @@ impl Attachments {
         };
         let verb = match (self.workloads.contains_key(directory), done) {
             (true, _) => "changed",
-            (false, "updated") => "configured (adopted)",
+            (false, "replaced our programs") => "configured (adopted)",
             (false, _) => "configured",
         };
         // The window in which its sockets got the node default.
@@ -121,6 +134,19 @@ impl Attachments {
             describe(&entry.variables)
         ));
         self.workloads.insert(directory.to_path_buf(), entry);
+    }
+
+    /// The pair for `value` (loaded on first use) attached to `directory`.
+    fn attach_shared(&mut self, directory: &Path, value: &[u8]) -> Result<&'static str, String> {
+        if !self.loaded.contains_key(value) {
+            if self.loaded.len() >= LOADED_MAX {
+                self.loaded.clear();
+            }
+            let programs = agent_api::load_shared(value)?;
+            self.loaded.insert(value.to_vec(), programs);
+        }
+        let programs = &self.loaded[value];
+        agent_api::attach_shared(directory, programs)
     }
 
     /// Forgets the cgroups that are gone: the kernel removed their

@@ -113,7 +113,9 @@ pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
     ));
     agent.write_ready();
     let mut last_sweep = Instant::now();
-    loop {
+    // Ok on SIGTERM/SIGINT; Err if the process events failed (then it
+    // cleans up as on SIGTERM, and exits 125).
+    let ended: Result<(), String> = loop {
         let mut fds = [
             libc::pollfd {
                 fd: events.as_fd().as_raw_fd(),
@@ -129,7 +131,7 @@ pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
         // SAFETY: poll(2) on two live descriptors.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, SWEEP.as_millis() as i32) };
         if fds[1].revents != 0 {
-            break;
+            break Ok(());
         }
         if fds[0].revents != 0 {
             match events.read() {
@@ -144,7 +146,7 @@ pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
                         .log("process events were lost (a burst of execs): walking the tree again");
                     agent.walk();
                 }
-                Err(error) => return fail(&format!("reading process events: {error}")),
+                Err(error) => break Err(format!("reading process events: {error}")),
             }
         }
         if last_sweep.elapsed() >= SWEEP {
@@ -152,7 +154,7 @@ pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
             last_sweep = Instant::now();
         }
         agent.write_ready();
-    }
+    };
     if options.persist {
         agent.attachments.log(&format!(
             "stopping: {} attachments left in place (--persist)",
@@ -165,7 +167,10 @@ pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
     if let Some(ready) = &agent.ready {
         let _ = std::fs::remove_file(ready);
     }
-    ExitCode::SUCCESS
+    match ended {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
 }
 
 impl Agent {

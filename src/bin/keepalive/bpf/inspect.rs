@@ -4,7 +4,7 @@
 
 use super::maps::{self, OPTIONS};
 use super::record::Record;
-use super::{cgroup, ours, shared, syscalls, CONFIG_NAME};
+use super::{cgroup, ours, shared, syscalls, CONFIG_NAME, SHARED_CONFIG_NAME};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use syscalls::CGROUP_SOCK_OPS;
@@ -91,7 +91,8 @@ fn settings_of(ops: &OwnedFd) -> Option<Vec<u8>> {
     let (_, map_ids) = syscalls::prog_info(ops).ok()?;
     map_ids.into_iter().find_map(|id| {
         let map = syscalls::map_get_fd_by_id(id).ok()?;
-        (syscalls::map_name(&map).ok()? == CONFIG_NAME)
+        let name = syscalls::map_name(&map).ok()?;
+        (name == CONFIG_NAME || name == SHARED_CONFIG_NAME)
             .then(|| syscalls::map_lookup(&map, 0, maps::VALUE_SIZE).ok()?)
             .flatten()
     })

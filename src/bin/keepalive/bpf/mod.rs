@@ -14,10 +14,12 @@
 //! host share one map of socket records (`shared.rs`, `record.rs`), so that
 //! with nested attachments the innermost decides each connection.
 
+pub mod agent_api;
 mod asm;
 pub mod cgroup;
 mod inspect;
 mod maps;
+mod pin;
 mod program;
 mod record;
 mod refusal;
@@ -25,7 +27,8 @@ mod run;
 mod shared;
 mod syscalls;
 
-pub use inspect::{attachments_covering, SocketRecords};
+pub use inspect::{attachments_covering, Attachment, SocketRecords};
+pub use record::{Record, SetBy};
 pub use run::run;
 
 use crate::check::read_sysctl;
@@ -42,6 +45,10 @@ use syscalls::{MapSpec, CGROUP_SETSOCKOPT, CGROUP_SOCK_OPS};
 const OPS_NAME: &str = "keepalive_ops";
 const SETSOCKOPT_NAME: &str = "keepalive_sso";
 const CONFIG_NAME: &str = "keepalive_cfg";
+/// The settings map of a pair the node agent attaches to several cgroups
+/// (agent_api.rs): `--attach` finds no map of its own name there, so it
+/// replaces that cgroup's pair instead of changing the shared value.
+const SHARED_CONFIG_NAME: &str = "keepalive_cfs";
 
 /// bpf_setsockopt takes the keepalive options since 5.9, and sock_ops
 /// programs reach socket storage (for "the program wins") since 5.10.
@@ -117,6 +124,11 @@ pub struct Programs {
 /// Loads the programs with `value` as their settings, sharing the records
 /// map of every other attachment of ours. Call with the lock held.
 pub fn load(value: &[u8]) -> Result<Programs, String> {
+    load_named(value, CONFIG_NAME)
+}
+
+/// `load`, with the settings map called `config_name`.
+fn load_named(value: &[u8], config_name: &'static str) -> Result<Programs, String> {
     check_kernel()?;
     let records = shared::find_or_create()?;
     let config = syscalls::map_create(&MapSpec {
@@ -125,7 +137,7 @@ pub fn load(value: &[u8]) -> Result<Programs, String> {
         value_size: value.len() as u32,
         max_entries: 1,
         flags: 0,
-        name: CONFIG_NAME,
+        name: config_name,
         btf: None,
     })
     .map_err(|e| bpf_error("create the settings map", e))?;

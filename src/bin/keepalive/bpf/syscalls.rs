@@ -12,6 +12,8 @@ const MAP_UPDATE_ELEM: i32 = 2;
 const PROG_LOAD: i32 = 5;
 const PROG_ATTACH: i32 = 8;
 const PROG_DETACH: i32 = 9;
+const OBJ_PIN: i32 = 6;
+const OBJ_GET: i32 = 7;
 const MAP_GET_NEXT_ID: i32 = 12;
 const PROG_GET_FD_BY_ID: i32 = 13;
 const MAP_GET_FD_BY_ID: i32 = 14;
@@ -392,6 +394,34 @@ pub fn prog_info_with_id(prog: &impl AsRawFd) -> io::Result<(String, Vec<u32>, u
     bpf(OBJ_GET_INFO_BY_FD, &mut attr)?;
     map_ids.truncate((info.nr_map_ids as usize).min(16));
     Ok((name_text(&info.name), map_ids, info.id))
+}
+
+#[repr(C)]
+struct Obj {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+
+/// Pins `object` (a map or program) at `path` in a bpffs: it then lives
+/// until the pin is removed, and others find it by that path.
+pub fn obj_pin(object: &impl AsRawFd, path: &std::ffi::CStr) -> io::Result<()> {
+    let mut attr = Obj {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: object.as_raw_fd() as u32,
+        file_flags: 0,
+    };
+    bpf(OBJ_PIN, &mut attr).map(drop)
+}
+
+/// The object pinned at `path`.
+pub fn obj_get(path: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    let mut attr = Obj {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+    };
+    fd_result(bpf(OBJ_GET, &mut attr))
 }
 
 /// What identifies a map of ours: its name, type, value size and id.
