@@ -11,9 +11,10 @@
 #
 # How: cargo-zigbuild links with zig, against glibc 2.17's symbol stubs
 # (target x86_64-unknown-linux-gnu.2.17); docs/dependencies.md says why.
-# Also statically links LLVM's unwinder (no libgcc_s.so.1 to load) and
-# keeps Rust's full RELRO (BIND_NOW). The packages (scripts/package.sh),
-# the tarball and scripts/bench.sh's "shipped" row use this build.
+# The library links this machine's libgcc_s.so.1 for its unwinder, the one
+# glibc unwinds cancelled threads with (build.rs says why), and both keep
+# Rust's full RELRO (BIND_NOW). The packages (scripts/package.sh), the
+# tarball and scripts/bench.sh's "shipped" row use this build.
 #
 # Missing tools are installed once: cargo-zigbuild with cargo install, zig
 # with pip (PyPI's ziglang; cargo-zigbuild finds it as `python3 -m ziglang`).
@@ -43,8 +44,20 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "
     rustup target add "$triple"
 fi
 
+# The library's unwinder: libgcc_s.so.1 (build.rs). Its _Unwind_* symbol
+# versions (GCC_3.0 to GCC_4.2.0) are in every libgcc_s since gcc 4.2.
+libgcc_s=$(gcc -print-file-name=libgcc_s.so.1 2>/dev/null || true)
+case "$libgcc_s" in
+    /*) ;;
+    *) libgcc_s=/lib/$arch-linux-gnu/libgcc_s.so.1 ;;
+esac
+if [ ! -f "$libgcc_s" ]; then
+    echo "build-portable.sh: libgcc_s.so.1 not found; install it with: apt-get install -y gcc" >&2
+    exit 1
+fi
+
 target=${CARGO_TARGET_DIR:-$PWD/target}
-cargo zigbuild --release --quiet --target "$triple.$FLOOR" "$@"
+KEEPALIVE_LIBGCC_S=$libgcc_s cargo zigbuild --release --quiet --target "$triple.$FLOOR" "$@"
 
 out="$target/portable"
 mkdir -p "$out"

@@ -2,8 +2,8 @@
 # Prints the path of a Debian 11 (bullseye, glibc 2.31) root for the tests
 # of the portable build (tests/bullseye.rs), building it once if it is not
 # there: debootstrap --variant=minbase from Debian's mirror, about two
-# minutes, plus iproute2 for ss inside. The root is cached under
-# KEEPALIVE_BULLSEYE_CACHE (default /var/cache/keepalive-tests/bullseye) and
+# minutes; the tests run its own programs (bash, perl, dpkg). Cached under
+# BULLSEYE_ROOT (default /var/cache/keepalive-tests/bullseye) and
 # reused by every later run.
 #
 # Built atomically: debootstrap fills a temporary directory beside the cache,
@@ -12,8 +12,8 @@
 # Concurrent runs serialise on a lock; the loser finds the winner's root.
 set -euo pipefail
 
-root=${KEEPALIVE_BULLSEYE_CACHE:-/var/cache/keepalive-tests/bullseye}
-mirror=${KEEPALIVE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+root=${BULLSEYE_ROOT:-/var/cache/keepalive-tests/bullseye}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 parent=$(dirname "$root")
 
 if [ -f "$root/.complete" ]; then
@@ -39,7 +39,7 @@ fi
 rm -rf "$root".partial.*
 partial="$root.partial.$$"
 echo "bullseye-root.sh: building $root (once, about two minutes)" >&2
-debootstrap --variant=minbase --include=iproute2 bullseye "$partial" "$mirror" >"$partial.log" 2>&1 || {
+debootstrap --variant=minbase bullseye "$partial" "$mirror" >"$partial.log" 2>&1 || {
     echo "bullseye-root.sh: debootstrap failed; its log:" >&2
     tail -20 "$partial.log" >&2
     rm -rf "$partial" "$partial.log"

@@ -149,9 +149,14 @@ sed "s|/usr/local/lib/libkeepalive.so|$prefix/lib/libkeepalive.so|g" \
     "$systemd/keepalive.conf" >"$dropin"
 put 0644 "$dropin" "$prefix/share/doc/keepalive" keepalive.conf
 rm -f "$dropin"
-# The node agent's unit, as an example beside the drop-in.
+# The node agent's unit, beside the drop-in (not enabled), running this
+# PREFIX's command.
 if [ -f "$systemd/keepalive-agent.service" ]; then
-    put 0644 "$systemd/keepalive-agent.service" "$prefix/share/doc/keepalive"
+    unit=$(mktemp)
+    sed "s|^ExecStart=/usr/bin/keepalive |ExecStart=$prefix/bin/keepalive |" \
+        "$systemd/keepalive-agent.service" >"$unit"
+    put 0644 "$unit" "$prefix/share/doc/keepalive" keepalive-agent.service
+    rm -f "$unit"
 fi
 
 make_dir "$prefix/share/keepalive"

@@ -60,7 +60,7 @@ portable="$target/portable"
 # $auto, which read the build machine's glibc instead).
 floor=$(objdump -T "$portable/libkeepalive.so" "$portable/keepalive" |
     grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
-stated=$(sed -n 's/^depends = "libc6 (>= \([0-9.]*\))"$/\1/p' Cargo.toml)
+stated=$(sed -n 's/^depends = "libc6 (>= \([0-9.]*\)).*"$/\1/p' Cargo.toml)
 if [ "$floor" != "$stated" ]; then
     echo "package.sh: the shipped files need glibc $floor but Cargo.toml's depends states" \
         "libc6 (>= $stated): make them agree" >&2
@@ -108,6 +108,11 @@ install -d "$root/usr/share/doc/keepalive"
 sed "s|/usr/local/lib/libkeepalive.so|/usr/lib64/libkeepalive.so|g" \
     scripts/systemd/keepalive.conf >"$root/usr/share/doc/keepalive/keepalive.conf"
 install -m 0644 README.md LICENSE "$root/usr/share/doc/keepalive/"
+agent_unit=""
+if [ -f scripts/systemd/keepalive-agent.service ]; then
+    install -m 0644 scripts/systemd/keepalive-agent.service "$root/usr/share/doc/keepalive/"
+    agent_unit=/usr/share/doc/keepalive/keepalive-agent.service
+fi
 cat >"$stage/rpm/keepalive.spec" <<EOF
 Name: keepalive
 Version: $version
@@ -116,6 +121,8 @@ Summary: LD_PRELOAD library that turns on TCP keepalive in unmodified programs
 License: MIT
 # The shipped files ask for at most GLIBC_$floor (scripts/build-portable.sh).
 Requires: glibc >= $floor
+# The library's unwinder (build.rs): RHEL's libgcc.
+Requires: libgcc
 Conflicts: libkeepalive
 AutoReqProv: no
 
@@ -138,6 +145,7 @@ cp -a "$root/." "%{buildroot}/"
 %dir /usr/share/doc/keepalive
 /usr/share/doc/keepalive/keepalive.conf
 /usr/share/doc/keepalive/README.md
+$agent_unit
 %license /usr/share/doc/keepalive/LICENSE
 EOF
 rpmbuild -bb --quiet \

@@ -6,8 +6,11 @@
 # tool is missing fails with the command that installs it.
 #
 # What it installs and changes, as root: the Debian packages listed in
-# REQUIRED (apt-get), cargo-deb (cargo install, once, into ~/.cargo/bin),
-# check-jsonschema and kubernetes-validate (pip, once). The package test
+# REQUIRED (apt-get), cargo-deb and cargo-zigbuild (cargo install, once, into
+# ~/.cargo/bin), ziglang, check-jsonschema and kubernetes-validate (pip,
+# once), and a Debian 11 root for tests/bullseye.rs, made once with
+# debootstrap (about two minutes, from deb.debian.org) and kept in
+# /var/cache/keepalive-tests/bullseye (scripts/bullseye-root.sh). The package test
 # installs and purges this project's .deb (apt), which removes Debian's
 # libkeepalive0 and puts it back afterwards if it was installed.
 set -euo pipefail
@@ -46,6 +49,10 @@ pip3 python3-pip
 go golang-go
 unshare util-linux
 /usr/include/liburing.h liburing-dev
+objdump binutils
+readelf binutils
+rpmbuild rpm
+musl-gcc musl-tools
 bpftool bpftool
 podman podman
 runc runc
@@ -90,6 +97,23 @@ fi
 if ! cargo deb --version >/dev/null 2>&1; then
     echo "test.sh: installing cargo-deb (once): cargo install --locked cargo-deb"
     cargo install --locked --quiet cargo-deb
+fi
+# The shipped build (scripts/build-portable.sh, tests/linking.rs, package.rs,
+# bullseye.rs, musl.rs): cargo-zigbuild, and zig from PyPI, which
+# cargo-zigbuild runs as `python3 -m ziglang`.
+if ! cargo zigbuild --help >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-zigbuild (once): cargo install --locked cargo-zigbuild"
+    cargo install --locked --quiet cargo-zigbuild
+fi
+if ! command -v zig >/dev/null && ! python3 -m ziglang version >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "test.sh: installing zig (once): pip3 install ziglang"
+        pip3 install --quiet ziglang 2>/dev/null ||
+            pip3 install --quiet --break-system-packages ziglang
+    else
+        echo "test.sh: zig not found; install it with: pip3 install --user ziglang" >&2
+        exit 1
+    fi
 fi
 for tool in check-jsonschema kubernetes-validate; do
     if ! command -v "$tool" >/dev/null; then

@@ -43,8 +43,21 @@ fn shielded<T>(fallback: T, work: impl FnOnce() -> T) -> T {
 }
 
 /// The configuration, if the library is on and can set options.
+#[inline]
 fn active(set: Option<SetsockoptFn>) -> Option<(&'static Runtime, SetsockoptFn)> {
     Some((runtime::active()?, set?))
+}
+
+/// `active`, when no debug line is to be printed (the common case): the
+/// fast paths of the hooks then skip `shielded` and the debug branches.
+/// They call only code with no panic path (loads and stores of the table,
+/// the core's pure transitions, system calls), so no panic can leave them.
+/// The `panic-in-hook` tests take the full path.
+#[inline]
+fn quiet(set: Option<SetsockoptFn>) -> Option<(&'static Runtime, SetsockoptFn)> {
+    let (runtime, set) = active(set)?;
+    let quiet = !runtime.debug && !cfg!(feature = "panic-in-hook");
+    quiet.then_some((runtime, set))
 }
 
 fn family_name(domain: i32) -> &'static str {
@@ -94,9 +107,22 @@ struct Target<'a> {
     reason: Option<&'a Reason>,
 }
 
-/// Sets the options of `plan` that the program left to us. A failure is
-/// only reported (debug): the program's call has already succeeded and
-/// stays a success.
+/// Sets the options of `plan` that `choices` leave to us. A failure is
+/// ignored: the program's call has already succeeded and stays a success.
+/// The caller keeps errno.
+#[inline(always)]
+fn set_options(set: SetsockoptFn, fd: i32, plan: &Plan, choices: Choices) {
+    let ours = choices.left_to_us(plan);
+    for option in plan.options() {
+        if ours.contains(option.bit) {
+            let _ = sockopt::set(set, fd, option);
+        }
+    }
+}
+
+/// Sets the options of `plan` that the program left to us, and says so
+/// (debug). A failure is only reported: the program's call has already
+/// succeeded and stays a success.
 fn configure(runtime: &Runtime, set: SetsockoptFn, plan: &Plan, target: &Target<'_>) {
     let choices = target.choices;
     // The errno of each option that failed, by its place in the plan.
@@ -109,9 +135,7 @@ fn configure(runtime: &Runtime, set: SetsockoptFn, plan: &Plan, target: &Target<
             failed[index] = errno;
         }
     }
-    if runtime.debug {
-        debug_configured(runtime, plan, target, &failed);
-    }
+    debug_configured(runtime, plan, target, &failed);
 }
 
 /// The debug line of `configure`.
@@ -165,10 +189,32 @@ fn debug_left_alone(runtime: &Runtime, fd: i32, why: impl FnOnce(&mut dyn std::f
 /// Applies the lifecycle's `Configure` step to `fd`: the global plan, or
 /// a rules decision's plan (or nothing at all). `family`: the socket's,
 /// when known; otherwise asked for (debug only).
-// Inlined into each hook: on the hot path (socket() without rules) a call
-// and the copy of its argument cost more than the rest (scripts/bench.sh).
+// Inlined into each hook: a call and the copy of its argument cost more
+// than the rest (scripts/bench.sh). Without debug lines, only the options.
 #[inline(always)]
 fn configure_as(
+    runtime: &Runtime,
+    set: SetsockoptFn,
+    fd: i32,
+    family: Option<i32>,
+    step: &Configure,
+) {
+    if !runtime.debug {
+        let plan = match step.reason {
+            None => Some(runtime.plan()),
+            Some(reason) => runtime.policy.plan_for(reason.decision),
+        };
+        if let Some(plan) = plan {
+            set_options(set, fd, plan, step.choices);
+        }
+        return;
+    }
+    configure_with_debug(runtime, set, fd, family, step);
+}
+
+/// `configure_as` with its debug lines.
+#[cold]
+fn configure_with_debug(
     runtime: &Runtime,
     set: SetsockoptFn,
     fd: i32,
@@ -207,7 +253,7 @@ fn probed_family(runtime: &Runtime, fd: i32) -> i32 {
 /// descriptor's state (closing goes through `fd_table::forget_range`, with
 /// `lifecycle::close`). False if the number cannot be followed, or changed
 /// under us.
-#[inline]
+#[inline(always)]
 fn commit(fd: i32, write: Option<Write>) -> bool {
     match write {
         None => true,
@@ -267,7 +313,34 @@ pub fn start() {
 /// After a successful `socket()`: configure TCP sockets at once (options set
 /// before connect/listen are kept, and accepted connections inherit them),
 /// or, with rules, remember them as pending until we know where they go.
+#[inline(always)]
 pub fn after_socket(
+    set: Option<SetsockoptFn>,
+    fd: i32,
+    domain: i32,
+    socket_type: i32,
+    protocol: i32,
+) {
+    // Fast path, no debug lines: the lifecycle's record stored and, for a
+    // TCP socket without rules, the global plan set.
+    if let (Some((runtime, set)), Some(previous)) = (quiet(set), fd_table::load(fd)) {
+        let tcp = classify::is_tcp_socket_request(domain, socket_type, protocol);
+        let transition = lifecycle::socket(&runtime.policy, previous, tcp);
+        if let (true, Step::Configure(_)) = (commit(fd, transition.write), transition.step) {
+            // A new socket: the program has chosen nothing on it yet.
+            let _errno = ErrnoGuard::save();
+            for option in runtime.plan().options() {
+                let _ = sockopt::set(set, fd, option);
+            }
+        }
+        return;
+    }
+    after_socket_slow(set, fd, domain, socket_type, protocol);
+}
+
+// Out of line: the hook itself stays small for the fast path.
+#[inline(never)]
+fn after_socket_slow(
     set: Option<SetsockoptFn>,
     fd: i32,
     domain: i32,
@@ -330,8 +403,30 @@ fn probe_foreign(fd: i32) -> Option<Foreign> {
 /// Before `connect()`. Without rules, sockets that never came through our
 /// `socket()` (inherited, raw system call) are probed once and configured
 /// before the handshake starts. Returns the record as it stands, for
-/// `after_connect` to check that the number still names this socket.
+/// `after_connect` to check that the number still names this socket
+/// (`None`: nothing to do after the call).
+#[inline(always)]
 pub fn before_connect(set: Option<SetsockoptFn>, fd: i32) -> Option<Record> {
+    // Fast path, the common case: a socket already settled (configured at
+    // socket(), or decided) has nothing to decide at connect(). Two loads,
+    // nothing that can fail or panic; debug lines take the full path
+    // (`quiet`).
+    // With rules, a pending socket is decided after the call: the record
+    // is all `after_connect` needs.
+    if let (Some((runtime, _)), Some(record)) = (quiet(set), fd_table::load(fd)) {
+        if lifecycle::settled(record) {
+            return None;
+        }
+        if !lifecycle::probes_at_connect(&runtime.policy, record) {
+            return Some(record);
+        }
+    }
+    before_connect_slow(set, fd)
+}
+
+// Out of line: the hook itself stays small for the fast path.
+#[inline(never)]
+fn before_connect_slow(set: Option<SetsockoptFn>, fd: i32) -> Option<Record> {
     shielded(None, || {
         let (runtime, set) = active(set)?;
         let record = fd_table::load(fd)?;
@@ -387,7 +482,12 @@ pub fn after_connect(
             transition = again;
             written = commit(fd, transition.write);
         }
-        finish(runtime, set, fd, written, transition.step);
+        match &transition.step {
+            Step::Configure(configure) if written => {
+                configure_as(runtime, set, fd, None, configure)
+            }
+            step => finish(runtime, set, fd, written, *step),
+        }
     });
 }
 
@@ -523,7 +623,23 @@ pub fn after_fcntl(fd: i32, command: i32, rc: i32) {
 }
 
 /// After a successful `accept()`/`accept4()` on `listener` returned `fd`.
+#[inline(always)]
 pub fn after_accept(set: Option<SetsockoptFn>, listener: i32, fd: i32) {
+    // Fast path, the common case: the listener is settled, and the kernel
+    // copied its options into the new socket; one store records that. Two
+    // loads and a store, nothing that can fail or panic.
+    if let (Some(listening), Some(previous)) = (fd_table::load(listener), fd_table::load(fd)) {
+        if let Some(inherited) = lifecycle::inherited(listening, previous) {
+            fd_table::store(fd, inherited);
+            return;
+        }
+    }
+    after_accept_slow(set, listener, fd);
+}
+
+// Out of line: the hook itself stays small for the fast path.
+#[inline(never)]
+fn after_accept_slow(set: Option<SetsockoptFn>, listener: i32, fd: i32) {
     shielded((), || {
         let Some((runtime, set)) = active(set) else {
             return;
@@ -578,6 +694,7 @@ fn decide_inbound(runtime: &Runtime, set: SetsockoptFn, fd: i32, accepted: Recor
 /// it set is its own from now on (`value` reads the int it passed); if it
 /// switched keepalive off, what we set is undone; under override, ours is
 /// set again. `set`: the real `setsockopt`.
+#[inline(always)]
 pub fn after_program_setsockopt(
     set: SetsockoptFn,
     fd: i32,
@@ -585,14 +702,21 @@ pub fn after_program_setsockopt(
     name: i32,
     value: impl FnOnce() -> Option<i32>,
 ) {
+    // Fast path: any other option (SO_LINGER, TCP_NODELAY...) is none of
+    // our business. A pure comparison of two ints.
+    if let Some(option) = OptionSet::of(level, name) {
+        program_chose(set, fd, (level, name, option), value());
+    }
+}
+
+/// `after_program_setsockopt` of one of the five options.
+#[inline(never)]
+fn program_chose(set: SetsockoptFn, fd: i32, chosen: (i32, i32, OptionSet), value: Option<i32>) {
+    let (level, name, option) = chosen;
     shielded((), || {
-        let Some(option) = OptionSet::of(level, name) else {
-            return;
-        };
         let Some(runtime) = runtime::active() else {
             return;
         };
-        let value = value();
         let mut recorded = None;
         for _ in 0..16 {
             let Some(record) = fd_table::load(fd) else {

@@ -37,14 +37,15 @@ fn split(fd: i32) -> Option<(usize, usize)> {
     Some((fd >> PAGE_BITS, fd & (PAGE_LEN - 1)))
 }
 
-/// The word for `fd`, mapping its page if `create`.
-#[inline]
+/// The word for `fd`, mapping its page if `create`. No panic path: the
+/// hooks' fast paths call it outside `catch_unwind`.
+#[inline(always)]
 fn word(fd: i32, create: bool) -> Option<&'static AtomicU32> {
     let (page, index) = split(fd)?;
     if page == 0 {
-        return Some(&FIRST_PAGE[index]);
+        return FIRST_PAGE.get(index);
     }
-    let slot = &PAGES_ABOVE[page];
+    let slot = PAGES_ABOVE.get(page)?;
     let mut base = slot.load(Ordering::Acquire);
     if base.is_null() {
         if !create {
@@ -87,7 +88,7 @@ fn map_page(slot: &AtomicPtr<AtomicU32>) -> Option<*mut AtomicU32> {
 
 /// The record of `fd`: `Unknown` for a number never written, `None` for a
 /// number that cannot be followed (negative, or its page cannot be mapped).
-#[inline]
+#[inline(always)]
 pub fn load(fd: i32) -> Option<Record> {
     let (page, _) = split(fd)?;
     match word(fd, false) {
@@ -98,7 +99,7 @@ pub fn load(fd: i32) -> Option<Record> {
 }
 
 /// Records `record` for `fd`; false if `fd` cannot be followed.
-#[inline]
+#[inline(always)]
 pub fn store(fd: i32, record: Record) -> bool {
     match word(fd, true) {
         Some(word) => {
@@ -111,6 +112,7 @@ pub fn store(fd: i32, record: Record) -> bool {
 
 /// Replaces `current` by `new` only if `fd` still holds exactly `current`
 /// (no close, no reuse, no choice of the program in between).
+#[inline]
 pub fn replace(fd: i32, current: Record, new: Record) -> bool {
     word(fd, true).is_some_and(|word| {
         word.compare_exchange(
@@ -125,7 +127,7 @@ pub fn replace(fd: i32, current: Record, new: Record) -> bool {
 
 /// Forgets `fd` (a close): a new generation, nothing known. A number never
 /// written, or in a page never mapped, is left as it is.
-#[inline]
+#[inline(always)]
 pub fn forget(fd: i32) {
     if let Some(word) = word(fd, false) {
         let current = word.load(Ordering::Acquire);

@@ -90,8 +90,11 @@ hooks! {
         // Rules decide from the destination only once the kernel has read it:
         // a pointer it refused (EFAULT) is never dereferenced by us. EINTR
         // too: the handshake goes on, and the program may only poll for it.
-        let errno = crate::sockopt::errno();
-        if rc == 0 || errno == libc::EINPROGRESS || errno == libc::EINTR {
+        let in_progress = || {
+            let errno = crate::sockopt::errno();
+            errno == libc::EINPROGRESS || errno == libc::EINTR
+        };
+        if before.is_some() && (rc == 0 || in_progress()) {
             // SAFETY: the kernel has copied `length` bytes from `address`.
             actions::after_connect(set, fd, before, || unsafe {
                 crate::endpoint::read(address, length)

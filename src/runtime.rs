@@ -71,8 +71,9 @@ pub fn active() -> Option<&'static Runtime> {
 
 #[cold]
 fn load_once() -> Option<&'static Runtime> {
-    // SAFETY: gettid has no preconditions.
-    let me = unsafe { libc::gettid() };
+    // SAFETY: gettid has no preconditions. The system call, not glibc's
+    // gettid(), which is new in 2.30: above the shipped build's 2.17 floor.
+    let me = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
     let mut expected = 0;
     loop {
         match LOADER.compare_exchange(expected, me, Ordering::AcqRel, Ordering::Acquire) {

@@ -16,24 +16,30 @@ pub fn errno() -> i32 {
     unsafe { *libc::__errno_location() }
 }
 
-fn set_errno(value: i32) {
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = value }
+/// Restores errno when dropped: whatever we do, the program sees the errno
+/// its own call produced. Holds this thread's errno location, so that
+/// putting it back is one store (the guard never leaves its thread).
+pub struct ErrnoGuard {
+    location: *mut c_int,
+    value: c_int,
 }
 
-/// Restores errno when dropped: whatever we do, the program sees the errno
-/// its own call produced.
-pub struct ErrnoGuard(i32);
-
 impl ErrnoGuard {
+    #[inline]
     pub fn save() -> Self {
-        ErrnoGuard(errno())
+        // SAFETY: __errno_location always returns this thread's errno.
+        let location = unsafe { libc::__errno_location() };
+        // SAFETY: it points to this thread's errno, alive as long as it.
+        let value = unsafe { *location };
+        ErrnoGuard { location, value }
     }
 }
 
 impl Drop for ErrnoGuard {
+    #[inline]
     fn drop(&mut self) {
-        set_errno(self.0);
+        // SAFETY: this thread's errno (see `save`).
+        unsafe { *self.location = self.value }
     }
 }
 

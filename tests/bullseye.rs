@@ -4,9 +4,10 @@
 //! scripts/package.sh with dpkg and runs bullseye's own programs (bash's
 //! /dev/tcp, perl) with `LD_PRELOAD=libkeepalive.so` by bare name; their
 //! connections are read with `ss` from outside (the root shares this
-//! machine's network). Also `keepalive --check`, `keepalive -- PROG`, a bad
-//! value's one line, and the developer build (GLIBC_2.34), which ld.so
-//! refuses there and the command therefore refuses to start PROG with.
+//! machine's network). Also `keepalive --check`, `keepalive -- PROG`,
+//! `keepalive --status`, a bad value's one line, and the developer build
+//! (GLIBC_2.34), which ld.so refuses there and the command therefore
+//! refuses to start PROG with.
 //!
 //! The cached root is never changed: each test works in an overlay of its
 //! own (lower: the cache; upper: a scratch directory), mounted with /proc in
@@ -328,6 +329,31 @@ fn keepalive_check_and_run_work_on_debian_11() {
     argv.extend(strs(&bash));
     let timer = client_timer(&root, &[], &argv, peer.port);
     assert_timer(timer, 39.0, "keepalive -- bash");
+
+    // --status, from inside: the library loaded, the socket's options.
+    let peer = listen();
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{} && keepalive --status $$",
+        peer.port
+    );
+    let out = root.run(
+        &[],
+        &["keepalive", "--idle", "41", "--", "bash", "-c", &script],
+    );
+    let status = stdout(&out);
+    assert!(out.status.success(), "{status}{}", stderr(&out));
+    assert!(
+        status.contains(&format!("\nlibrary       loaded: {LIBRARY}\n")),
+        "{status}"
+    );
+    let socket = status
+        .lines()
+        .find(|l| l.contains(&format!("127.0.0.1:{} ", peer.port)))
+        .unwrap_or_else(|| panic!("no socket line: {status}"));
+    assert!(
+        socket.contains(" on ") && socket.contains(" 41s "),
+        "{socket}"
+    );
 }
 
 #[test]
@@ -336,7 +362,7 @@ fn the_developer_build_is_refused_before_it_stops_a_program_on_debian_11() {
     // This machine's `cargo build --release` asks for GLIBC_2.34.
     root.put(
         "/opt/dev/libkeepalive.so",
-        &std::fs::read(library()).unwrap(),
+        &std::fs::read(developer_library()).unwrap(),
     );
     // The danger, as ld.so shows it: preloaded, it stops /bin/true.
     let out = root.run(&[("LD_PRELOAD", "/opt/dev/libkeepalive.so")], &["true"]);

@@ -398,7 +398,10 @@ fn deb_and_rpm_depend_on_the_shipped_files_real_glibc_floor() {
     // glibc (which would refuse Debian 11), not less.
     let deb = build_package();
     let depends = check("dpkg-deb", &["-f", deb.to_str().unwrap(), "Depends"]);
-    assert_eq!(depends.trim(), format!("libc6 (>= {floor})"));
+    assert_eq!(
+        depends.trim(),
+        format!("libc6 (>= {floor}), libgcc-s1 | libgcc1")
+    );
     let rpm = dist(&format!(
         "keepalive-{}-1.x86_64.rpm",
         env!("CARGO_PKG_VERSION")
@@ -408,7 +411,11 @@ fn deb_and_rpm_depend_on_the_shipped_files_real_glibc_floor() {
         .lines()
         .filter(|l| !l.starts_with("rpmlib("))
         .collect();
-    assert_eq!(glibc, [format!("glibc >= {floor}")], "{requires}");
+    assert_eq!(
+        glibc,
+        [format!("glibc >= {floor}"), "libgcc".to_string()],
+        "{requires}"
+    );
 }
 
 #[test]
@@ -451,26 +458,40 @@ fn tarball_holds_the_shipped_files_and_installs_with_its_install_sh() {
         std::fs::read(top.join("lib/libkeepalive.so")).unwrap(),
         std::fs::read(portable::library()).unwrap()
     );
-    // install.sh installs from beside itself, into a DESTDIR.
+    // install.sh installs from beside itself, into a DESTDIR, for a PREFIX.
     let destdir = scratch.0.join("root");
     let mut install = Command::new(top.join("install.sh"));
     install
-        .env("PREFIX", "/usr")
+        .env("PREFIX", "/opt/keepalive")
         .env("DESTDIR", &destdir)
         .env_remove("CARGO_TARGET_DIR");
     let out = run(install, DEADLINE);
     assert!(out.status.success(), "install.sh: {}", stderr(&out));
     for file in [
-        "usr/lib/libkeepalive.so",
-        "usr/bin/keepalive",
-        "usr/share/man/man1/keepalive.1",
-        "usr/share/man/man8/libkeepalive.8",
-        "usr/share/doc/keepalive/keepalive.conf",
+        "opt/keepalive/lib/libkeepalive.so",
+        "opt/keepalive/bin/keepalive",
+        "opt/keepalive/share/man/man1/keepalive.1",
+        "opt/keepalive/share/man/man8/libkeepalive.8",
+        "opt/keepalive/share/doc/keepalive/keepalive.conf",
     ] {
         assert!(destdir.join(file).is_file(), "{file} not installed");
     }
+    // The agent's unit runs the command of this PREFIX.
+    if repo()
+        .join("scripts/systemd/keepalive-agent.service")
+        .exists()
+    {
+        let unit = std::fs::read_to_string(
+            destdir.join("opt/keepalive/share/doc/keepalive/keepalive-agent.service"),
+        )
+        .unwrap();
+        assert!(
+            unit.contains("\nExecStart=/opt/keepalive/bin/keepalive "),
+            "{unit}"
+        );
+    }
     // The installed command finds the installed library and runs a program.
-    let keepalive = destdir.join("usr/bin/keepalive");
+    let keepalive = destdir.join("opt/keepalive/bin/keepalive");
     let mut cmd = command(&keepalive, false, &[]);
     cmd.env_remove("KEEPALIVE_LIB").args([
         "--idle",
@@ -504,6 +525,13 @@ fn rpm_lists_its_files_and_installs_into_a_test_root() {
     ];
     for file in files {
         assert!(listed.lines().any(|l| l == file), "{file} not in: {listed}");
+    }
+    if repo()
+        .join("scripts/systemd/keepalive-agent.service")
+        .exists()
+    {
+        let unit = "/usr/share/doc/keepalive/keepalive-agent.service";
+        assert!(listed.lines().any(|l| l == unit), "{unit} not in: {listed}");
     }
     // Into an empty root with its own database: --nodeps, since that root
     // holds no glibc package to satisfy "glibc >= 2.17".

@@ -94,8 +94,8 @@ fn a_hook_without_a_real_function_behind_it_never_aborts() {
 /// every socket() panics. The process must exit normally (0, not SIGABRT:
 /// a panic the unwinder cannot unwind aborts), and the program must see its
 /// calls exactly as without the library. This is the only thing that runs
-/// the unwinder, linked statically with its own `_dl_find_object` on
-/// x86_64 (build.rs, src/unwinder_support.rs).
+/// the unwinder (libgcc_s in this developer build; the shipped build's
+/// linked-in unwinder: tests/linking.rs).
 fn with_panicking_library(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = command(c_program("sockprobe"), false, env);
     cmd.env("LD_PRELOAD", library_with("panic-in-hook"));
@@ -153,8 +153,7 @@ fn panics_caught_in_many_threads_at_once_never_abort() {
 #[test]
 fn a_backtrace_of_a_caught_panic_walks_through_the_program() {
     // RUST_BACKTRACE makes std's panic message walk the stack with
-    // _Unwind_Backtrace: through our frames, the program's main and libc's,
-    // each found by the library's own _dl_find_object.
+    // _Unwind_Backtrace: through our frames, the program's main and libc's.
     let env = [("KEEPIDLE", "61"), ("RUST_BACKTRACE", "full")];
     let out = with_panicking_library(&["socket", "inet", "stream", "0"], &env);
     let text = stderr(&out);

@@ -9,8 +9,8 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An IP address, IPv4-mapped IPv6 addresses folded to IPv4 so that one
-/// comparison decides and `::ffff:10.1.2.3` matches `net=10.0.0.0/8`. Held
-/// as bits: matching is a mask and a compare.
+/// comparison decides and `::ffff:10.1.2.3` matches `net=10.0.0.0/8`.
+/// Held as bits: matching is a mask and a compare (`bits()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Address {
     /// An IPv4 address (or an IPv4-mapped IPv6 one).
@@ -45,16 +45,35 @@ impl fmt::Display for Address {
     }
 }
 
-/// `::ffff:a.b.c.d`, the IPv6 form of an IPv4 address.
-fn mapped_bits(v4: u32) -> u128 {
-    Ipv4Addr::from(v4).to_ipv6_mapped().into()
+impl Address {
+    /// The address as 128 bits, an IPv4 one in its mapped form
+    /// `::ffff:a.b.c.d`: one comparison decides any network (see `Network`).
+    #[inline]
+    pub fn bits(self) -> u128 {
+        match self {
+            Address::V4(v4) => MAPPED_V4 | u128::from(v4),
+            Address::V6(bits) => bits,
+        }
+    }
 }
 
+/// `::ffff:0:0`, the prefix of IPv4-mapped IPv6 addresses.
+const MAPPED_V4: u128 = 0xffff << 32;
+
 /// A CIDR network; host bits of the base are cleared at parse time.
+///
+/// Matching is on 128 bits with the mask computed once: an IPv4 network is
+/// its mapped form (`10.0.0.0/8` is `::ffff:10.0.0.0/104`), so it holds an
+/// IPv4 peer but never a real IPv6 one (those are never in `::ffff:0:0/96`,
+/// `Address::v6` folds them to IPv4), and an IPv6 network holds an IPv4
+/// peer exactly when it holds its mapped form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
     base: Address,
     prefix: u8,
+    /// `base.bits()`, and the mask of the prefix on 128 bits.
+    bits: u128,
+    mask: u128,
 }
 
 fn mask32(prefix: u8) -> u32 {
@@ -66,19 +85,31 @@ fn mask128(prefix: u8) -> u128 {
 }
 
 impl Network {
-    /// Whether `address` is inside this network.
-    pub fn contains(&self, address: Address) -> bool {
-        match (self.base, address) {
-            (Address::V4(base), Address::V4(a)) => (base ^ a) & mask32(self.prefix) == 0,
-            (Address::V6(base), Address::V6(a)) => (base ^ a) & mask128(self.prefix) == 0,
-            // An IPv4 peer is also the IPv6 address ::ffff:a.b.c.d: an IPv6
-            // network matches it when it holds that address (::/0 does).
-            (Address::V6(base), Address::V4(a)) => {
-                (base ^ mapped_bits(a)) & mask128(self.prefix) == 0
-            }
-            // A real IPv6 peer is never inside an IPv4 network.
-            (Address::V4(_), Address::V6(_)) => false,
+    /// The network of `base` (host bits cleared) and `prefix` (of its own
+    /// family: at most 32 for IPv4).
+    fn new(base: Address, prefix: u8) -> Network {
+        let (base, mask) = match base {
+            Address::V4(v4) => (Address::V4(v4 & mask32(prefix)), mask128(96 + prefix)),
+            Address::V6(v6) => (Address::V6(v6 & mask128(prefix)), mask128(prefix)),
+        };
+        Network {
+            base,
+            prefix,
+            bits: base.bits(),
+            mask,
         }
+    }
+
+    /// Whether `address` is inside this network.
+    #[inline]
+    pub fn contains(&self, address: Address) -> bool {
+        self.contains_bits(address.bits())
+    }
+
+    /// `contains` for `Address::bits()`, computed once per connection.
+    #[inline]
+    pub fn contains_bits(&self, bits: u128) -> bool {
+        (self.bits ^ bits) & self.mask == 0
     }
 
     /// `ADDRESS[/LENGTH]`; without a length, the single address. The error
@@ -105,11 +136,7 @@ impl Network {
         };
         if let Ok(v4) = address.parse::<Ipv4Addr>() {
             let prefix = parse_prefix(32)?;
-            let bits = u32::from(v4) & mask32(prefix);
-            return Ok(Network {
-                base: Address::V4(bits),
-                prefix,
-            });
+            return Ok(Network::new(Address::V4(v4.into()), prefix));
         }
         if let Ok(v6) = address.parse::<Ipv6Addr>() {
             let prefix = parse_prefix(128)?;
@@ -118,16 +145,10 @@ impl Network {
             // addresses it would match are folded to IPv4.
             if prefix >= 96 {
                 if let Some(v4) = Ipv6Addr::from(bits).to_ipv4_mapped() {
-                    return Ok(Network {
-                        base: Address::V4(v4.into()),
-                        prefix: prefix - 96,
-                    });
+                    return Ok(Network::new(Address::V4(v4.into()), prefix - 96));
                 }
             }
-            return Ok(Network {
-                base: Address::V6(bits),
-                prefix,
-            });
+            return Ok(Network::new(Address::V6(bits), prefix));
         }
         Err(format!(
             "{} is not an IPv4 or IPv6 address",

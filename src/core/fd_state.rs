@@ -64,8 +64,11 @@ impl Choices {
     /// The options `leave_to_us` gives, as a set.
     #[inline]
     pub fn left_to_us(&self, plan: &Plan) -> OptionSet {
-        self.leave_to_us(plan)
-            .fold(OptionSet::EMPTY, |set, option| set.union(option.bit))
+        match (plan.override_program, self.keepalive_off) {
+            (true, _) => plan.set(),
+            (false, true) => OptionSet::EMPTY,
+            (false, false) => plan.set().without(self.set),
+        }
     }
 
     /// Records the program's successful `setsockopt` of `option`;
@@ -278,6 +281,22 @@ mod tests {
         assert_eq!(choices.left_to_us(&plan), OptionSet::from_bits(0b1_1111));
         plan.override_program = false;
         assert_eq!(choices.left_to_us(&plan), OptionSet::EMPTY);
+        // The set is the options leave_to_us walks, in every case.
+        for bits in 0..32 {
+            for keepalive_off in [false, true] {
+                for override_program in [false, true] {
+                    plan.override_program = override_program;
+                    let choices = Choices {
+                        set: OptionSet::from_bits(bits),
+                        keepalive_off,
+                    };
+                    let walked = choices
+                        .leave_to_us(&plan)
+                        .fold(OptionSet::EMPTY, |set, option| set.union(option.bit));
+                    assert_eq!(choices.left_to_us(&plan), walked);
+                }
+            }
+        }
     }
 
     #[test]

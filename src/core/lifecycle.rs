@@ -219,9 +219,9 @@ impl Transition {
 /// none of its options is ours to set.
 #[inline]
 fn applied(policy: &Policy, reason: Option<&Reason>, choices: Choices) -> PlanId {
-    let id = policy.plan_id(reason.map_or(Decision::Unmatched, |reason| reason.decision));
-    match policy.plan(id) {
-        Some(plan) if choices.left_to_us(plan) != OptionSet::EMPTY => id,
+    let decision = reason.map_or(Decision::Unmatched, |reason| reason.decision);
+    match policy.plan_with_id(decision) {
+        Some((plan, id)) if choices.left_to_us(plan) != OptionSet::EMPTY => id,
         _ => PlanId::NONE,
     }
 }
@@ -277,7 +277,7 @@ pub fn before_connect(
     record: Record,
     probe: impl FnOnce() -> Option<Foreign>,
 ) -> (Transition, Option<Record>) {
-    if !policy.eager || record.kind != Kind::Unknown {
+    if !probes_at_connect(policy, record) {
         return (Transition::NOTHING, Some(record));
     }
     let transition = match probe() {
@@ -298,6 +298,13 @@ pub fn before_connect(
         ),
     };
     (transition, None)
+}
+
+/// Whether `before_connect` asks the kernel about the socket: without
+/// rules, one that never came through our `socket()`.
+#[inline]
+pub fn probes_at_connect(policy: &Policy, record: Record) -> bool {
+    policy.eager && record.kind == Kind::Unknown
 }
 
 /// After a `connect()` that succeeded or is in progress, with rules: a
@@ -446,41 +453,59 @@ pub fn accept(
         });
         listening = to;
     }
+    if let Some(record) = inherited(listening, previous) {
+        return (probed, Transition::store(record, Step::Nothing));
+    }
+    // A pending or foreign listener: each connection is decided now.
     let choices = listening.choices;
-    let transition = match listening.kind {
-        // The kernel copied the listener's options into the new socket:
-        // ours too, if we set any.
-        Kind::Decided | Kind::LeftAlone => {
-            let inherited = previous
-                .next(listening.kind, choices)
-                .with_applied(listening.applied);
-            Transition::store(inherited, Step::Nothing)
-        }
-        Kind::ForeignListener | Kind::Pending | Kind::Unknown => {
-            let accepted = previous.next(Kind::Decided, choices);
-            let reason = match (policy.eager, policy.inbound_fixed) {
-                (true, _) => None,
-                (false, Some(decision)) => Some(Reason {
-                    direction: Direction::In,
-                    decision,
-                    remote: None,
-                    port: None,
-                }),
-                (false, None) => {
-                    let step = Step::DecideInbound { accepted };
-                    return (probed, Transition::store(accepted, step));
-                }
-            };
-            let configure = Configure {
-                via: Via::Accept,
-                choices,
-                reason,
-            };
-            let (to, step) = decided(policy, accepted, Step::Configure, configure);
-            Transition::store(to, step)
+    let accepted = previous.next(Kind::Decided, choices);
+    let reason = match (policy.eager, policy.inbound_fixed) {
+        (true, _) => None,
+        (false, Some(decision)) => Some(Reason {
+            direction: Direction::In,
+            decision,
+            remote: None,
+            port: None,
+        }),
+        (false, None) => {
+            let step = Step::DecideInbound { accepted };
+            return (probed, Transition::store(accepted, step));
         }
     };
-    (probed, transition)
+    let configure = Configure {
+        via: Via::Accept,
+        choices,
+        reason,
+    };
+    let (to, step) = decided(policy, accepted, Step::Configure, configure);
+    (probed, Transition::store(to, step))
+}
+
+/// The record of a socket accepted from a settled listener (configured,
+/// decided or left alone), which the kernel made with the listener's
+/// options, ours too if we set any; `None` if the listener is not settled
+/// (then `accept` decides).
+#[inline]
+pub fn inherited(listener: Record, previous: Record) -> Option<Record> {
+    match listener.kind {
+        Kind::Decided | Kind::LeftAlone => Some(
+            previous
+                .next(listener.kind, listener.choices)
+                .with_applied(listener.applied),
+        ),
+        _ => None,
+    }
+}
+
+/// Whether a socket is settled: configured, decided or left alone, so that
+/// `connect()` has nothing to decide on it (`before_connect` and
+/// `after_connect` change nothing).
+#[inline]
+pub fn settled(record: Record) -> bool {
+    matches!(
+        record.kind,
+        Kind::Decided | Kind::LeftAlone | Kind::ForeignListener
+    )
 }
 
 /// `Step::DecideInbound`, once the kernel gave the peer (and the local port,

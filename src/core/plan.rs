@@ -34,26 +34,37 @@ pub const MAX_OPTIONS: usize = 5;
 pub struct Plan {
     options: [SockOpt; MAX_OPTIONS],
     len: usize,
+    /// The options, as a set.
+    set: OptionSet,
     /// Our values replace the program's own (`KEEPALIVE_OVERRIDE`, a
     /// rule's `override`); otherwise the program's own choices win.
     pub override_program: bool,
 }
 
 impl Plan {
-    /// The options, in the order they are set.
+    /// The options, in the order they are set. (`get`: no panic path on
+    /// the hooks' fast paths; `len` never exceeds `MAX_OPTIONS`.)
     #[inline]
     pub fn options(&self) -> &[SockOpt] {
-        &self.options[..self.len]
+        self.options.get(..self.len).unwrap_or_default()
+    }
+
+    /// The options, as a set.
+    #[inline]
+    pub fn set(&self) -> OptionSet {
+        self.set
     }
 
     fn push(&mut self, level: i32, name: i32, value: u32) {
+        let bit = OptionSet::of(level, name).unwrap_or_default();
         self.options[self.len] = SockOpt {
             level,
             name,
             value: value as i32,
-            bit: OptionSet::of(level, name).unwrap_or_default(),
+            bit,
         };
         self.len += 1;
+        self.set = self.set.union(bit);
     }
 
     /// Builds the plan. `kernel_defaults` is consulted only for
@@ -67,6 +78,7 @@ impl Plan {
                 bit: OptionSet::EMPTY,
             }; MAX_OPTIONS],
             len: 0,
+            set: OptionSet::EMPTY,
             override_program: settings.override_program,
         };
         if !settings.enabled {

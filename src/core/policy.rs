@@ -119,10 +119,20 @@ impl Policy {
     /// The id of `plan_for(decision)`; `PlanId::NONE` when it is `None`.
     #[inline]
     pub fn plan_id(&self, decision: Decision) -> PlanId {
+        self.plan_with_id(decision)
+            .map_or(PlanId::NONE, |(_, id)| id)
+    }
+
+    /// `plan_for(decision)` and its id.
+    #[inline]
+    pub fn plan_with_id(&self, decision: Decision) -> Option<(&Plan, PlanId)> {
         match decision {
-            _ if self.plan_for(decision).is_none() => PlanId::NONE,
-            Decision::Matched(index) => PlanId((FIRST_RULE + index) as u8),
-            _ => PlanId::GLOBAL,
+            Decision::WrongDirection => None,
+            Decision::Unmatched => Some((&self.global, PlanId::GLOBAL)),
+            Decision::Matched(index) => {
+                let plan = self.rule_plans.get(index)?.as_ref()?;
+                Some((plan, PlanId((FIRST_RULE + index) as u8)))
+            }
         }
     }
 

@@ -33,9 +33,27 @@ fn tmp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
 
+/// `TEST_SHIPPED_BUILD=1`: the tests that use library() and
+/// keepalive_command() run the shipped build (scripts/build-portable.sh)
+/// instead of the developer's release build. (Not named KEEPALIVE_...: the
+/// library would warn about a near miss of its own variables.)
+fn shipped_build_requested() -> bool {
+    std::env::var_os("TEST_SHIPPED_BUILD").is_some_and(|v| v == "1")
+}
+
 /// The release `libkeepalive.so`, built into a target dir of its own (the
 /// outer `cargo test` holds the lock on the usual one).
 pub fn library() -> &'static Path {
+    static SHIPPED: OnceLock<PathBuf> = OnceLock::new();
+    if shipped_build_requested() {
+        return SHIPPED.get_or_init(portable::library);
+    }
+    developer_library()
+}
+
+/// The developer's release `libkeepalive.so` (`cargo build --release`),
+/// whatever TEST_SHIPPED_BUILD says.
+pub fn developer_library() -> &'static Path {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
     LIBRARY.get_or_init(|| {
         let target = tmp_dir().join("release-build");
@@ -57,6 +75,9 @@ pub fn library() -> &'static Path {
 pub fn keepalive_command() -> &'static Path {
     static COMMAND: OnceLock<PathBuf> = OnceLock::new();
     COMMAND.get_or_init(|| {
+        if shipped_build_requested() {
+            return portable::command();
+        }
         let target = tmp_dir().join("release-build");
         let status = Command::new(env!("CARGO"))
             .args(["build", "--release", "--quiet", "--target-dir"])

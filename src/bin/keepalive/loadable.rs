@@ -34,13 +34,14 @@ impl std::fmt::Display for Version {
 }
 
 /// The newest `GLIBC_x.y` the library asks for (libc, libdl, libpthread,
-/// ld.so alike), or None if it asks for none or cannot be read.
-pub fn glibc_floor(library: &Path) -> Option<Version> {
-    let file = std::fs::File::open(library).ok()?;
-    elf::needed_versions(&file)?
+/// ld.so alike): Ok(None) if it asks for none, Err if it cannot be read.
+pub fn glibc_floor(library: &Path) -> Result<Option<Version>, String> {
+    let file = std::fs::File::open(library).map_err(|error| error.to_string())?;
+    let needs = elf::needed_versions(&file).ok_or("not a readable ELF object")?;
+    Ok(needs
         .iter()
         .filter_map(|(_, version)| Version::parse(version))
-        .max()
+        .max())
 }
 
 /// The glibc this command (and so every glibc program here) runs with.
@@ -62,9 +63,17 @@ pub fn check(library: &Path, program: Option<&Path>) -> Result<String, String> {
 /// The glibc comparison, with both versions given (tests pass their own).
 pub fn compare(
     library: &Path,
-    needed: Option<Version>,
+    needed: Result<Option<Version>, String>,
     host: Option<Version>,
 ) -> Result<String, String> {
+    let needed = match needed {
+        Ok(needed) => needed,
+        Err(why) => {
+            return Ok(format!(
+                "its glibc needs are unreadable ({why}); not checked"
+            ))
+        }
+    };
     match (needed, host) {
         (Some(needed), Some(host)) if needed > host => Err(format!(
             "{} needs glibc {needed} and this system has glibc {host}: the dynamic linker \
@@ -130,7 +139,7 @@ mod tests {
     #[test]
     fn a_newer_floor_than_the_host_is_refused_with_the_linkers_words() {
         let library = Path::new("/usr/lib/libkeepalive.so");
-        let refused = compare(library, version("2.34"), version("2.31")).unwrap_err();
+        let refused = compare(library, Ok(version("2.34")), version("2.31")).unwrap_err();
         assert!(refused.contains("needs glibc 2.34"), "{refused}");
         assert!(refused.contains("has glibc 2.31"), "{refused}");
         assert!(
@@ -138,18 +147,36 @@ mod tests {
             "{refused}"
         );
         assert!(!refused.contains('\n'));
-        assert!(compare(library, version("2.17"), version("2.17")).is_ok());
-        assert!(compare(library, version("2.16"), version("2.31")).is_ok());
-        // Unknown: say so, never refuse.
-        assert!(compare(library, version("2.34"), None).is_ok());
+        assert!(compare(library, Ok(version("2.17")), version("2.17")).is_ok());
+        assert!(compare(library, Ok(version("2.16")), version("2.31")).is_ok());
+        // Unknown or unreadable: say so, never refuse.
+        assert!(compare(library, Ok(version("2.34")), None).is_ok());
+        let unreadable = compare(library, Err("gone".into()), version("2.31")).unwrap();
+        assert!(unreadable.contains("unreadable (gone)"), "{unreadable}");
     }
 
     #[test]
     fn this_command_is_a_glibc_program_and_reads_its_own_needs() {
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         assert!(musl(&exe).is_ok());
-        assert!(glibc_floor(&exe).is_some());
+        assert!(glibc_floor(&exe).unwrap().is_some());
+        assert!(glibc_floor(Path::new("/nonexistent/libkeepalive.so")).is_err());
         assert!(host_glibc().is_some());
+        // What readelf shows for this binary: its interpreter, libc's versions.
+        let file = std::fs::File::open(&exe).unwrap();
+        let interpreter = elf::interpreter(&file).unwrap();
+        assert!(interpreter.starts_with(b"/lib"), "{interpreter:?}");
+        assert!(
+            interpreter.windows(6).any(|w| w == b"ld-lin"),
+            "{interpreter:?}"
+        );
+        let needs = elf::needed_versions(&file).unwrap();
+        assert!(
+            needs
+                .iter()
+                .any(|(object, version)| object == "libc.so.6" && version == "GLIBC_2.2.5"),
+            "{needs:?}"
+        );
         assert!(is_musl(b"/lib/ld-musl-x86_64.so.1"));
         assert!(!is_musl(b"/lib64/ld-linux-x86-64.so.2"));
     }

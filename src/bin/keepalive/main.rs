@@ -124,7 +124,8 @@ set, else PREFIX/lib/libkeepalive.so beside PREFIX/bin/keepalive, else the
 command's own directory.
 
 Exit status: PROGRAM's; 125 if keepalive fails (bad option or value, library
-not found), 126 if PROGRAM cannot be executed, 127 if it is not found.
+not found, or a library that would stop PROGRAM: too new a glibc, a musl
+PROGRAM), 126 if PROGRAM cannot be executed, 127 if it is not found.
 --status: 0 if every process could be read, 1 otherwise.
 See keepalive(1) and libkeepalive(8).
 ";

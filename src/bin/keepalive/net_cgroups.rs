@@ -62,8 +62,9 @@ fn join(controller: &str, path: &str) -> Result<(), String> {
         .unwrap_or(path)
         .trim_start_matches('/');
     let tasks = std::path::Path::new(&point).join(relative).join("tasks");
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    // SAFETY: gettid has no preconditions. The system call, not glibc's
+    // gettid(), which is new in 2.30: above the shipped build's 2.17 floor.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::pid_t;
     std::fs::write(&tasks, tid.to_string()).map_err(|error| {
         format!(
             "joining its {controller} cgroup: {}: {error}",

@@ -89,10 +89,17 @@ pub struct Connection {
 impl Rule {
     /// Whether every condition holds for `connection`.
     pub fn matches(&self, connection: &Connection) -> bool {
+        self.matches_at(connection, connection.remote.bits())
+    }
+
+    /// `matches`, with the remote address's bits computed once for all
+    /// the rules.
+    #[inline]
+    fn matches_at(&self, connection: &Connection, remote: u128) -> bool {
         self.direction.map_or(true, |d| d == connection.direction)
             && self
                 .network
-                .map_or(true, |network| network.contains(connection.remote))
+                .map_or(true, |network| network.contains_bits(remote))
             && self.ports.map_or(true, |(low, high)| {
                 connection.port.is_some_and(|p| low <= p && p <= high)
             })
@@ -136,7 +143,12 @@ impl Selection {
         if !self.directions.includes(connection.direction) {
             return Decision::WrongDirection;
         }
-        match self.rules.iter().position(|rule| rule.matches(connection)) {
+        let remote = connection.remote.bits();
+        let matching = self
+            .rules
+            .iter()
+            .position(|rule| rule.matches_at(connection, remote));
+        match matching {
             Some(index) => Decision::Matched(index),
             None => Decision::Unmatched,
         }

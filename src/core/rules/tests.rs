@@ -459,3 +459,66 @@ fn parser_never_panics_on_short_inputs() {
         assert_eq!(rules.len() + diagnostics.len(), pieces, "{text:?}");
     }
 }
+
+/// The one 128-bit comparison `Network::contains` makes gives the answers
+/// of the rules spelled out per family (the way it was first written).
+#[test]
+fn the_128_bit_match_is_the_per_family_rule() {
+    fn by_family(network: &str, address: Address) -> bool {
+        let (base, prefix) = network.split_once('/').unwrap();
+        let prefix: u32 = prefix.parse().unwrap();
+        let v4_mask = |p: u32| u32::MAX.checked_shl(32 - p).unwrap_or(0);
+        let v6_mask = |p: u32| u128::MAX.checked_shl(128 - p).unwrap_or(0);
+        let mapped = |v4: u32| u128::from(Ipv4Addr::from(v4).to_ipv6_mapped());
+        match (base.parse::<Ipv4Addr>(), address) {
+            (Ok(base), Address::V4(a)) => (u32::from(base) ^ a) & v4_mask(prefix) == 0,
+            (Ok(_), Address::V6(_)) => false,
+            (Err(_), address) => {
+                let base = u128::from(base.parse::<Ipv6Addr>().unwrap());
+                let bits = match address {
+                    Address::V4(a) => mapped(a),
+                    Address::V6(a) => a,
+                };
+                (base ^ bits) & v6_mask(prefix) == 0
+            }
+        }
+    }
+    let networks = [
+        "0.0.0.0/0",
+        "10.0.0.0/8",
+        "10.1.2.3/32",
+        "192.168.0.0/16",
+        "::/0",
+        "::ffff:0:0/96",
+        "fd00::/8",
+        "2001:db8::/32",
+        "::1/128",
+        "::/1",
+        "::ffff:0:0/95",
+    ];
+    let addresses = [
+        v4("10.1.2.3"),
+        v4("10.200.0.1"),
+        v4("192.168.7.7"),
+        v4("0.0.0.0"),
+        v4("255.255.255.255"),
+        v6("::1"),
+        v6("fd00::5"),
+        v6("2001:db8::1"),
+        v6("::"),
+        v6("::fffe:1.2.3.4"),
+    ];
+    for text in networks {
+        let network = Network::parse(text).unwrap();
+        // The canonical spelling: an IPv6 network inside ::ffff:0:0/96 is
+        // shown as the IPv4 network it is.
+        let canonical = network.to_string();
+        for address in addresses {
+            assert_eq!(
+                network.contains(address),
+                by_family(&canonical, address),
+                "{text} ({canonical}) {address}"
+            );
+        }
+    }
+}
