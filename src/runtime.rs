@@ -180,7 +180,11 @@ fn load() -> Runtime {
         crate::cancel::held_off(|| crate::lineage::parent_reported(&names, value))
     };
     let report = !lines.is_empty() && reported_by_parent.is_none();
-    if debug || report {
+    // Debug lines need a duplicate of stderr kept for the process's life:
+    // not under a tiny descriptor limit, where it would take a number the
+    // program needs.
+    let keep_for_debug = debug && diagnostics::room_to_keep_private();
+    if keep_for_debug || report {
         diagnostics::open_private();
     }
     if report {
@@ -200,7 +204,7 @@ fn load() -> Runtime {
         };
         crate::lineage::record(written_to);
     }
-    if !debug {
+    if !keep_for_debug {
         diagnostics::close_private();
     }
     let runtime = Runtime {
