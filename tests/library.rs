@@ -486,6 +486,34 @@ fn names_that_are_almost_ours_get_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
+/// Other programs' variables that look like ours stay silent: they are
+/// read by someone. And they take none of the few places for near misses,
+/// so a real typo beside four of them is still reported (the environment
+/// is in name order: the four KEEPALIVE_ names come before KEEPIDEL).
+#[test]
+fn other_programs_variables_stay_silent_and_hide_no_typo() {
+    let theirs = [
+        ("KEEP_ALIVE", "1"),
+        ("KEEPALIVE_TIMEOUT", "5"),
+        ("KEEPALIVE_INTERVAL", "30"),
+        ("KEEPALIVE_URL", "http://localhost/ping"),
+        ("KEEPALIVE_REQUESTS", "100"),
+        ("KEEPALIVE_ENABLED", "true"),
+        ("KEEPALIVE_PING_INTERVAL", "10"),
+        ("TCP_KEEPALIVE", "1"),
+        ("TCP_KEEPALIVE_IDLE", "60"),
+    ];
+    let out = probe(&["socket", "inet", "stream", "0"], true, &theirs);
+    assert_eq!(stderr(&out), "");
+    let with_typo: Vec<_> = theirs.iter().copied().chain([("KEEPIDEL", "60")]).collect();
+    let out = probe(&["socket", "inet", "stream", "0"], true, &with_typo);
+    assert_eq!(
+        stderr(&out),
+        "libkeepalive: KEEPIDEL is not a variable libkeepalive reads: \
+         did you mean KEEPIDLE? ignoring it\n"
+    );
+}
+
 /// A container's entrypoint (PID 1 of its PID namespace) with the library
 /// prints the line; the processes it starts, whose parent is PID 1, do not
 /// print it again.
