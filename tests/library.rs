@@ -566,6 +566,39 @@ fn a_parent_that_could_not_print_does_not_silence_its_children() {
     assert_eq!(stdout(&out).matches("libkeepalive: KEEPIDLE").count(), 1);
 }
 
+/// Under Yama's ptrace_scope 1 (Ubuntu's default) a parent's memory, where
+/// it recorded where its line went, may not be read. Then the child cannot
+/// know whether the line was said, and says it: a parent whose stderr was
+/// closed at start (so it said nothing) and that later sent fd 2 to a log
+/// must not silence its children. Yama is simulated in a private mount
+/// namespace (a tmpfs over /proc/sys/kernel holding yama/ptrace_scope = 1).
+#[test]
+fn under_yama_a_child_says_the_line_its_parent_could_not() {
+    let library = common::library().to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("keepalive-yama-22-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("log");
+    let script = format!(
+        "mount -t tmpfs none /proc/sys/kernel && mkdir /proc/sys/kernel/yama && \
+         echo 1 > /proc/sys/kernel/yama/ptrace_scope && \
+         LD_PRELOAD={library} sh -c 'exec 2>>{log}; /bin/true' 2>&-",
+        log = log.display()
+    );
+    let mut cmd = command("unshare", false, &[("KEEPIDLE", "abc")]);
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let out = run(cmd, Duration::from_secs(30));
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        logged
+            .matches("libkeepalive: KEEPIDLE=\"abc\" is not valid")
+            .count(),
+        1,
+        "{logged}"
+    );
+}
+
 /// The library reads its variables in one pass over `environ` (not with
 /// `getenv`), so it must read what `getenv` would: the first entry of a
 /// name, and no entry without `=`. execenv builds environments no shell can
