@@ -30,7 +30,7 @@ use keepalive_core::endpoint::Endpoint;
 use keepalive_core::fd_state::{Choices, Kind, Record};
 use keepalive_core::lifecycle::{self, Configure, Foreign, Reason, Step, Write};
 use keepalive_core::options::{self, OptionSet, SockOpt};
-use keepalive_core::plan::{KernelDefaults, Plan, MAX_OPTIONS};
+use keepalive_core::plan::{Plan, MAX_OPTIONS};
 use keepalive_core::rules::{Decision, Direction};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -274,7 +274,7 @@ fn finish(runtime: &Runtime, set: SetsockoptFn, fd: i32, written: bool, step: St
             configure_as(runtime, set, fd, None, &configure)
         }
         Step::DecideInbound { accepted } => decide_inbound(runtime, set, fd, accepted),
-        Step::Undo(options) => put_back_kernel_values(set, fd, options),
+        Step::Undo(options) => put_back_kernel_values(runtime, set, fd, options),
         Step::Reassert(option) => {
             let failed = sockopt::set(set, fd, &option).err();
             runtime.debug(|line| {
@@ -537,11 +537,11 @@ pub fn before_listen(set: Option<SetsockoptFn>, fd: i32) -> Option<ListenUndo> {
 /// `connect()` decides it as outbound. Costs nothing unless listen() failed.
 pub fn after_failed_listen(set: Option<SetsockoptFn>, fd: i32, undo: Option<ListenUndo>) {
     shielded((), || {
-        let (Some(undo), Some(set)) = (undo, set) else {
+        let (Some(undo), Some((runtime, set))) = (undo, active(set)) else {
             return;
         };
         if commit(fd, lifecycle::failed_listen(undo.claim)) {
-            put_back_kernel_values(set, fd, undo.set);
+            put_back_kernel_values(runtime, set, fd, undo.set);
         }
     });
 }
@@ -556,21 +556,13 @@ const KEEPALIVE_OPTIONS: [(i32, i32); 5] = [
 ];
 
 /// Gives each of `options` the value a new socket has (keepalive off, this
-/// namespace's sysctls, no user timeout): what we set on a socket we
-/// created is undone. The sysctls are read only if a timer is to be put
-/// back.
-fn put_back_kernel_values(set: SetsockoptFn, fd: i32, options: OptionSet) {
+/// namespace's sysctls as read at load, no user timeout): what we set on
+/// a socket we created is undone. No file is opened here.
+fn put_back_kernel_values(runtime: &Runtime, set: SetsockoptFn, fd: i32, options: OptionSet) {
     if options == OptionSet::EMPTY {
         return;
     }
-    let timers = OptionSet::IDLE
-        .union(OptionSet::INTERVAL)
-        .union(OptionSet::COUNT);
-    let defaults = if options.contains(timers) {
-        runtime::read_kernel_defaults()
-    } else {
-        KernelDefaults::LINUX // unused
-    };
+    let defaults = runtime.kernel_defaults;
     let kernel = [
         0,
         defaults.idle_secs,

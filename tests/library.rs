@@ -143,6 +143,52 @@ fn so_keepalive_zero_leaves_nothing_of_ours() {
     assert_eq!(options_of(&out, "client"), ALL_CONFIGURED);
 }
 
+/// undoprobe (tests/c/undoprobe.c) in a network namespace of its own whose
+/// keepalive sysctls are 600/20/4 (not Linux's 7200/75/9), with `env`.
+fn undoprobe_in_netns(args: &[&str], preload: bool, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let undoprobe = c_program("undoprobe");
+    let script = format!(
+        "echo 600 > /proc/sys/net/ipv4/tcp_keepalive_time && \
+         echo 20 > /proc/sys/net/ipv4/tcp_keepalive_intvl && \
+         echo 4 > /proc/sys/net/ipv4/tcp_keepalive_probes && exec {} {}",
+        undoprobe.display(),
+        args.join(" ")
+    );
+    let mut cmd = command("unshare", preload, env);
+    cmd.args(["--net", "sh", "-c", &script]);
+    let out = run(cmd, DEADLINE);
+    (out.status.code(), stdout(&out))
+}
+
+/// Issue 22 item 2: the undo of `SO_KEEPALIVE=0` opens no file. A daemon
+/// that sandboxed itself (seccomp killing on open/openat) is not killed,
+/// and one that chrooted (no /proc) gets its namespace's values back, not
+/// Linux's compiled-in ones: the sysctls are read once, at load.
+#[test]
+fn switching_keepalive_off_opens_no_file_in_a_sandbox_or_a_chroot() {
+    let empty = std::env::temp_dir().join(format!("keepalive-chroot-22-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let empty_dir = empty.to_str().unwrap().to_string();
+    for args in [vec!["seccomp"], vec!["chroot", &empty_dir]] {
+        let without = undoprobe_in_netns(&args, false, &ALL_TIMERS);
+        assert_eq!(
+            without,
+            (
+                Some(0),
+                "after-keepalive-off keepalive=0 idle=600 intvl=20 cnt=4 user_timeout=0\n"
+                    .to_string()
+            ),
+            "{args:?}"
+        );
+        assert_eq!(
+            undoprobe_in_netns(&args, true, &ALL_TIMERS),
+            without,
+            "{args:?}"
+        );
+    }
+    let _ = std::fs::remove_dir(&empty);
+}
+
 #[test]
 fn the_programs_own_choice_wins() {
     let out = probe(&["connect", "program-idle"], true, &ALL_TIMERS);
