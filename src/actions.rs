@@ -495,9 +495,12 @@ pub fn after_connect(
 pub struct ListenUndo {
     /// The record it wrote.
     claim: Write,
-    /// The options we set. The socket was ours and undecided, and the
-    /// program had not set them: before, each had the kernel's default.
+    /// The options we set that had the kernel's default before: the socket
+    /// was ours and undecided, and the program had not set them.
     set: OptionSet,
+    /// Under override, the program's own values of the options it had set,
+    /// read before ours replaced them, to give back.
+    programs: [Option<SockOpt>; MAX_OPTIONS],
 }
 
 /// Before `listen()` on a pending socket: when no rule looks at inbound
@@ -521,18 +524,40 @@ pub fn before_listen(set: Option<SetsockoptFn>, fd: i32) -> Option<ListenUndo> {
         }
         let decision = configure.reason.map(|reason| reason.decision);
         let plan = decision.and_then(|d| runtime.policy.plan_for(d));
-        let undo = ListenUndo {
+        let mut undo = ListenUndo {
             claim,
             set: plan.map_or(OptionSet::EMPTY, |plan| configure.choices.left_to_us(plan)),
+            programs: [None; MAX_OPTIONS],
         };
+        if let Some(plan) = plan.filter(|plan| plan.override_program) {
+            keep_programs_values(fd, plan, configure.choices, &mut undo);
+        }
         configure_as(runtime, set, fd, None, &configure);
         Some(undo)
     })
 }
 
+/// Under override, `before_listen` is about to set our values over the
+/// program's own: reads those (one getsockopt each, only on this path) so
+/// that a failed `listen()` gives them back. An option whose value cannot
+/// be read gets the kernel's default back instead.
+fn keep_programs_values(fd: i32, plan: &Plan, choices: Choices, undo: &mut ListenUndo) {
+    let programs = plan
+        .options()
+        .iter()
+        .filter(|option| choices.set.contains(option.bit));
+    for (slot, option) in undo.programs.iter_mut().zip(programs) {
+        if let Some(value) = sockopt::get_int(fd, option.level, option.name) {
+            *slot = Some(SockOpt { value, ..*option });
+            undo.set = undo.set.without(option.bit);
+        }
+    }
+}
+
 /// After a `listen()` that failed: the socket goes back to what it was
-/// before `before_listen`, values included (each option we set gets the
-/// kernel's default again: off, this namespace's sysctls, no user timeout),
+/// before `before_listen`, values included (the program's own, under
+/// override, and for each other option we set the kernel's default: off,
+/// this namespace's sysctls, no user timeout),
 /// so that it behaves like a socket that never called `listen()`: a later
 /// `connect()` decides it as outbound. Costs nothing unless listen() failed.
 pub fn after_failed_listen(set: Option<SetsockoptFn>, fd: i32, undo: Option<ListenUndo>) {
@@ -542,6 +567,9 @@ pub fn after_failed_listen(set: Option<SetsockoptFn>, fd: i32, undo: Option<List
         };
         if commit(fd, lifecycle::failed_listen(undo.claim)) {
             put_back_kernel_values(runtime, set, fd, undo.set);
+            for option in undo.programs.iter().flatten() {
+                let _ = sockopt::set(set, fd, option);
+            }
         }
     });
 }

@@ -189,6 +189,36 @@ fn switching_keepalive_off_opens_no_file_in_a_sandbox_or_a_chroot() {
     let _ = std::fs::remove_dir(&empty);
 }
 
+/// Issue 22 item 1: a `listen()` that fails leaves the socket as it was,
+/// the program's own options included. Under override the library set its
+/// values over the program's SO_KEEPALIVE=1 and TCP_KEEPIDLE=30 before the
+/// call; the failure must give the program its own values back (and the
+/// kernel's to the options it never set), in every mode.
+#[test]
+fn a_failed_listen_gives_the_program_its_own_values_back() {
+    let expected = (
+        Some(0),
+        "listen rc=-1 errno=98\n\
+         after-failed-listen keepalive=1 idle=30 intvl=20 cnt=4 user_timeout=0\n"
+            .to_string(),
+    );
+    assert_eq!(undoprobe_in_netns(&["listenfail"], false, &[]), expected);
+    let inbound = [&ALL_TIMERS[..], &[("KEEPALIVE_DIRECTION", "in")]].concat();
+    let overriding = [&inbound[..], &[("KEEPALIVE_OVERRIDE", "on")]].concat();
+    let rule_overriding = [
+        &ALL_TIMERS[..],
+        &[("KEEPALIVE_RULES", "dir=in:idle=60,override=on")],
+    ]
+    .concat();
+    for env in [&inbound, &overriding, &rule_overriding] {
+        assert_eq!(
+            undoprobe_in_netns(&["listenfail"], true, env),
+            expected,
+            "{env:?}"
+        );
+    }
+}
+
 #[test]
 fn the_programs_own_choice_wins() {
     let out = probe(&["connect", "program-idle"], true, &ALL_TIMERS);
