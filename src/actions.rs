@@ -31,6 +31,7 @@ use keepalive_core::fd_state::{Choices, Kind, Record};
 use keepalive_core::lifecycle::{self, Configure, Foreign, Reason, Step, Write};
 use keepalive_core::options::{self, OptionSet, SockOpt};
 use keepalive_core::plan::{Plan, MAX_OPTIONS};
+use keepalive_core::policy::Policy;
 use keepalive_core::rules::{Decision, Direction};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -157,14 +158,20 @@ fn debug_configured(runtime: &Runtime, plan: &Plan, target: &Target<'_>, failed:
                 let _ = write!(line, " {}={}", option.label(), option.value);
             }
         }
-        if plan.override_program {
-            let _ = write!(line, "; over the program's own (override)");
-        } else if target.choices.set != OptionSet::EMPTY {
-            let _ = write!(line, "; the program's own:");
-            for option in plan.options() {
-                if target.choices.set.contains(option.bit) {
-                    let _ = write!(line, " {}", option.label());
-                }
+        // The options of the plan the program set itself: kept, or under
+        // override replaced by ours.
+        let programs =
+            || (plan.options().iter()).filter(|option| target.choices.set.contains(option.bit));
+        if programs().next().is_some() {
+            let _ = match plan.override_program {
+                true => write!(line, "; over the program's own:"),
+                false => write!(line, "; the program's own:"),
+            };
+            for option in programs() {
+                let _ = write!(line, " {}", option.label());
+            }
+            if plan.override_program {
+                let _ = write!(line, " (override)");
             }
         }
         for (option, &errno) in plan.options().iter().zip(failed) {
@@ -758,7 +765,7 @@ fn program_chose(set: SetsockoptFn, fd: i32, chosen: (i32, i32, OptionSet), valu
                     let _ = write!(line, "={value}");
                 }
                 if lifecycle::undecided(record) {
-                    let _ = write!(line, "; we will not set it");
+                    let _ = write!(line, "{}", when_decided(&runtime.policy, option));
                 }
                 if let Step::Undo(options) = step {
                     let _ = write!(line, "; the kernel's values put back:");
@@ -773,6 +780,19 @@ fn program_chose(set: SetsockoptFn, fd: i32, chosen: (i32, i32, OptionSet), valu
             finish(runtime, set, fd, true, step);
         }
     });
+}
+
+/// What becomes of an option the program set on a socket not decided yet
+/// (debug): ours is set over it only by a plan that overrides and has it.
+fn when_decided(policy: &Policy, option: OptionSet) -> &'static str {
+    let overrides = |plan: &Plan| plan.override_program && plan.set().contains(option);
+    if !policy.plans().any(overrides) {
+        "; we will not set it"
+    } else if policy.plans().all(overrides) {
+        "; ours will be set over it if the socket gets keepalive (override)"
+    } else {
+        "; ours will be set over it if the socket's rule overrides"
+    }
 }
 
 /// Before `close()` or `fclose()`: the number may next name something else

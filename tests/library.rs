@@ -219,6 +219,62 @@ fn a_failed_listen_gives_the_program_its_own_values_back() {
     }
 }
 
+/// Issue 22 item 7: under override the debug lines say what happens. A
+/// pending socket's own option is not "ours to leave": ours will be set
+/// over it; and "over the program's own" is said only where the program
+/// set something. undoprobe listenfail: fd 3 listens with nothing of the
+/// program's, fd 4 has the program's SO_KEEPALIVE and TCP_KEEPIDLE.
+#[test]
+fn debug_lines_under_override_say_what_happens() {
+    let lines = |env: &[(&str, &str)]| {
+        let env = [
+            env,
+            &[
+                ("KEEPIDLE", "60"),
+                ("KEEPALIVE_DIRECTION", "in"),
+                ("KEEPALIVE_DEBUG", "1"),
+            ],
+        ]
+        .concat();
+        let mut cmd = command(c_program("undoprobe"), true, &env);
+        cmd.arg("listenfail");
+        stderr(&run(cmd, DEADLINE))
+    };
+    let find = |text: &str, start: &str| -> String {
+        let line = text.lines().find(|line| line.starts_with(start));
+        line.unwrap_or_else(|| panic!("no {start} in {text}"))
+            .to_string()
+    };
+    let overriding = lines(&[("KEEPALIVE_OVERRIDE", "on")]);
+    assert!(!overriding.contains("we will not set it"), "{overriding}");
+    assert_eq!(
+        find(
+            &overriding,
+            "libkeepalive: fd 4: the program set SO_KEEPALIVE"
+        ),
+        "libkeepalive: fd 4: the program set SO_KEEPALIVE=1; \
+         ours will be set over it if the socket gets keepalive (override)"
+    );
+    let own = find(&overriding, "libkeepalive: fd 3 (AF_INET, listen)");
+    assert!(!own.contains("program's own"), "{own}");
+    let over = find(&overriding, "libkeepalive: fd 4 (AF_INET, listen)");
+    assert!(
+        over.contains("; over the program's own: SO_KEEPALIVE TCP_KEEPIDLE (override);"),
+        "{over}"
+    );
+    // Without override, the program's own are left alone, and said so.
+    let winning = lines(&[]);
+    assert_eq!(
+        find(&winning, "libkeepalive: fd 4: the program set SO_KEEPALIVE"),
+        "libkeepalive: fd 4: the program set SO_KEEPALIVE=1; we will not set it"
+    );
+    let left = find(&winning, "libkeepalive: fd 4 (AF_INET, listen)");
+    assert!(
+        left.contains("; the program's own: SO_KEEPALIVE TCP_KEEPIDLE;"),
+        "{left}"
+    );
+}
+
 #[test]
 fn the_programs_own_choice_wins() {
     let out = probe(&["connect", "program-idle"], true, &ALL_TIMERS);

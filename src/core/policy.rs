@@ -144,9 +144,12 @@ impl Policy {
         let timers = OptionSet::IDLE
             .union(OptionSet::INTERVAL)
             .union(OptionSet::COUNT);
-        std::iter::once(&self.global)
-            .chain(self.rule_plans.iter().flatten())
-            .any(|plan| plan.set().contains(timers))
+        self.plans().any(|plan| plan.set().contains(timers))
+    }
+
+    /// Every plan a connection may get: the global one and each rule's.
+    pub fn plans(&self) -> impl Iterator<Item = &Plan> {
+        std::iter::once(&self.global).chain(self.rule_plans.iter().flatten())
     }
 
     /// The plan `id` names; `None` for `PlanId::NONE`.
