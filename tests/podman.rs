@@ -163,6 +163,10 @@ fn agent_run_arguments() -> Vec<String> {
             "mountPath: /run/keepalive-agent\n",
             "--tmpfs=/run/keepalive-agent",
         ),
+        (
+            "mountPath: /sys/fs/bpf\n",
+            "--volume=/sys/fs/bpf:/sys/fs/bpf",
+        ),
         ("runAsUser: 0", "--user=0"),
     ];
     pairs

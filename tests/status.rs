@@ -763,4 +763,30 @@ fn an_attached_process_shows_the_attachments_settings_and_who_set_each_option() 
         ["default", "attachment", "attachment overriding the program"]
     );
     drop(process);
+
+    // The library preloaded as well: to the attachment (no override) its
+    // calls are the program's own, so its idle stands; the attachment sets
+    // the count, which the library leaves alone.
+    attach(&cgroup.0, &["--idle", "25", "--count", "4"]);
+    let process = start_in(Some(&cgroup.0), Some(common::library()), &env, None);
+    let report = status_json(pid_of(&process));
+    assert_matches_own_view(&process, &report);
+    assert_eq!(set_by(&report, "idle"), ["library", "library", "library"]);
+    assert_eq!(
+        set_by(&report, "count"),
+        ["default", "attachment", "attachment"]
+    );
+    let notes: Vec<&str> = report
+        .get("notes")
+        .list()
+        .iter()
+        .map(|note| note.text())
+        .collect();
+    assert!(
+        notes.iter().any(|note| note.ends_with(
+            "set: keepalive by the library, idle by the library, count by the attachment"
+        )),
+        "{notes:?}"
+    );
+    drop(process);
 }

@@ -199,7 +199,7 @@ fn read_pinned(process: &Pinned) -> Result<ProcessStatus, Failure> {
                 .to_string(),
         );
     }
-    let attachment = kernel_side_attachment(&cgroup_text, &mut notes);
+    let attachment = kernel_side_attachment(&cgroup_text, !library.is_empty(), &mut notes);
     // The attachments' record of each socket: who set which option.
     let records = attachment
         .as_ref()
@@ -324,12 +324,6 @@ fn socket_options(
                 Ok(socket) => {
                     let options = socket.options().ok();
                     let record = who.records.as_ref().and_then(|r| r.of(&socket));
-                    if let Some(record) = record {
-                        let user_timeout = options.map_or(0, |o| o.user_timeout_ms);
-                        for note in record.notes(user_timeout) {
-                            notes.push(format!("kernel-side mode, fd {fd}: {note}"));
-                        }
-                    }
                     let set_by = options.map(|options| {
                         status_set_by::who_set(
                             &options,
@@ -338,6 +332,13 @@ fn socket_options(
                             &who.kernel,
                         )
                     });
+                    if let Some(record) = record {
+                        let user_timeout = options.map_or(0, |o| o.user_timeout_ms);
+                        let described = set_by.as_ref().and_then(status_set_by::describe);
+                        for note in record.notes(user_timeout, described) {
+                            notes.push(format!("kernel-side mode, fd {fd}: {note}"));
+                        }
+                    }
                     (options, set_by)
                 }
                 Err(error) => {
@@ -377,15 +378,22 @@ fn is_go(pid: i32) -> bool {
 /// ones it overrules, or why it could not be told (it needs root).
 fn kernel_side_attachment(
     cgroup_text: &str,
+    library_loaded: bool,
     notes: &mut Vec<String>,
 ) -> Option<crate::bpf::Attachment> {
     let cgroup = crate::bpf::cgroup::own_path(cgroup_text)?;
     match crate::bpf::attachments_covering(&cgroup) {
         Ok(found) => {
             let first = found.first()?;
+            let library = if library_loaded {
+                "the library's calls are the program's own to it: its values stand unless \
+                 the attachment overrides"
+            } else {
+                "these apply, not the library's settings"
+            };
             notes.push(format!(
                 "kernel-side mode: the attachment on {} decides this process's connections: \
-                 {} (these apply, not the library's settings)",
+                 {} ({library})",
                 first.directory.display(),
                 first.describe()
             ));

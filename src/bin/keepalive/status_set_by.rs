@@ -42,6 +42,27 @@ impl SetBy {
     }
 }
 
+/// "keepalive by the library, idle by the attachment": the options someone
+/// set, for a note; None if nobody set any.
+pub fn describe(who: &[SetBy; 5]) -> Option<String> {
+    const NAMES: [&str; 5] = ["keepalive", "idle", "interval", "count", "user timeout"];
+    let parts: Vec<String> = NAMES
+        .iter()
+        .zip(who)
+        .filter_map(|(name, by)| {
+            let by = match by {
+                SetBy::Default => return None,
+                SetBy::Program => "the program",
+                SetBy::Library => "the library",
+                SetBy::Attachment => "the attachment",
+                SetBy::AttachmentOverridingProgram => "the attachment, overriding the program's",
+            };
+            Some(format!("{name} by {by}"))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 /// Each option's value as a number (keepalive 0 or 1), in `OPTION_KEYS` order.
 pub fn values(options: &Options) -> [i64; 5] {
     [

@@ -11,8 +11,9 @@
 //! they stay after the command exits, beside other programs, until detached
 //! or until the cgroup is removed. Ours are found again by name. Each is a
 //! pair (sock_ops, setsockopt) with its own settings map; all pairs on the
-//! host share one map of socket records (`shared.rs`, `record.rs`), so that
-//! with nested attachments the innermost decides each connection.
+//! host share one map of socket records, pinned in bpffs (`shared.rs`,
+//! `pin.rs`, `record.rs`), so that with nested attachments the innermost
+//! decides each connection.
 
 pub mod agent_api;
 mod asm;

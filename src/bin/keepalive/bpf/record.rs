@@ -104,10 +104,12 @@ impl Record {
         self.set_by(index) == SetBy::Program
     }
 
-    /// `--status` lines for a socket: who set each option's value, and, if
-    /// the program's own user timeout (`user_timeout_ms`, in force) ends
-    /// the connection before the probes would, that our count is moot.
-    pub fn notes(&self, user_timeout_ms: i32) -> Vec<String> {
+    /// `--status` lines for a socket: who set each option's value (`who`,
+    /// where the caller knows better, e.g. that the library's calls were
+    /// the program's to us), and, if the program's own user timeout
+    /// (`user_timeout_ms`, in force) ends the connection before the probes
+    /// would, that our count is moot.
+    pub fn notes(&self, user_timeout_ms: i32, who_instead: Option<String>) -> Vec<String> {
         const NAMES: [&str; 5] = ["keepalive", "idle", "interval", "count", "user timeout"];
         let mut who = Vec::new();
         for (index, name) in NAMES.iter().enumerate() {
@@ -124,6 +126,8 @@ impl Record {
             notes.push(
                 "the program turned keepalive off: the attachment leaves it alone".to_string(),
             );
+        } else if let Some(who) = who_instead {
+            notes.push(format!("set: {who}"));
         } else if !who.is_empty() {
             notes.push(format!("set: {}", who.join(", ")));
         }
@@ -158,13 +162,17 @@ mod tests {
         };
         assert_eq!(overridden.set_by(1), SetBy::Override);
         assert!(Record::decode(&bytes[..20]).is_none());
-        let notes = record.notes(3000);
+        let notes = record.notes(3000, None);
         assert_eq!(
             notes[0],
             "set: keepalive by the attachment, idle by the program, interval by the attachment, \
              user timeout by the program"
         );
         assert!(notes[1].contains("count is moot"), "{notes:?}");
-        assert_eq!(record.notes(0).len(), 1);
+        assert_eq!(record.notes(0, None).len(), 1);
+        assert_eq!(
+            record.notes(0, Some("idle by the library".into()))[0],
+            "set: idle by the library"
+        );
     }
 }
