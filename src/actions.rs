@@ -30,7 +30,8 @@ use keepalive_core::endpoint::Endpoint;
 use keepalive_core::fd_state::{Choices, Kind, Record};
 use keepalive_core::lifecycle::{self, Configure, Foreign, Reason, Step, Write};
 use keepalive_core::options::{self, OptionSet, SockOpt};
-use keepalive_core::plan::{KernelDefaults, Plan, MAX_OPTIONS};
+use keepalive_core::plan::{Plan, MAX_OPTIONS};
+use keepalive_core::policy::Policy;
 use keepalive_core::rules::{Decision, Direction};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -157,14 +158,20 @@ fn debug_configured(runtime: &Runtime, plan: &Plan, target: &Target<'_>, failed:
                 let _ = write!(line, " {}={}", option.label(), option.value);
             }
         }
-        if plan.override_program {
-            let _ = write!(line, "; over the program's own (override)");
-        } else if target.choices.set != OptionSet::EMPTY {
-            let _ = write!(line, "; the program's own:");
-            for option in plan.options() {
-                if target.choices.set.contains(option.bit) {
-                    let _ = write!(line, " {}", option.label());
-                }
+        // The options of the plan the program set itself: kept, or under
+        // override replaced by ours.
+        let programs =
+            || (plan.options().iter()).filter(|option| target.choices.set.contains(option.bit));
+        if programs().next().is_some() {
+            let _ = match plan.override_program {
+                true => write!(line, "; over the program's own:"),
+                false => write!(line, "; the program's own:"),
+            };
+            for option in programs() {
+                let _ = write!(line, " {}", option.label());
+            }
+            if plan.override_program {
+                let _ = write!(line, " (override)");
             }
         }
         for (option, &errno) in plan.options().iter().zip(failed) {
@@ -274,7 +281,7 @@ fn finish(runtime: &Runtime, set: SetsockoptFn, fd: i32, written: bool, step: St
             configure_as(runtime, set, fd, None, &configure)
         }
         Step::DecideInbound { accepted } => decide_inbound(runtime, set, fd, accepted),
-        Step::Undo(options) => put_back_kernel_values(set, fd, options),
+        Step::Undo(options) => put_back_kernel_values(runtime, set, fd, options),
         Step::Reassert(option) => {
             let failed = sockopt::set(set, fd, &option).err();
             runtime.debug(|line| {
@@ -495,9 +502,12 @@ pub fn after_connect(
 pub struct ListenUndo {
     /// The record it wrote.
     claim: Write,
-    /// The options we set. The socket was ours and undecided, and the
-    /// program had not set them: before, each had the kernel's default.
+    /// The options we set that had the kernel's default before: the socket
+    /// was ours and undecided, and the program had not set them.
     set: OptionSet,
+    /// Under override, the program's own values of the options it had set,
+    /// read before ours replaced them, to give back.
+    programs: [Option<SockOpt>; MAX_OPTIONS],
 }
 
 /// Before `listen()` on a pending socket: when no rule looks at inbound
@@ -521,27 +531,52 @@ pub fn before_listen(set: Option<SetsockoptFn>, fd: i32) -> Option<ListenUndo> {
         }
         let decision = configure.reason.map(|reason| reason.decision);
         let plan = decision.and_then(|d| runtime.policy.plan_for(d));
-        let undo = ListenUndo {
+        let mut undo = ListenUndo {
             claim,
             set: plan.map_or(OptionSet::EMPTY, |plan| configure.choices.left_to_us(plan)),
+            programs: [None; MAX_OPTIONS],
         };
+        if let Some(plan) = plan.filter(|plan| plan.override_program) {
+            keep_programs_values(fd, plan, configure.choices, &mut undo);
+        }
         configure_as(runtime, set, fd, None, &configure);
         Some(undo)
     })
 }
 
+/// Under override, `before_listen` is about to set our values over the
+/// program's own: reads those (one getsockopt each, only on this path) so
+/// that a failed `listen()` gives them back. An option whose value cannot
+/// be read gets the kernel's default back instead.
+fn keep_programs_values(fd: i32, plan: &Plan, choices: Choices, undo: &mut ListenUndo) {
+    let programs = plan
+        .options()
+        .iter()
+        .filter(|option| choices.set.contains(option.bit));
+    for (slot, option) in undo.programs.iter_mut().zip(programs) {
+        if let Some(value) = sockopt::get_int(fd, option.level, option.name) {
+            *slot = Some(SockOpt { value, ..*option });
+            undo.set = undo.set.without(option.bit);
+        }
+    }
+}
+
 /// After a `listen()` that failed: the socket goes back to what it was
-/// before `before_listen`, values included (each option we set gets the
-/// kernel's default again: off, this namespace's sysctls, no user timeout),
+/// before `before_listen`, values included (the program's own, under
+/// override, and for each other option we set the kernel's default: off,
+/// this namespace's sysctls, no user timeout),
 /// so that it behaves like a socket that never called `listen()`: a later
 /// `connect()` decides it as outbound. Costs nothing unless listen() failed.
 pub fn after_failed_listen(set: Option<SetsockoptFn>, fd: i32, undo: Option<ListenUndo>) {
     shielded((), || {
-        let (Some(undo), Some(set)) = (undo, set) else {
+        let (Some(undo), Some((runtime, set))) = (undo, active(set)) else {
             return;
         };
         if commit(fd, lifecycle::failed_listen(undo.claim)) {
-            put_back_kernel_values(set, fd, undo.set);
+            put_back_kernel_values(runtime, set, fd, undo.set);
+            for option in undo.programs.iter().flatten() {
+                let _ = sockopt::set(set, fd, option);
+            }
         }
     });
 }
@@ -556,21 +591,13 @@ const KEEPALIVE_OPTIONS: [(i32, i32); 5] = [
 ];
 
 /// Gives each of `options` the value a new socket has (keepalive off, this
-/// namespace's sysctls, no user timeout): what we set on a socket we
-/// created is undone. The sysctls are read only if a timer is to be put
-/// back.
-fn put_back_kernel_values(set: SetsockoptFn, fd: i32, options: OptionSet) {
+/// namespace's sysctls as read at load, no user timeout): what we set on
+/// a socket we created is undone. No file is opened here.
+fn put_back_kernel_values(runtime: &Runtime, set: SetsockoptFn, fd: i32, options: OptionSet) {
     if options == OptionSet::EMPTY {
         return;
     }
-    let timers = OptionSet::IDLE
-        .union(OptionSet::INTERVAL)
-        .union(OptionSet::COUNT);
-    let defaults = if options.contains(timers) {
-        runtime::read_kernel_defaults()
-    } else {
-        KernelDefaults::LINUX // unused
-    };
+    let defaults = runtime.kernel_defaults;
     let kernel = [
         0,
         defaults.idle_secs,
@@ -738,7 +765,7 @@ fn program_chose(set: SetsockoptFn, fd: i32, chosen: (i32, i32, OptionSet), valu
                     let _ = write!(line, "={value}");
                 }
                 if lifecycle::undecided(record) {
-                    let _ = write!(line, "; we will not set it");
+                    let _ = write!(line, "{}", when_decided(&runtime.policy, option));
                 }
                 if let Step::Undo(options) = step {
                     let _ = write!(line, "; the kernel's values put back:");
@@ -753,6 +780,19 @@ fn program_chose(set: SetsockoptFn, fd: i32, chosen: (i32, i32, OptionSet), valu
             finish(runtime, set, fd, true, step);
         }
     });
+}
+
+/// What becomes of an option the program set on a socket not decided yet
+/// (debug): ours is set over it only by a plan that overrides and has it.
+fn when_decided(policy: &Policy, option: OptionSet) -> &'static str {
+    let overrides = |plan: &Plan| plan.override_program && plan.set().contains(option);
+    if !policy.plans().any(overrides) {
+        "; we will not set it"
+    } else if policy.plans().all(overrides) {
+        "; ours will be set over it if the socket gets keepalive (override)"
+    } else {
+        "; ours will be set over it if the socket's rule overrides"
+    }
 }
 
 /// Before `close()` or `fclose()`: the number may next name something else

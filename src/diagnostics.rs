@@ -7,7 +7,8 @@
 //! The duplicate is taken at load, and only when there is something to say:
 //! a diagnostic (then closed again right after) or debug lines (then kept,
 //! close-on-exec, at 512, or the highest free number under a lower
-//! RLIMIT_NOFILE: never one of the low numbers a program counts on). If the
+//! RLIMIT_NOFILE: never one of the low numbers a program counts on, and not
+//! at all under a limit below 64: then no debug lines). If the
 //! program closes or replaces that number itself, our hooks see it and we
 //! stop writing.
 
@@ -46,21 +47,36 @@ pub fn open_private() {
     if PRIVATE.load(Ordering::Acquire) >= 0 || !stderr_is_for_messages() {
         return;
     }
-    let mut limit = MaybeUninit::<libc::rlimit>::uninit();
-    // SAFETY: getrlimit writes the struct on success.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, limit.as_mut_ptr()) } == 0 {
-        // SAFETY: initialised above.
-        unsafe { limit.assume_init() }.rlim_cur
-    } else {
-        0
-    };
-    if let Some(fd) = private_number(soft, |lowest| {
+    if let Some(fd) = private_number(soft_limit(), |lowest| {
         // SAFETY: F_DUPFD_CLOEXEC takes an int and returns a new descriptor.
         let fd = unsafe { libc::syscall(libc::SYS_fcntl, STDERR, libc::F_DUPFD_CLOEXEC, lowest) };
         (fd >= 0).then_some(fd as i32)
     }) {
         PRIVATE.store(fd, Ordering::Release);
     }
+}
+
+/// The soft `RLIMIT_NOFILE` (0 if it cannot be read).
+fn soft_limit() -> libc::rlim_t {
+    let mut limit = MaybeUninit::<libc::rlimit>::uninit();
+    // SAFETY: getrlimit writes the struct on success.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, limit.as_mut_ptr()) } == 0 {
+        // SAFETY: initialised above.
+        unsafe { limit.assume_init() }.rlim_cur
+    } else {
+        0
+    }
+}
+
+/// Whether the duplicate may stay open for debug lines: not under a soft
+/// `RLIMIT_NOFILE` below this, where a program has only a few numbers and
+/// may need each one (under `ulimit -n 4`, 3 is its only one). A duplicate
+/// for start-up diagnostics alone is closed again before the program runs.
+const SMALLEST_LIMIT_TO_KEEP: libc::rlim_t = 64;
+
+/// Whether the soft `RLIMIT_NOFILE` leaves room to keep our duplicate.
+pub fn room_to_keep_private() -> bool {
+    soft_limit() >= SMALLEST_LIMIT_TO_KEEP
 }
 
 /// Where our duplicate goes under a soft `RLIMIT_NOFILE` of `soft`: 512

@@ -11,7 +11,14 @@
 //! parent that could not print (its stderr closed, or a network socket)
 //! records nowhere, so its children print. Where the parent's memory may
 //! not be read (Yama's ptrace_scope 1 or more, which would also log the
-//! attempt: then it is not made), its current stderr stands in.
+//! attempt: then it is not made), nothing tells whether the parent said
+//! the line (its stderr now may not be the one it started with), so the
+//! child says it too: a repeated line beats none.
+//!
+//! A record lives in one program's memory: an `exec` replaces it, so each
+//! program a process execs says the line again (`sh -c 'exec prog'`: two
+//! lines). Of a program's own state only its environment and descriptors
+//! survive an exec, and we change neither.
 //! The parent may be PID 1, a container's entrypoint.
 //!
 //! Nothing is written anywhere else, so the program's environment is as it
@@ -64,6 +71,13 @@ pub fn parent_reported<B: AsRef<[u8]>>(
     if parent < 1 {
         return None;
     }
+    // Opening a parent's memory under Yama would be refused, and logged as
+    // an attempted ptrace attach. Whether the parent said the line is then
+    // unknown, and we say it: a repeated line beats none. (Its stderr now
+    // tells nothing: it may have been closed at start and redirected since.)
+    if yama_restricts_ptrace() {
+        return None;
+    }
     let here = stderr_id()?;
     let library = this_library()?;
     let maps = std::fs::read(format!("/proc/{parent}/maps")).ok()?;
@@ -81,18 +95,7 @@ pub fn parent_reported<B: AsRef<[u8]>>(
         return None;
     }
     let offset = (WRITTEN_TO.as_ptr() as usize).checked_sub(library.base)?;
-    let record = if yama_restricts_ptrace() {
-        // Opening a parent's memory would be refused, and logged as an
-        // attempted ptrace attach.
-        None
-    } else {
-        read_record(parent, parent_base + offset as u64).ok()
-    };
-    let theirs = match record {
-        Some(record) => record?,
-        // Its memory is not ours to read: its stderr now is the best guess.
-        None => stat_id(&format!("/proc/{parent}/fd/2\0"))?,
-    };
+    let theirs = read_record(parent, parent_base + offset as u64).ok()??;
     (theirs == here).then_some(here)
 }
 
@@ -112,18 +115,6 @@ fn read_record(parent: i32, address: u64) -> std::io::Result<Option<FileId>> {
     let word =
         |i: usize| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or_default());
     Ok((word(0) == RECORDED && (word(1), word(2)) != (0, 0)).then(|| (word(1), word(2))))
-}
-
-/// `stat` of a NUL-terminated path.
-fn stat_id(path: &str) -> Option<FileId> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: path is NUL-terminated; stat writes a whole struct on success.
-    if unsafe { libc::stat(path.as_ptr().cast(), st.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: initialised by the successful stat.
-    let st = unsafe { st.assume_init() };
-    Some((st.st_dev, st.st_ino))
 }
 
 /// Where `library` starts in a `/proc/PID/maps`: its mapping at offset 0.

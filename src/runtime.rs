@@ -21,6 +21,12 @@ pub struct Runtime {
     /// The options for each connection (`policy.global` without rules).
     pub policy: Policy,
     pub debug: bool,
+    /// This network namespace's keepalive sysctls, read once at load when
+    /// some plan sets a timer: undoing it (the program switched
+    /// `SO_KEEPALIVE` off, or `listen()` failed) puts them back without
+    /// opening a file, which a sandboxed (seccomp) or chrooted program
+    /// may no longer do.
+    pub kernel_defaults: KernelDefaults,
 }
 
 impl Runtime {
@@ -50,6 +56,7 @@ impl Runtime {
         Runtime {
             policy: Policy::new(&off, Selection::default(), || KernelDefaults::LINUX),
             debug: false,
+            kernel_defaults: KernelDefaults::LINUX,
         }
     }
 }
@@ -180,7 +187,11 @@ fn load() -> Runtime {
         crate::cancel::held_off(|| crate::lineage::parent_reported(&names, value))
     };
     let report = !lines.is_empty() && reported_by_parent.is_none();
-    if debug || report {
+    // Debug lines need a duplicate of stderr kept for the process's life:
+    // not under a tiny descriptor limit, where it would take a number the
+    // program needs.
+    let keep_for_debug = debug && diagnostics::room_to_keep_private();
+    if keep_for_debug || report {
         diagnostics::open_private();
     }
     if report {
@@ -200,11 +211,20 @@ fn load() -> Runtime {
         };
         crate::lineage::record(written_to);
     }
-    if !debug {
+    if !keep_for_debug {
         diagnostics::close_private();
     }
+    // The sysctls are read at most once, for `auto` and for undoing.
+    let kernel = std::cell::OnceCell::new();
+    let kernel_defaults = || *kernel.get_or_init(read_kernel_defaults);
+    let policy = Policy::new(&loaded.settings, loaded.selection, kernel_defaults);
     let runtime = Runtime {
-        policy: Policy::new(&loaded.settings, loaded.selection, read_kernel_defaults),
+        kernel_defaults: if policy.sets_a_timer() {
+            kernel_defaults()
+        } else {
+            KernelDefaults::LINUX // never used
+        },
+        policy,
         debug,
     };
     runtime.debug(|line| {
@@ -238,9 +258,11 @@ fn load() -> Runtime {
     runtime
 }
 
-/// This network namespace's defaults, needed only for `auto` user timeouts.
+/// This network namespace's defaults, for `auto` user timeouts and for
+/// undoing our timers. Read at load only: never from a hook, where the
+/// program may be sandboxed or chrooted by then.
 /// open/read/close are cancellation points: held off (see `cancel`).
-pub fn read_kernel_defaults() -> KernelDefaults {
+fn read_kernel_defaults() -> KernelDefaults {
     crate::cancel::held_off(read_kernel_defaults_now)
 }
 

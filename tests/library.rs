@@ -143,6 +143,138 @@ fn so_keepalive_zero_leaves_nothing_of_ours() {
     assert_eq!(options_of(&out, "client"), ALL_CONFIGURED);
 }
 
+/// undoprobe (tests/c/undoprobe.c) in a network namespace of its own whose
+/// keepalive sysctls are 600/20/4 (not Linux's 7200/75/9), with `env`.
+fn undoprobe_in_netns(args: &[&str], preload: bool, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let undoprobe = c_program("undoprobe");
+    let script = format!(
+        "echo 600 > /proc/sys/net/ipv4/tcp_keepalive_time && \
+         echo 20 > /proc/sys/net/ipv4/tcp_keepalive_intvl && \
+         echo 4 > /proc/sys/net/ipv4/tcp_keepalive_probes && exec {} {}",
+        undoprobe.display(),
+        args.join(" ")
+    );
+    let mut cmd = command("unshare", preload, env);
+    cmd.args(["--net", "sh", "-c", &script]);
+    let out = run(cmd, DEADLINE);
+    (out.status.code(), stdout(&out))
+}
+
+/// Issue 22 item 2: the undo of `SO_KEEPALIVE=0` opens no file. A daemon
+/// that sandboxed itself (seccomp killing on open/openat) is not killed,
+/// and one that chrooted (no /proc) gets its namespace's values back, not
+/// Linux's compiled-in ones: the sysctls are read once, at load.
+#[test]
+fn switching_keepalive_off_opens_no_file_in_a_sandbox_or_a_chroot() {
+    let empty = std::env::temp_dir().join(format!("keepalive-chroot-22-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let empty_dir = empty.to_str().unwrap().to_string();
+    for args in [vec!["seccomp"], vec!["chroot", &empty_dir]] {
+        let without = undoprobe_in_netns(&args, false, &ALL_TIMERS);
+        assert_eq!(
+            without,
+            (
+                Some(0),
+                "after-keepalive-off keepalive=0 idle=600 intvl=20 cnt=4 user_timeout=0\n"
+                    .to_string()
+            ),
+            "{args:?}"
+        );
+        assert_eq!(
+            undoprobe_in_netns(&args, true, &ALL_TIMERS),
+            without,
+            "{args:?}"
+        );
+    }
+    let _ = std::fs::remove_dir(&empty);
+}
+
+/// Issue 22 item 1: a `listen()` that fails leaves the socket as it was,
+/// the program's own options included. Under override the library set its
+/// values over the program's SO_KEEPALIVE=1 and TCP_KEEPIDLE=30 before the
+/// call; the failure must give the program its own values back (and the
+/// kernel's to the options it never set), in every mode.
+#[test]
+fn a_failed_listen_gives_the_program_its_own_values_back() {
+    let expected = (
+        Some(0),
+        "listen rc=-1 errno=98\n\
+         after-failed-listen keepalive=1 idle=30 intvl=20 cnt=4 user_timeout=0\n"
+            .to_string(),
+    );
+    assert_eq!(undoprobe_in_netns(&["listenfail"], false, &[]), expected);
+    let inbound = [&ALL_TIMERS[..], &[("KEEPALIVE_DIRECTION", "in")]].concat();
+    let overriding = [&inbound[..], &[("KEEPALIVE_OVERRIDE", "on")]].concat();
+    let rule_overriding = [
+        &ALL_TIMERS[..],
+        &[("KEEPALIVE_RULES", "dir=in:idle=60,override=on")],
+    ]
+    .concat();
+    for env in [&inbound, &overriding, &rule_overriding] {
+        assert_eq!(
+            undoprobe_in_netns(&["listenfail"], true, env),
+            expected,
+            "{env:?}"
+        );
+    }
+}
+
+/// Issue 22 item 7: under override the debug lines say what happens. A
+/// pending socket's own option is not "ours to leave": ours will be set
+/// over it; and "over the program's own" is said only where the program
+/// set something. undoprobe listenfail: fd 3 listens with nothing of the
+/// program's, fd 4 has the program's SO_KEEPALIVE and TCP_KEEPIDLE.
+#[test]
+fn debug_lines_under_override_say_what_happens() {
+    let lines = |env: &[(&str, &str)]| {
+        let env = [
+            env,
+            &[
+                ("KEEPIDLE", "60"),
+                ("KEEPALIVE_DIRECTION", "in"),
+                ("KEEPALIVE_DEBUG", "1"),
+            ],
+        ]
+        .concat();
+        let mut cmd = command(c_program("undoprobe"), true, &env);
+        cmd.arg("listenfail");
+        stderr(&run(cmd, DEADLINE))
+    };
+    let find = |text: &str, start: &str| -> String {
+        let line = text.lines().find(|line| line.starts_with(start));
+        line.unwrap_or_else(|| panic!("no {start} in {text}"))
+            .to_string()
+    };
+    let overriding = lines(&[("KEEPALIVE_OVERRIDE", "on")]);
+    assert!(!overriding.contains("we will not set it"), "{overriding}");
+    assert_eq!(
+        find(
+            &overriding,
+            "libkeepalive: fd 4: the program set SO_KEEPALIVE"
+        ),
+        "libkeepalive: fd 4: the program set SO_KEEPALIVE=1; \
+         ours will be set over it if the socket gets keepalive (override)"
+    );
+    let own = find(&overriding, "libkeepalive: fd 3 (AF_INET, listen)");
+    assert!(!own.contains("program's own"), "{own}");
+    let over = find(&overriding, "libkeepalive: fd 4 (AF_INET, listen)");
+    assert!(
+        over.contains("; over the program's own: SO_KEEPALIVE TCP_KEEPIDLE (override);"),
+        "{over}"
+    );
+    // Without override, the program's own are left alone, and said so.
+    let winning = lines(&[]);
+    assert_eq!(
+        find(&winning, "libkeepalive: fd 4: the program set SO_KEEPALIVE"),
+        "libkeepalive: fd 4: the program set SO_KEEPALIVE=1; we will not set it"
+    );
+    let left = find(&winning, "libkeepalive: fd 4 (AF_INET, listen)");
+    assert!(
+        left.contains("; the program's own: SO_KEEPALIVE TCP_KEEPIDLE;"),
+        "{left}"
+    );
+}
+
 #[test]
 fn the_programs_own_choice_wins() {
     let out = probe(&["connect", "program-idle"], true, &ALL_TIMERS);
@@ -486,6 +618,34 @@ fn names_that_are_almost_ours_get_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
+/// Other programs' variables that look like ours stay silent: they are
+/// read by someone. And they take none of the few places for near misses,
+/// so a real typo beside four of them is still reported (the environment
+/// is in name order: the four KEEPALIVE_ names come before KEEPIDEL).
+#[test]
+fn other_programs_variables_stay_silent_and_hide_no_typo() {
+    let theirs = [
+        ("KEEP_ALIVE", "1"),
+        ("KEEPALIVE_TIMEOUT", "5"),
+        ("KEEPALIVE_INTERVAL", "30"),
+        ("KEEPALIVE_URL", "http://localhost/ping"),
+        ("KEEPALIVE_REQUESTS", "100"),
+        ("KEEPALIVE_ENABLED", "true"),
+        ("KEEPALIVE_PING_INTERVAL", "10"),
+        ("TCP_KEEPALIVE", "1"),
+        ("TCP_KEEPALIVE_IDLE", "60"),
+    ];
+    let out = probe(&["socket", "inet", "stream", "0"], true, &theirs);
+    assert_eq!(stderr(&out), "");
+    let with_typo: Vec<_> = theirs.iter().copied().chain([("KEEPIDEL", "60")]).collect();
+    let out = probe(&["socket", "inet", "stream", "0"], true, &with_typo);
+    assert_eq!(
+        stderr(&out),
+        "libkeepalive: KEEPIDEL is not a variable libkeepalive reads: \
+         did you mean KEEPIDLE? ignoring it\n"
+    );
+}
+
 /// A container's entrypoint (PID 1 of its PID namespace) with the library
 /// prints the line; the processes it starts, whose parent is PID 1, do not
 /// print it again.
@@ -536,6 +696,39 @@ fn a_parent_that_could_not_print_does_not_silence_its_children() {
     let out = run(cmd, Duration::from_secs(30));
     assert_eq!(stderr(&out).lines().count(), 1, "{out:?}");
     assert_eq!(stdout(&out).matches("libkeepalive: KEEPIDLE").count(), 1);
+}
+
+/// Under Yama's ptrace_scope 1 (Ubuntu's default) a parent's memory, where
+/// it recorded where its line went, may not be read. Then the child cannot
+/// know whether the line was said, and says it: a parent whose stderr was
+/// closed at start (so it said nothing) and that later sent fd 2 to a log
+/// must not silence its children. Yama is simulated in a private mount
+/// namespace (a tmpfs over /proc/sys/kernel holding yama/ptrace_scope = 1).
+#[test]
+fn under_yama_a_child_says_the_line_its_parent_could_not() {
+    let library = common::library().to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("keepalive-yama-22-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("log");
+    let script = format!(
+        "mount -t tmpfs none /proc/sys/kernel && mkdir /proc/sys/kernel/yama && \
+         echo 1 > /proc/sys/kernel/yama/ptrace_scope && \
+         LD_PRELOAD={library} sh -c 'exec 2>>{log}; /bin/true' 2>&-",
+        log = log.display()
+    );
+    let mut cmd = command("unshare", false, &[("KEEPIDLE", "abc")]);
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let out = run(cmd, Duration::from_secs(30));
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        logged
+            .matches("libkeepalive: KEEPIDLE=\"abc\" is not valid")
+            .count(),
+        1,
+        "{logged}"
+    );
 }
 
 /// The library reads its variables in one pass over `environ` (not with

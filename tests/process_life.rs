@@ -425,6 +425,28 @@ fn the_library_opens_no_descriptors_of_its_own() {
 }
 
 #[test]
+fn debugging_under_a_tiny_descriptor_limit_leaves_the_program_its_numbers() {
+    // Under `ulimit -n 4` a program has one number of its own, 3: a kept
+    // duplicate of stderr would take it, and cat's open() would fail with
+    // EMFILE. The debug lines give way: cat runs as without us.
+    let cat = |preload: bool| {
+        let env = [("KEEPIDLE", "60"), ("KEEPALIVE_DEBUG", "1")];
+        let mut cmd = command("sh", preload, &env);
+        cmd.args(["-c", "ulimit -n 4 && exec cat /dev/null /proc/self/limits"]);
+        let out = run(cmd, DEADLINE);
+        (out.status.code(), stdout(&out))
+    };
+    let without = cat(false);
+    assert_eq!(without.0, Some(0), "{}", without.1);
+    assert!(
+        without.1.contains("Max open files            4"),
+        "{}",
+        without.1
+    );
+    assert_eq!(cat(true), without);
+}
+
+#[test]
 fn bad_pointers_get_efault_from_the_kernel_not_a_crash_from_us() {
     // The library must never dereference a pointer the kernel would refuse:
     // accept()'s address and length are never read, and with rules or a

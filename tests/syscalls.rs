@@ -378,8 +378,15 @@ fn opened_files(calls: &[Call]) -> Vec<String> {
         .collect()
 }
 
+/// The three keepalive sysctls, in the order the library reads them.
+const SYSCTLS: [&str; 3] = [
+    "/proc/sys/net/ipv4/tcp_keepalive_time",
+    "/proc/sys/net/ipv4/tcp_keepalive_intvl",
+    "/proc/sys/net/ipv4/tcp_keepalive_probes",
+];
+
 #[test]
-fn the_constructor_opens_no_file_unless_the_user_timeout_is_auto() {
+fn the_constructor_opens_only_the_keepalive_sysctls_and_only_for_timers() {
     let without = trace(false, &TIMERS);
     assert!(
         constructor_calls(&without).is_empty(),
@@ -387,48 +394,47 @@ fn the_constructor_opens_no_file_unless_the_user_timeout_is_auto() {
         lines(&constructor_calls(&without))
     );
 
-    let with = trace(true, &TIMERS);
-    let calls = constructor_calls(&with);
+    // Without a timer (SO_KEEPALIVE only), nothing is opened or read.
+    let plain = trace(true, &[]);
+    let calls = constructor_calls(&plain);
     assert_eq!(
         opened_files(&calls),
         Vec::<String>::new(),
         "{:?}",
         lines(&calls)
     );
-    for forbidden in [
-        "socket",
-        "getsockopt",
-        "setsockopt",
-        "fcntl",
-        "ioctl",
-        "read",
-    ] {
-        assert!(
-            calls.iter().all(|c| c.name != forbidden),
-            "constructor made {forbidden}: {:?}",
+    assert!(
+        calls.iter().all(|c| c.name != "read"),
+        "{:?}",
+        lines(&calls)
+    );
+
+    // With timers the sysctls are read once, at start-up, so that undoing
+    // our timers later (SO_KEEPALIVE=0, a failed listen()) opens no file.
+    // auto derives the timeout from them too: still once.
+    let user_timeout_auto = [("KEEPIDLE", "60"), ("KEEPALIVE_USER_TIMEOUT", "auto")];
+    for env in [&TIMERS[..], &user_timeout_auto] {
+        let traced = trace(true, env);
+        let calls = constructor_calls(&traced);
+        assert_eq!(
+            opened_files(&calls),
+            SYSCTLS,
+            "{env:?}: {:?}",
             lines(&calls)
         );
-    }
-
-    // auto derives the timeout from the kernel's defaults for the timers
-    // left unset: only then are the sysctls read, once, at start-up.
-    let auto = trace(
-        true,
-        &[("KEEPIDLE", "60"), ("KEEPALIVE_USER_TIMEOUT", "auto")],
-    );
-    let opened = opened_files(&constructor_calls(&auto));
-    assert!(
-        !opened.is_empty()
-            && opened
-                .iter()
-                .all(|p| p.starts_with("/proc/sys/net/ipv4/tcp_keepalive_")),
-        "{opened:?}"
-    );
-    for phase in &auto.order[1..] {
-        assert!(
-            opened_files(&auto.phases[phase]).is_empty(),
-            "phase {phase} opened files"
-        );
+        for forbidden in ["socket", "getsockopt", "setsockopt", "fcntl", "ioctl"] {
+            assert!(
+                calls.iter().all(|c| c.name != forbidden),
+                "constructor made {forbidden}: {:?}",
+                lines(&calls)
+            );
+        }
+        for phase in &traced.order[1..] {
+            assert!(
+                opened_files(&traced.phases[phase]).is_empty(),
+                "{env:?}: phase {phase} opened files"
+            );
+        }
     }
 }
 

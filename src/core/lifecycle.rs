@@ -584,8 +584,9 @@ pub fn program_set(
     Transition::replace(record, updated, step)
 }
 
-/// Whether the program set an option before the socket was decided, so
-/// that we will not set it later (for the debug line).
+/// Whether the socket is not decided yet, so that an option the program
+/// sets now is left alone later, unless the plan it gets overrides (for
+/// the debug line).
 #[inline]
 pub fn undecided(record: Record) -> bool {
     record.kind == Kind::Pending || record.kind == Kind::Unknown

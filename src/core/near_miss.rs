@@ -4,9 +4,12 @@
 //! and the variable it probably meant. A near miss is a name that differs
 //! from one of ours only in case, or by one or two edits (a letter left
 //! out, added, changed, or two swapped; two only for long names), or that
-//! starts with a prefix only our variables use (`KEEPALIVE_`,
-//! `LIBKEEPALIVE_`, `TCP_KEEP`, `DD_TCP_KEEP`). Any other name is none of
-//! our business and stays silent.
+//! starts like ours (`KEEPALIVE_`, `LIBKEEPALIVE_`, `TCP_KEEP`,
+//! `DD_TCP_KEEP`) and names one of our settings (`IDLE`, `INTVL`,
+//! `RULE`...). Other programs use these prefixes too (`KEEPALIVE_URL`,
+//! `TCP_KEEPALIVE`): a prefixed name that names none of our settings, and
+//! the names other programs are known to read (`THEIRS`), are no mistake
+//! of the user's and stay silent, as does any other name.
 //!
 //! The library checks every entry of the environment at load: no
 //! allocation, and most names are turned away by their first letter.
@@ -14,8 +17,8 @@
 use crate::variables::{Setting, NAMES};
 use std::fmt;
 
-/// Prefixes only our variables (and those of the libraries we read the
-/// names of) use.
+/// Prefixes our variables (and those of the libraries we read the names
+/// of) start with; other programs' variables may too.
 const PREFIXES: [&str; 4] = ["LIBKEEPALIVE_", "DD_TCP_KEEP", "KEEPALIVE_", "TCP_KEEP"];
 
 /// This project's other variables, read by the `keepalive` command and the
@@ -27,7 +30,23 @@ const OURS_ELSEWHERE: [&str; 4] = [
     "KEEPALIVE_DEBIAN_MIRROR",
 ];
 
-/// Words in a prefixed name that say which setting was meant.
+/// Other programs' variables that look like ours: read by someone, so
+/// never a mistake to report (web servers, proxies and clients name their
+/// HTTP or application keepalive so).
+const THEIRS: [&str; 9] = [
+    "KEEP_ALIVE",
+    "KEEPALIVE_TIMEOUT",
+    "KEEPALIVE_INTERVAL",
+    "KEEPALIVE_URL",
+    "KEEPALIVE_REQUESTS",
+    "KEEPALIVE_ENABLED",
+    "KEEPALIVE_PING_INTERVAL",
+    "TCP_KEEPALIVE",
+    "TCP_KEEPALIVE_IDLE",
+];
+
+/// Words in a prefixed name that say which setting was meant; a prefixed
+/// name with none of them is not reported.
 const HINTS: [(&str, Setting); 17] = [
     ("USER_TIMEOUT", Setting::UserTimeout),
     ("TIMEOUT", Setting::UserTimeout),
@@ -56,8 +75,8 @@ const LONGEST: usize = 40;
 pub struct NearMiss<'a> {
     /// The name as it is in the environment.
     pub name: &'a [u8],
-    /// The variable it probably meant, if one can be told.
-    pub meant: Option<&'static str>,
+    /// The variable it probably meant.
+    pub meant: &'static str,
 }
 
 impl fmt::Display for NearMiss<'_> {
@@ -69,16 +88,11 @@ impl fmt::Display for NearMiss<'_> {
                 write!(f, "\\x{byte:02x}")?;
             }
         }
-        match self.meant {
-            Some(meant) => write!(
-                f,
-                " is not a variable libkeepalive reads: did you mean {meant}? ignoring it"
-            ),
-            None => write!(
-                f,
-                " is not a variable libkeepalive reads (see libkeepalive(8)); ignoring it"
-            ),
-        }
+        write!(
+            f,
+            " is not a variable libkeepalive reads: did you mean {}? ignoring it",
+            self.meant
+        )
     }
 }
 
@@ -99,6 +113,9 @@ pub fn check(name: &[u8]) -> Option<NearMiss<'_>> {
     upper.copy_from_slice(name);
     upper.make_ascii_uppercase();
     let upper: &[u8] = upper;
+    if THEIRS.iter().any(|theirs| theirs.as_bytes() == upper) {
+        return None;
+    }
     // Only names of the same first letter are compared (most entries of
     // an environment meet none of ours of a length within two).
     let closest = NAMES
@@ -109,10 +126,7 @@ pub fn check(name: &[u8]) -> Option<NearMiss<'_>> {
     if let Some((distance, ours)) = closest {
         let allowed = if ours.len() >= 12 { 2 } else { 1 };
         if distance <= allowed {
-            return Some(NearMiss {
-                name,
-                meant: Some(ours),
-            });
+            return Some(NearMiss { name, meant: ours });
         }
     }
     let prefix = PREFIXES
@@ -122,7 +136,7 @@ pub fn check(name: &[u8]) -> Option<NearMiss<'_>> {
     let meant = HINTS
         .iter()
         .find(|(word, _)| rest.windows(word.len()).any(|w| w == word.as_bytes()))
-        .and_then(|&(_, setting)| setting.variables().first().copied());
+        .and_then(|&(_, setting)| setting.variables().first().copied())?;
     Some(NearMiss { name, meant })
 }
 
@@ -160,43 +174,56 @@ fn distance(a: &[u8], b: &[u8]) -> usize {
 mod tests {
     use super::*;
 
-    fn meant(name: &str) -> Option<Option<&'static str>> {
+    fn meant(name: &str) -> Option<&'static str> {
         check(name.as_bytes()).map(|miss| miss.meant)
     }
 
     #[test]
     fn the_issues_examples() {
-        assert_eq!(meant("KEEPALIVE_IDLE"), Some(Some("KEEPIDLE")));
-        assert_eq!(meant("KEEPIDEL"), Some(Some("KEEPIDLE")));
-        assert_eq!(meant("KEEPALIVE_RULE"), Some(Some("KEEPALIVE_RULES")));
+        assert_eq!(meant("KEEPALIVE_IDLE"), Some("KEEPIDLE"));
+        assert_eq!(meant("KEEPIDEL"), Some("KEEPIDLE"));
+        assert_eq!(meant("KEEPALIVE_RULE"), Some("KEEPALIVE_RULES"));
     }
 
     #[test]
     fn close_spellings_of_each_of_our_names() {
         for ours in NAMES {
             let lower = ours.to_ascii_lowercase();
-            assert_eq!(meant(&lower), Some(Some(ours)), "{lower}");
+            assert_eq!(meant(&lower), Some(ours), "{lower}");
             let dropped = format!("{}{}", &ours[..2], &ours[3..]);
-            assert!(meant(&dropped).flatten().is_some(), "{dropped}");
+            assert!(meant(&dropped).is_some(), "{dropped}");
             assert_eq!(meant(ours), None, "{ours} is ours");
         }
     }
 
     #[test]
     fn prefixes_and_hints() {
-        assert_eq!(meant("KEEPALIVE_INTERVAL"), Some(Some("KEEPINTVL")));
-        assert_eq!(meant("KEEPALIVE_COUNT"), Some(Some("KEEPCNT")));
-        assert_eq!(
-            meant("KEEPALIVE_TIMEOUT"),
-            Some(Some("KEEPALIVE_USER_TIMEOUT"))
-        );
-        assert_eq!(meant("TCP_KEEPALIVE"), Some(None));
-        assert_eq!(meant("LIBKEEPALIVE_IDLE"), Some(Some("KEEPIDLE")));
+        assert_eq!(meant("KEEPALIVE_INTVL"), Some("KEEPINTVL"));
+        assert_eq!(meant("KEEPALIVE_COUNT"), Some("KEEPCNT"));
+        assert_eq!(meant("KEEPALIVE_PROBES"), Some("KEEPCNT"));
+        assert_eq!(meant("TCP_KEEPALIVE_TIME"), Some("KEEPIDLE"));
+        assert_eq!(meant("LIBKEEPALIVE_IDLE"), Some("KEEPIDLE"));
         assert_eq!(
             meant("DD_TCP_KEEPALIVE_TIMES"),
-            Some(Some("DD_TCP_KEEPALIVE_TIME"))
+            Some("DD_TCP_KEEPALIVE_TIME")
         );
-        assert_eq!(meant("KEEPALIVE_FOO"), Some(None));
+        // A prefixed name that names none of our settings is someone else's.
+        assert_eq!(meant("KEEPALIVE_FOO"), None);
+    }
+
+    #[test]
+    fn other_programs_names_stay_silent() {
+        for name in THEIRS {
+            assert_eq!(meant(name), None, "{name}");
+            assert_eq!(meant(&name.to_ascii_lowercase()), None, "{name}");
+        }
+        for name in [
+            "KEEPALIVE_URL_2",
+            "KEEPALIVE_MAX_REQUESTS",
+            "TCP_KEEPALIVE_ON",
+        ] {
+            assert_eq!(meant(name), None, "{name}");
+        }
     }
 
     #[test]
@@ -239,11 +266,11 @@ mod tests {
             "libkeepalive: KEEPIDEL is not a variable libkeepalive reads: \
              did you mean KEEPIDLE? ignoring it"
         );
-        let odd = check(b"KEEPALIVE_\x1b\xff").unwrap();
+        let odd = check(b"KEEPALIVE_IDLE\x1b\xff").unwrap();
         assert_eq!(
             odd.to_string(),
-            "libkeepalive: KEEPALIVE_\\u{1b}\\xff is not a variable libkeepalive reads \
-             (see libkeepalive(8)); ignoring it"
+            "libkeepalive: KEEPALIVE_IDLE\\u{1b}\\xff is not a variable libkeepalive reads: \
+             did you mean KEEPIDLE? ignoring it"
         );
     }
 

@@ -10,6 +10,7 @@
 //! following the sysctls (the kernel has no "unset", 0 is EINVAL), so an
 //! eager configuration could not be undone exactly.
 
+use crate::options::OptionSet;
 use crate::plan::{KernelDefaults, Plan};
 use crate::rules::{Action, Decision, Direction, Selection};
 use crate::settings::Settings;
@@ -136,6 +137,21 @@ impl Policy {
         }
     }
 
+    /// Whether some plan sets a keepalive timer (`TCP_KEEPIDLE`,
+    /// `TCP_KEEPINTVL` or `TCP_KEEPCNT`): then undoing it may need the
+    /// kernel's defaults.
+    pub fn sets_a_timer(&self) -> bool {
+        let timers = OptionSet::IDLE
+            .union(OptionSet::INTERVAL)
+            .union(OptionSet::COUNT);
+        self.plans().any(|plan| plan.set().contains(timers))
+    }
+
+    /// Every plan a connection may get: the global one and each rule's.
+    pub fn plans(&self) -> impl Iterator<Item = &Plan> {
+        std::iter::once(&self.global).chain(self.rule_plans.iter().flatten())
+    }
+
     /// The plan `id` names; `None` for `PlanId::NONE`.
     #[inline]
     pub fn plan(&self, id: PlanId) -> Option<&Plan> {
@@ -181,6 +197,30 @@ mod tests {
         assert!(!p.eager);
         assert_eq!(p.inbound_fixed, Some(Decision::WrongDirection));
         assert!(p.plan_for(Decision::WrongDirection).is_none());
+    }
+
+    #[test]
+    fn a_timer_in_any_plan_is_seen() {
+        let none = Settings::default();
+        assert!(!policy(&none, Directions::Both, "").sets_a_timer());
+        assert!(!policy(&none, Directions::Both, "net=::1:off; *:on").sets_a_timer());
+        assert!(policy(&none, Directions::Both, "net=::1:cnt=3; *:on").sets_a_timer());
+        let idle = Settings {
+            timers: Timers {
+                idle_secs: Some(60),
+                ..Timers::default()
+            },
+            ..Settings::default()
+        };
+        assert!(policy(&idle, Directions::Both, "").sets_a_timer());
+        let user_timeout_only = Settings {
+            timers: Timers {
+                user_timeout: Some(UserTimeout::Millis(5000)),
+                ..Timers::default()
+            },
+            ..Settings::default()
+        };
+        assert!(!policy(&user_timeout_only, Directions::Both, "").sets_a_timer());
     }
 
     #[test]
