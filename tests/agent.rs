@@ -339,13 +339,13 @@ fn node_default_own_variables_and_a_bad_value() {
         "keepalive=1 idle=40 intvl=75 cnt=4 user_timeout=0",
         "node default",
     );
-    // Its own variables win, as the library would apply them.
+    // Its own variables win setting by setting; the node's count stays.
     let own = node.child("own");
     let seen = workload(&own, &[("KEEPIDLE", "33"), ("HOSTNAME", "web-7d9")]);
     assert_seen(
         &seen,
-        "keepalive=1 idle=33 intvl=75 cnt=9 user_timeout=0",
-        "own variables",
+        "keepalive=1 idle=33 intvl=75 cnt=4 user_timeout=0",
+        "own variables over the node default",
     );
     let line = agent.wait_line(&["configured", own.path.to_str().unwrap()]);
     assert!(
@@ -376,6 +376,31 @@ fn node_default_own_variables_and_a_bad_value() {
         0,
         "{log}"
     );
+}
+
+/// A workload's variables layer over the node default as if added in front
+/// of the agent's environment: a path as the node default, the workload's
+/// own count, gives the path's idle and interval with that count (not the
+/// kernel's 7200 s idle, which the path exists to avoid).
+#[test]
+fn a_workload_count_layers_over_the_node_path() {
+    root();
+    let node = TestCgroup::top("layer");
+    let agent = Agent::start(&node.path, &["--path", "aws-nlb"]);
+    let count = node.child("count");
+    assert_seen(
+        &workload(&count, &[("KEEPCNT", "4")]),
+        "keepalive=1 idle=100 intvl=30 cnt=4 user_timeout=0",
+        "aws-nlb with the workload's KEEPCNT=4",
+    );
+    // Its own path replaces the node's timers, except those it sets.
+    let path = node.child("path");
+    assert_seen(
+        &workload(&path, &[("KEEPALIVE_PATH", "azure-lb"), ("KEEPINTVL", "7")]),
+        "keepalive=1 idle=60 intvl=7 cnt=5 user_timeout=0",
+        "the workload's own path",
+    );
+    assert_eq!(agent.stop().0, Some(0));
 }
 
 /// Needs the innermost-decides composition of the kernel-side mode (issue

@@ -171,15 +171,15 @@ fn main() -> ExitCode {
             ready,
         } => match bpf_settings(&overrides) {
             Ok(value) => {
-                let settings =
-                    agent::describe_node(|name| overrides.lookup(name, environment::inherited));
+                let node =
+                    agent::node_variables(|name| overrides.lookup(name, environment::inherited));
                 let options = agent::Options {
                     cgroup: cgroup.map(Into::into),
                     quiet,
                     persist,
                     ready: ready.map(Into::into),
                 };
-                agent::run(&value, &settings, options)
+                agent::run(&value, node, options)
             }
             Err(code) => code,
         },

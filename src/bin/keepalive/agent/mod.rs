@@ -3,10 +3,12 @@
 //! variables) to CGROUP_DIR, and gives each workload under it that has our
 //! variables in its own environment an attachment of its own on its cgroup,
 //! which wins there (the innermost attachment decides; `KEEPALIVE=off` is
-//! the opt-out). It runs in the foreground until SIGTERM or SIGINT.
+//! the opt-out). A workload's variables layer over the node default, setting
+//! by setting (layering.rs). It runs in the foreground until SIGTERM or SIGINT.
 //!
 //!   exec_events  every exec on the host (proc connector)
 //!   workload     a process's cgroup, executable, pod and our variables
+//!   layering     a workload's variables over the node default's
 //!   tree         the cgroups present at start
 //!   attachments  what the agent attached, and the log line for each change
 //!   hierarchy    the cgroup2 mount (a private one on cgroup v1-only hosts)
@@ -15,6 +17,7 @@
 mod attachments;
 mod exec_events;
 mod hierarchy;
+mod layering;
 mod stop_signals;
 mod tree;
 mod workload;
@@ -50,6 +53,8 @@ struct Agent {
     mount: PathBuf,
     node: PathBuf,
     attachments: Attachments,
+    /// The node default's variables, under every workload's own.
+    node_variables: workload::Variables,
     /// Cgroups already told that they cannot have settings of their own.
     told: BTreeSet<PathBuf>,
     ready: Option<PathBuf>,
@@ -61,8 +66,8 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(crate::FAILED)
 }
 
-/// Runs the agent with the node default `value` (`settings` describes it).
-pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
+/// Runs the agent with the node default `value`, made from `node_variables`.
+pub fn run(value: &[u8], node_variables: workload::Variables, options: Options) -> ExitCode {
     let wanted = options.cgroup.as_deref().filter(|c| c.is_absolute());
     let (mount, note) = match hierarchy::mount(wanted) {
         Ok(found) => found,
@@ -93,6 +98,7 @@ pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
     };
     let mut agent = Agent {
         attachments: Attachments::new(&node, options.quiet),
+        node_variables,
         mount,
         node,
         told: BTreeSet::new(),
@@ -102,7 +108,8 @@ pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
     if let Some(note) = note {
         agent.attachments.log(&note);
     }
-    if let Err(message) = agent.attachments.node_default(value, settings) {
+    let settings = workload::describe(&agent.node_variables);
+    if let Err(message) = agent.attachments.node_default(value, &settings) {
         return fail(&message);
     }
     agent.walk();
@@ -214,9 +221,9 @@ impl Agent {
             }
             return true;
         }
+        let environment = layering::layered(&self.node_variables, &workload.variables);
         let loaded = load::load(|name| {
-            workload
-                .variables
+            environment
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.clone())
@@ -262,12 +269,11 @@ impl Agent {
     }
 }
 
-/// The node default's variables as the log shows them: those the options
-/// set, and those the agent inherited.
-pub fn describe_node(lookup: impl Fn(&str) -> Option<Vec<u8>>) -> String {
-    let variables: workload::Variables = keepalive_core::variables::NAMES
+/// The node default's variables: those the options set, and those the
+/// agent inherited.
+pub fn node_variables(lookup: impl Fn(&str) -> Option<Vec<u8>>) -> workload::Variables {
+    keepalive_core::variables::NAMES
         .iter()
         .filter_map(|name| Some((*name, lookup(name)?)))
-        .collect();
-    workload::describe(&variables)
+        .collect()
 }
