@@ -527,6 +527,43 @@ fn restart_adopts_sigterm_detaches_persist_keeps() {
     assert_seen(&seen, UNTOUCHED, "detached");
 }
 
+/// A --persist run's attachment whose workload has gone (its cgroup stays,
+/// empty): the next run adopts it at start, counts it, and releases it on
+/// SIGTERM with the rest.
+#[test]
+fn restart_adopts_an_attachment_whose_workload_is_gone() {
+    root();
+    let node = TestCgroup::top("leftover");
+    let work = node.child("work");
+    {
+        let mut holder = common::command("sh", false, &[("KEEPIDLE", "50")]);
+        holder.args(["-c", "exec sleep 60"]);
+        work.enter(&mut holder);
+        let _holder = Process::spawn(holder, "workload");
+        let first = Agent::start(&node.path, &["--idle", "40", "--persist"]);
+        first.wait_line(&["configured", work.path.to_str().unwrap(), "KEEPIDLE=50"]);
+        let (code, log) = first.stop();
+        assert_eq!(code, Some(0), "{log}");
+    }
+    wait_for(PROMPT, || {
+        fs::read_to_string(work.path.join("cgroup.procs"))
+            .is_ok_and(|procs| procs.trim().is_empty())
+            .then_some(())
+    })
+    .expect("the workload's process is gone");
+    assert_eq!(attached(&work.path), 2, "persisted");
+    let second = Agent::start(&node.path, &["--idle", "40"]);
+    second.wait_line(&["adopted", &format!("{}:", work.path.display())]);
+    assert_eq!(second.count(), 2, "node default + the adopted one");
+    let (code, log) = second.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains(&format!("released {}:", work.path.display())),
+        "{log}"
+    );
+    assert_eq!(attached_in_tree(&node.path), 0, "{log}");
+}
+
 #[test]
 fn the_window_between_exec_and_attachment_is_logged() {
     root();

@@ -113,6 +113,7 @@ pub fn run(value: &[u8], node_variables: workload::Variables, options: Options) 
         return fail(&message);
     }
     agent.walk();
+    agent.attachments.adopt_leftovers(&tree::below(&agent.node));
     agent.attachments.log(&format!(
         "ready: {} attachments under {}",
         agent.attachments.count(),
