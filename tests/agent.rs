@@ -722,6 +722,26 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
     let outside = start(None, &[]);
     // Its own idle, set before connect(): the program wins, and says so.
     let own_idle = start(Some(&covered), &["idle=300"]);
+    // A shorter one than the attachment's: the timer alone cannot tell.
+    let short_idle = start(Some(&covered), &["idle=20"]);
+    // Keepalive off by the program: the attachment leaves it alone.
+    let off = start(Some(&covered), &["keepalive=0"]);
+    // Read-only: no descriptor is taken from any process.
+    let trace = std::env::temp_dir().join(format!("katest20-{}-strace", std::process::id()));
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-e", "trace=pidfd_getfd,pidfd_open", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_keepalive"))
+        .args(["--status", "--all", "--json"]);
+    let out = common::run(cmd, PROMPT);
+    let traced = fs::read_to_string(&trace).unwrap_or_default();
+    let _ = fs::remove_file(&trace);
+    assert!(
+        common::stdout(&out).contains("\"connections\""),
+        "strace (apt-get install -y strace): {}",
+        common::stderr(&out)
+    );
+    assert!(!traced.contains("pidfd_getfd"), "{traced}");
     let mut cmd = keepalive();
     cmd.args(["--status", "--all", "--path", "aws-nlb", "--json"]);
     let out = common::run(cmd, PROMPT);
@@ -744,12 +764,34 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
         "{row}"
     );
     assert!(row.contains("\"at_risk\":false"), "{row}");
-    let row = row_of(own_idle.id());
+    assert!(row.contains("\"set_by_inferred\":false"), "{row}");
+    // Option by option, from the attachments' record of each socket.
+    for pid in [own_idle.id(), short_idle.id()] {
+        let row = row_of(pid);
+        assert!(
+            row.contains(&format!(
+                "\"set_by\":\"attachment {} (keepalive), program (idle)\"",
+                node.path.display()
+            )),
+            "{row}"
+        );
+        assert!(row.contains("\"idle\":\"program\""), "{row}");
+    }
+    // Without privileges the records cannot be read: inferred, and said.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_keepalive"))
+        .args(["--status", "--all", "--json"]);
+    let unprivileged = common::stdout(&common::run(cmd, PROMPT));
     assert!(
-        row.contains(&format!(
-            "\"set_by\":\"program (its own idle; attachment {} sets 40 s)\"",
-            node.path.display()
-        )),
+        unprivileged.contains("\"set_by_inferred\":true")
+            && !unprivileged.contains("\"set_by_inferred\":false"),
+        "{unprivileged}"
+    );
+    let row = row_of(off.id());
+    assert!(row.contains("\"keepalive\":false"), "{row}");
+    assert!(
+        row.contains("\"set_by\":\"program (SO_KEEPALIVE=0)\""),
         "{row}"
     );
     let row = row_of(outside.id());

@@ -23,6 +23,7 @@ mod sock_diag;
 mod sockets;
 mod status;
 mod status_all;
+mod status_all_set_by;
 mod status_command;
 mod status_output;
 mod status_set_by;
