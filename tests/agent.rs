@@ -358,12 +358,18 @@ fn node_default_own_variables_and_a_bad_value() {
     );
     // A bad value: one line naming the cgroup and the process, the rest applies.
     let bad = node.child("bad");
-    let seen = workload(&bad, &[("KEEPIDLE", "abc"), ("KEEPINTVL", "11")]);
+    let seen = workload(&bad, &[("KEEPIDLE", "banana"), ("KEEPINTVL", "11")]);
     let words = fields(&seen.options);
     assert_eq!(field(&words, "keepalive"), "1", "{}", seen.options);
     assert_eq!(field(&words, "intvl"), "11", "the valid value applies");
-    let line = agent.wait_line(&[bad.path.to_str().unwrap(), "KEEPIDLE=\"abc\""]);
+    let line = agent.wait_line(&[bad.path.to_str().unwrap(), "KEEPIDLE=\"banana\""]);
     assert!(line.contains("(pid "), "names the process: {line}");
+    // The "configured" line lists what was applied, never the bad value.
+    let line = agent.wait_line(&["configured", &format!("{}:", bad.path.display())]);
+    assert!(
+        line.contains("KEEPINTVL=11") && !line.contains("KEEPIDLE") && !line.contains("banana"),
+        "{line}"
+    );
     assert_eq!(
         agent.count(),
         3,

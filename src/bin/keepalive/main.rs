@@ -208,7 +208,8 @@ fn bpf_settings(overrides: &Overrides) -> Result<Vec<u8>, ExitCode> {
             "keepalive: note: debug lines come from the library; the kernel-side mode prints none"
         );
     }
-    bpf::config_value(&loaded).map_err(|message| {
+    let programs_option = overrides.option_for("KEEPALIVE_PROGRAMS");
+    bpf::config_value(&loaded, programs_option).map_err(|message| {
         eprintln!("keepalive: {message}");
         ExitCode::from(FAILED)
     })

@@ -8,7 +8,7 @@
 //! (the agent's before a restart) is replaced, never stacked.
 
 use super::exec_events::monotonic_ns;
-use super::workload::{describe, Variables, Workload};
+use super::workload::{Variables, Workload};
 use crate::bpf::agent_api;
 use crate::bpf::Programs;
 use std::collections::{BTreeMap, HashMap};
@@ -92,11 +92,13 @@ impl Attachments {
             .is_some_and(|entry| &entry.variables == variables)
     }
 
-    /// A workload's own attachment on its cgroup `directory`.
+    /// A workload's own attachment on its cgroup `directory`; `settings`
+    /// are the values applied, for the log.
     pub fn workload(
         &mut self,
         directory: &Path,
         workload: &Workload,
+        settings: &str,
         value: &[u8],
         exec_ns: Option<u64>,
     ) {
@@ -134,10 +136,9 @@ impl Attachments {
             adopted: false,
         };
         self.log(&format!(
-            "{verb} {}: {}: {}{when}",
+            "{verb} {}: {}: {settings}{when}",
             directory.display(),
             entry.who,
-            describe(&entry.variables)
         ));
         self.workloads.insert(directory.to_path_buf(), entry);
     }

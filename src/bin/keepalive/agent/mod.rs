@@ -24,6 +24,7 @@ mod workload;
 
 use attachments::{who, Attachments};
 use exec_events::{Batch, ExecEvents};
+use keepalive_core::diagnostic::Diagnostic;
 use keepalive_core::load;
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, AsRawFd};
@@ -237,10 +238,17 @@ impl Agent {
                 who(&workload)
             );
         }
-        match crate::bpf::config_value(&loaded) {
+        // The log lists what was applied: a bad value had its own line.
+        let applied = applied(&workload.variables, &loaded.diagnostics);
+        let settings = if applied.is_empty() {
+            "none of its values is valid".to_string()
+        } else {
+            workload::describe(&applied)
+        };
+        match crate::bpf::config_value(&loaded, None) {
             Ok(value) => self
                 .attachments
-                .workload(&directory, &workload, &value, exec_ns),
+                .workload(&directory, &workload, &settings, &value, exec_ns),
             Err(message) => eprintln!(
                 "keepalive: agent: {}: {}: {message}",
                 directory.display(),
@@ -268,6 +276,20 @@ impl Agent {
             ),
         }
     }
+}
+
+/// The workload's variables that were applied: those no diagnostic
+/// dropped whole (a bad rule drops that rule only; the others apply).
+fn applied(variables: &workload::Variables, diagnostics: &[Diagnostic]) -> workload::Variables {
+    variables
+        .iter()
+        .filter(|(name, _)| {
+            !diagnostics
+                .iter()
+                .any(|d| !d.is_about_rules() && d.variables().contains(name))
+        })
+        .cloned()
+        .collect()
 }
 
 /// The node default's variables: those the options set, and those the
