@@ -1,11 +1,13 @@
 //! Would the dynamic linker load the library into PROGRAM? Asked before
 //! exec (and by `--check`), because where it would not, preloading does not
-//! merely fail: ld.so stops PROGRAM before main(). Two such cases:
+//! merely fail: ld.so stops PROGRAM before main(). Three such cases:
 //!
 //! - the library asks for a glibc symbol version newer than this system's
-//!   glibc (a build from a newer distribution): ld.so exits 127 with
-//!   "version `GLIBC_2.34' not found". The shipped build asks for at most
-//!   GLIBC_2.17 (scripts/build-portable.sh); the developer build for more.
+//!   glibc (a build from a newer distribution): ld.so exits 1, printing
+//!   "version `GLIBC_2.34' not found" once per missing version (2.32, 2.33
+//!   and 2.34 for Debian 12's build on Debian 11). The shipped build asks
+//!   for at most GLIBC_2.17 (scripts/build-portable.sh); the developer
+//!   build for more.
 //! - the library needs a library ld.so cannot find (libgcc_s.so.1, in a
 //!   minimal root): ld.so exits 127 with "cannot open shared object file"
 //!   (ld_search.rs looks where ld.so looks).
