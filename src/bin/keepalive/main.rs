@@ -11,6 +11,7 @@ mod bpf;
 mod check;
 mod elf;
 mod environment;
+mod ld_search;
 mod loadable;
 mod locate;
 mod mode;
