@@ -9,7 +9,7 @@
 #   attachment, under `keepalive --attach`, under the agent's node default,
 #   and under a workload's own attachment below the node default (two
 #   attachments on the path), as medians of interleaved rounds.
-# Kept apart from bench.sh (owned by the performance work); needs root,
+# Run by bench.sh (as root) after bench-bpf.sh, or on its own; needs root,
 # cargo, gcc and bpftool. Everything it makes is under one cgroup of its
 # own, removed at exit.
 #

@@ -450,7 +450,11 @@ if [ "$(id -u)" = 0 ]; then
     echo "Kernel-side mode (keepalive --bpf), the same pair inside against outside its cgroup:"
     echo
     BENCH_ROUNDS=$rounds BENCH_PAIRS=$pairs "$root/scripts/bench-bpf.sh"
+    echo
+    echo "Node agent (keepalive --agent): its own cost at idle and while cgroups come and go, and a connection under it beside --attach:"
+    echo
+    BENCH_ROUNDS=$rounds BENCH_PAIRS=$pairs "$root/scripts/bench-agent.sh"
 else
     echo
-    echo "Kernel-side mode: not measured (needs root): sudo scripts/bench-bpf.sh"
+    echo "Kernel-side mode and node agent: not measured (need root): sudo scripts/bench-bpf.sh; sudo scripts/bench-agent.sh"
 fi

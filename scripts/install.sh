@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs libkeepalive.so, the keepalive command, the man pages and the
-# systemd drop-in example (and the agent's unit, where there is one).
+# systemd drop-in example, the agent's unit (where there is one) and the
+# template that attaches the kernel-side mode to another unit.
 #
 # From the release tarball (keepalive-VERSION-ARCH-linux-gnu.tar.gz, made
 # by scripts/package.sh; loads on glibc 2.17 and later):
@@ -158,6 +159,13 @@ if [ -f "$systemd/keepalive-agent.service" ]; then
     put 0644 "$unit" "$prefix/share/doc/keepalive" keepalive-agent.service
     rm -f "$unit"
 fi
+# The template attaching the kernel-side mode to another unit, running
+# this PREFIX's command (ExecStart= and ExecStop=).
+unit=$(mktemp)
+sed "/^Exec/ s|/usr/bin/keepalive |$prefix/bin/keepalive |" \
+    "$systemd/keepalive-attach@.service" >"$unit"
+put 0644 "$unit" "$prefix/share/doc/keepalive" keepalive-attach@.service
+rm -f "$unit"
 
 make_dir "$prefix/share/keepalive"
 sort -u "$created" >"$destdir$manifest.new"

@@ -91,6 +91,7 @@ install -D -m 0644 scripts/systemd/keepalive.conf "$top/systemd/keepalive.conf"
 if [ -f scripts/systemd/keepalive-agent.service ]; then
     install -D -m 0644 scripts/systemd/keepalive-agent.service "$top/systemd/keepalive-agent.service"
 fi
+install -D -m 0644 scripts/systemd/keepalive-attach@.service "$top/systemd/keepalive-attach@.service"
 install -m 0644 README.md LICENSE "$top/"
 tar -C "$stage" --owner=0 --group=0 --numeric-owner -czf "$dist/$name.tar.gz.new" "$name"
 mv -f "$dist/$name.tar.gz.new" "$dist/$name.tar.gz"
@@ -108,6 +109,7 @@ install -d "$root/usr/share/doc/keepalive"
 sed "s|/usr/local/lib/libkeepalive.so|/usr/lib64/libkeepalive.so|g" \
     scripts/systemd/keepalive.conf >"$root/usr/share/doc/keepalive/keepalive.conf"
 install -m 0644 README.md LICENSE "$root/usr/share/doc/keepalive/"
+install -m 0644 scripts/systemd/keepalive-attach@.service "$root/usr/share/doc/keepalive/"
 agent_unit=""
 if [ -f scripts/systemd/keepalive-agent.service ]; then
     install -m 0644 scripts/systemd/keepalive-agent.service "$root/usr/share/doc/keepalive/"
@@ -145,6 +147,7 @@ cp -a "$root/." "%{buildroot}/"
 %dir /usr/share/doc/keepalive
 /usr/share/doc/keepalive/keepalive.conf
 /usr/share/doc/keepalive/README.md
+/usr/share/doc/keepalive/keepalive-attach@.service
 $agent_unit
 %license /usr/share/doc/keepalive/LICENSE
 EOF

@@ -339,13 +339,13 @@ fn node_default_own_variables_and_a_bad_value() {
         "keepalive=1 idle=40 intvl=75 cnt=4 user_timeout=0",
         "node default",
     );
-    // Its own variables win, as the library would apply them.
+    // Its own variables win setting by setting; the node's count stays.
     let own = node.child("own");
     let seen = workload(&own, &[("KEEPIDLE", "33"), ("HOSTNAME", "web-7d9")]);
     assert_seen(
         &seen,
-        "keepalive=1 idle=33 intvl=75 cnt=9 user_timeout=0",
-        "own variables",
+        "keepalive=1 idle=33 intvl=75 cnt=4 user_timeout=0",
+        "own variables over the node default",
     );
     let line = agent.wait_line(&["configured", own.path.to_str().unwrap()]);
     assert!(
@@ -358,12 +358,18 @@ fn node_default_own_variables_and_a_bad_value() {
     );
     // A bad value: one line naming the cgroup and the process, the rest applies.
     let bad = node.child("bad");
-    let seen = workload(&bad, &[("KEEPIDLE", "abc"), ("KEEPINTVL", "11")]);
+    let seen = workload(&bad, &[("KEEPIDLE", "banana"), ("KEEPINTVL", "11")]);
     let words = fields(&seen.options);
     assert_eq!(field(&words, "keepalive"), "1", "{}", seen.options);
     assert_eq!(field(&words, "intvl"), "11", "the valid value applies");
-    let line = agent.wait_line(&[bad.path.to_str().unwrap(), "KEEPIDLE=\"abc\""]);
+    let line = agent.wait_line(&[bad.path.to_str().unwrap(), "KEEPIDLE=\"banana\""]);
     assert!(line.contains("(pid "), "names the process: {line}");
+    // The "configured" line lists what was applied, never the bad value.
+    let line = agent.wait_line(&["configured", &format!("{}:", bad.path.display())]);
+    assert!(
+        line.contains("KEEPINTVL=11") && !line.contains("KEEPIDLE") && !line.contains("banana"),
+        "{line}"
+    );
     assert_eq!(
         agent.count(),
         3,
@@ -376,6 +382,31 @@ fn node_default_own_variables_and_a_bad_value() {
         0,
         "{log}"
     );
+}
+
+/// A workload's variables layer over the node default as if added in front
+/// of the agent's environment: a path as the node default, the workload's
+/// own count, gives the path's idle and interval with that count (not the
+/// kernel's 7200 s idle, which the path exists to avoid).
+#[test]
+fn a_workload_count_layers_over_the_node_path() {
+    root();
+    let node = TestCgroup::top("layer");
+    let agent = Agent::start(&node.path, &["--path", "aws-nlb"]);
+    let count = node.child("count");
+    assert_seen(
+        &workload(&count, &[("KEEPCNT", "4")]),
+        "keepalive=1 idle=100 intvl=30 cnt=4 user_timeout=0",
+        "aws-nlb with the workload's KEEPCNT=4",
+    );
+    // Its own path replaces the node's timers, except those it sets.
+    let path = node.child("path");
+    assert_seen(
+        &workload(&path, &[("KEEPALIVE_PATH", "azure-lb"), ("KEEPINTVL", "7")]),
+        "keepalive=1 idle=60 intvl=7 cnt=5 user_timeout=0",
+        "the workload's own path",
+    );
+    assert_eq!(agent.stop().0, Some(0));
 }
 
 /// Needs the innermost-decides composition of the kernel-side mode (issue
@@ -500,6 +531,43 @@ fn restart_adopts_sigterm_detaches_persist_keeps() {
     assert_eq!(attached_in_tree(&node.path), 0, "{log}");
     let seen = workload(&node.child("gone"), &[]);
     assert_seen(&seen, UNTOUCHED, "detached");
+}
+
+/// A --persist run's attachment whose workload has gone (its cgroup stays,
+/// empty): the next run adopts it at start, counts it, and releases it on
+/// SIGTERM with the rest.
+#[test]
+fn restart_adopts_an_attachment_whose_workload_is_gone() {
+    root();
+    let node = TestCgroup::top("leftover");
+    let work = node.child("work");
+    {
+        let mut holder = common::command("sh", false, &[("KEEPIDLE", "50")]);
+        holder.args(["-c", "exec sleep 60"]);
+        work.enter(&mut holder);
+        let _holder = Process::spawn(holder, "workload");
+        let first = Agent::start(&node.path, &["--idle", "40", "--persist"]);
+        first.wait_line(&["configured", work.path.to_str().unwrap(), "KEEPIDLE=50"]);
+        let (code, log) = first.stop();
+        assert_eq!(code, Some(0), "{log}");
+    }
+    wait_for(PROMPT, || {
+        fs::read_to_string(work.path.join("cgroup.procs"))
+            .is_ok_and(|procs| procs.trim().is_empty())
+            .then_some(())
+    })
+    .expect("the workload's process is gone");
+    assert_eq!(attached(&work.path), 2, "persisted");
+    let second = Agent::start(&node.path, &["--idle", "40"]);
+    second.wait_line(&["adopted", &format!("{}:", work.path.display())]);
+    assert_eq!(second.count(), 2, "node default + the adopted one");
+    let (code, log) = second.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains(&format!("released {}:", work.path.display())),
+        "{log}"
+    );
+    assert_eq!(attached_in_tree(&node.path), 0, "{log}");
 }
 
 #[test]
@@ -660,6 +728,26 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
     let outside = start(None, &[]);
     // Its own idle, set before connect(): the program wins, and says so.
     let own_idle = start(Some(&covered), &["idle=300"]);
+    // A shorter one than the attachment's: the timer alone cannot tell.
+    let short_idle = start(Some(&covered), &["idle=20"]);
+    // Keepalive off by the program: the attachment leaves it alone.
+    let off = start(Some(&covered), &["keepalive=0"]);
+    // Read-only: no descriptor is taken from any process.
+    let trace = std::env::temp_dir().join(format!("katest20-{}-strace", std::process::id()));
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-e", "trace=pidfd_getfd,pidfd_open", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_keepalive"))
+        .args(["--status", "--all", "--json"]);
+    let out = common::run(cmd, PROMPT);
+    let traced = fs::read_to_string(&trace).unwrap_or_default();
+    let _ = fs::remove_file(&trace);
+    assert!(
+        common::stdout(&out).contains("\"connections\""),
+        "strace (apt-get install -y strace): {}",
+        common::stderr(&out)
+    );
+    assert!(!traced.contains("pidfd_getfd"), "{traced}");
     let mut cmd = keepalive();
     cmd.args(["--status", "--all", "--path", "aws-nlb", "--json"]);
     let out = common::run(cmd, PROMPT);
@@ -682,12 +770,34 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
         "{row}"
     );
     assert!(row.contains("\"at_risk\":false"), "{row}");
-    let row = row_of(own_idle.id());
+    assert!(row.contains("\"set_by_inferred\":false"), "{row}");
+    // Option by option, from the attachments' record of each socket.
+    for pid in [own_idle.id(), short_idle.id()] {
+        let row = row_of(pid);
+        assert!(
+            row.contains(&format!(
+                "\"set_by\":\"attachment {} (keepalive), program (idle)\"",
+                node.path.display()
+            )),
+            "{row}"
+        );
+        assert!(row.contains("\"idle\":\"program\""), "{row}");
+    }
+    // Without privileges the records cannot be read: inferred, and said.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_keepalive"))
+        .args(["--status", "--all", "--json"]);
+    let unprivileged = common::stdout(&common::run(cmd, PROMPT));
     assert!(
-        row.contains(&format!(
-            "\"set_by\":\"program (its own idle; attachment {} sets 40 s)\"",
-            node.path.display()
-        )),
+        unprivileged.contains("\"set_by_inferred\":true")
+            && !unprivileged.contains("\"set_by_inferred\":false"),
+        "{unprivileged}"
+    );
+    let row = row_of(off.id());
+    assert!(row.contains("\"keepalive\":false"), "{row}");
+    assert!(
+        row.contains("\"set_by\":\"program (SO_KEEPALIVE=0)\""),
         "{row}"
     );
     let row = row_of(outside.id());

@@ -364,14 +364,17 @@ fn the_developer_build_is_refused_before_it_stops_a_program_on_debian_11() {
         "/opt/dev/libkeepalive.so",
         &std::fs::read(developer_library()).unwrap(),
     );
-    // The danger, as ld.so shows it: preloaded, it stops /bin/true.
+    // The danger, as ld.so shows it: preloaded, it stops /bin/true with
+    // exit 1 (not 127) and one line per missing version (README).
     let out = root.run(&[("LD_PRELOAD", "/opt/dev/libkeepalive.so")], &["true"]);
-    assert!(!out.status.success(), "{out:?}");
-    assert!(
-        stderr(&out).contains("version `GLIBC_2.34' not found"),
-        "{}",
-        stderr(&out)
-    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    for version in ["2.32", "2.33", "2.34"] {
+        let line = format!(
+            "true: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_{version}' not found \
+             (required by /opt/dev/libkeepalive.so)"
+        );
+        assert!(stderr(&out).lines().any(|l| l == line), "{}", stderr(&out));
+    }
     // The command refuses with exit 125 and one line, before running PROG.
     let dev = [("KEEPALIVE_LIB", "/opt/dev/libkeepalive.so")];
     let out = root.run(&dev, &["keepalive", "--", "bash", "-c", "echo ran"]);
@@ -401,4 +404,45 @@ fn the_developer_build_is_refused_before_it_stops_a_program_on_debian_11() {
     );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout(&out), "ran\n");
+}
+
+#[test]
+fn a_root_without_libgcc_s_is_refused_before_it_stops_a_program() {
+    let root = Root::with_package("no-libgcc");
+    // A minimal root (distroless, a hand-made chroot) without GCC's
+    // unwinder; ld.so.cache still names it, as it would there.
+    let libgcc_s = "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1";
+    let out = root.run(&[], &["rm", libgcc_s]);
+    assert!(out.status.success(), "rm {libgcc_s}: {}", stderr(&out));
+    // The danger, as ld.so shows it: preloaded, it stops /bin/true.
+    let out = root.run(&[("LD_PRELOAD", "libkeepalive.so")], &["true"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(
+        stderr(&out).contains("libgcc_s.so.1: cannot open shared object file"),
+        "{}",
+        stderr(&out)
+    );
+    // The command refuses with exit 125 and one line, before running PROG.
+    let out = root.run(&[], &["keepalive", "--", "bash", "-c", "echo ran"]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "keepalive: not starting bash: {LIBRARY} needs libgcc_s.so.1, which the \
+             dynamic linker cannot find here"
+        )) && err.contains("install libgcc-s1 on Debian"),
+        "{err}"
+    );
+    // --check says no and fails.
+    let out = root.run(&[], &["keepalive", "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout(&out).contains(&format!(
+            "\nloads         no: {LIBRARY} needs libgcc_s.so.1, "
+        )),
+        "{}",
+        stdout(&out)
+    );
 }

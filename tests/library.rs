@@ -698,6 +698,49 @@ fn a_parent_that_could_not_print_does_not_silence_its_children() {
     assert_eq!(stdout(&out).matches("libkeepalive: KEEPIDLE").count(), 1);
 }
 
+/// A parent whose stderr is a TCP socket (inetd's way: fd 2 is the
+/// connection) prints nothing there, and so does not silence its child:
+/// the child, whose own stderr is a pipe, says the line, once; the peer of
+/// the socket receives nothing.
+#[test]
+fn a_parent_whose_stderr_is_a_tcp_socket_does_not_silence_its_child() {
+    use std::io::Read;
+    let probe = c_program("lifeprobe");
+    let probe = probe.to_str().unwrap();
+    let library = common::library().to_str().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let connection = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    // The connection arrives as stdin; the first sh (no library) makes it
+    // fd 2 of the second (the library's first process), whose child writes
+    // its stderr to the stdout pipe.
+    let tree = format!(
+        "exec 2<&0 </dev/null; LD_PRELOAD={library} exec sh -c '{probe} socket 2>&1; true'"
+    );
+    let mut cmd = command("sh", false, &[("KEEPIDLE", "90x")]);
+    cmd.args(["-c", &tree])
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            connection,
+        )));
+    // run() drops cmd, and with it this process's copy of the connection.
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert_eq!(
+        text.matches("libkeepalive: KEEPIDLE=\"90x\" is not valid")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("keepalive=1"), "{text}");
+    assert_eq!(stderr(&out), "");
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sent = Vec::new();
+    peer.read_to_end(&mut sent).unwrap();
+    assert_eq!(String::from_utf8_lossy(&sent), "", "written to the socket");
+}
+
 /// Under Yama's ptrace_scope 1 (Ubuntu's default) a parent's memory, where
 /// it recorded where its line went, may not be read. Then the child cannot
 /// know whether the line was said, and says it: a parent whose stderr was

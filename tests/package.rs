@@ -296,6 +296,8 @@ fn package_builds_installs_works_by_bare_name_and_purges_clean() {
         "/usr/share/man/man8/libkeepalive.8.gz",
         "/usr/share/doc/keepalive/keepalive.conf",
         "/usr/share/doc/keepalive/copyright",
+        "/usr/share/doc/keepalive/keepalive-agent.service",
+        "/usr/share/doc/keepalive/keepalive-attach@.service",
     ] {
         assert!(
             files.iter().any(|f| f == expected),
@@ -440,6 +442,7 @@ fn tarball_holds_the_shipped_files_and_installs_with_its_install_sh() {
         "man/keepalive.1",
         "man/libkeepalive.8",
         "systemd/keepalive.conf",
+        "systemd/keepalive-attach@.service",
         "README.md",
         "LICENSE",
     ];
@@ -476,6 +479,19 @@ fn tarball_holds_the_shipped_files_and_installs_with_its_install_sh() {
     ] {
         assert!(destdir.join(file).is_file(), "{file} not installed");
     }
+    // The attach template starts and stops with the command of this PREFIX.
+    let template = std::fs::read_to_string(
+        destdir.join("opt/keepalive/share/doc/keepalive/keepalive-attach@.service"),
+    )
+    .unwrap();
+    assert!(
+        template.contains("\nExecStart=/opt/keepalive/bin/keepalive --attach ")
+            && template.contains("\nExecStop=-/opt/keepalive/bin/keepalive --detach ")
+            && !template
+                .lines()
+                .any(|l| l.starts_with("Exec") && l.contains("/usr/bin/keepalive")),
+        "{template}"
+    );
     // The agent's unit runs the command of this PREFIX.
     if repo()
         .join("scripts/systemd/keepalive-agent.service")
@@ -522,6 +538,7 @@ fn rpm_lists_its_files_and_installs_into_a_test_root() {
         "/usr/share/man/man1/keepalive.1",
         "/usr/share/man/man8/libkeepalive.8",
         "/usr/share/doc/keepalive/keepalive.conf",
+        "/usr/share/doc/keepalive/keepalive-attach@.service",
     ];
     for file in files {
         assert!(listed.lines().any(|l| l == file), "{file} not in: {listed}");

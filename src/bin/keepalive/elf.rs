@@ -292,6 +292,68 @@ pub fn needed_versions(file: &(impl ReadAt + ?Sized)) -> Option<Vec<(String, Str
     Some(needs)
 }
 
+/// SHT_DYNAMIC, and the `.dynamic` tags we read from it.
+const SHT_DYNAMIC: u64 = 6;
+const DT_NULL: u64 = 0;
+const DT_NEEDED: u64 = 1;
+const DT_RPATH: u64 = 15;
+const DT_RUNPATH: u64 = 29;
+
+/// What ld.so reads to find an object's dependencies: its `DT_NEEDED`
+/// names (as `readelf -d` lists them) and its search path (`DT_RUNPATH`,
+/// or the older `DT_RPATH`), split at ':'.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Dependencies {
+    pub needed: Vec<String>,
+    pub search_path: Vec<String>,
+}
+
+/// The object's `.dynamic` section, read as `Dependencies`; None if it has
+/// none or cannot be read.
+pub fn dependencies(file: &(impl ReadAt + ?Sized)) -> Option<Dependencies> {
+    let header = Header::parse(&file.read_at(0, 64)?)?;
+    let entry = header.shentsize;
+    if entry < 0x28 {
+        return None;
+    }
+    let sections = table(file, header.shoff, entry, header.shnum)?;
+    let section = sections
+        .chunks(entry as usize)
+        .find(|section| header.number(section, 4, 4) == Some(SHT_DYNAMIC))?;
+    let offset = header.word(section, 0x18, 0x10)?;
+    let size = header.word(section, 0x20, 0x14)?.min(MAX_TABLE);
+    let link = header.word(section, 0x28, 0x18)? & 0xffff_ffff;
+    let strings_header = sections.get((link * entry) as usize..)?;
+    let strings_offset = header.word(strings_header, 0x18, 0x10)?;
+    let strings_size = header.word(strings_header, 0x20, 0x14)?.min(MAX_TABLE);
+    let strings = file.read_at(strings_offset, strings_size as usize)?;
+    let string = |at: u64| -> Option<String> {
+        let tail = strings.get(at as usize..)?;
+        let end = tail.iter().position(|&b| b == 0)?;
+        Some(String::from_utf8_lossy(&tail[..end]).into_owned())
+    };
+    // Elf_Dyn {d_tag, d_val}: two words each.
+    let width = if header.wide { 8 } else { 4 };
+    let bytes = file.read_at(offset, size as usize)?;
+    let mut found = Dependencies::default();
+    let (mut runpath, mut rpath) = (None, None);
+    for dynamic in bytes.chunks_exact(2 * width) {
+        let value = header.word(dynamic, 8, 4)?;
+        match header.word(dynamic, 0, 0)? {
+            DT_NULL => break,
+            DT_NEEDED => found.needed.push(string(value)?),
+            DT_RUNPATH => runpath = Some(string(value)?),
+            DT_RPATH => rpath = Some(string(value)?),
+            _ => {}
+        }
+    }
+    // ld.so ignores DT_RPATH when DT_RUNPATH is there.
+    if let Some(path) = runpath.or(rpath) {
+        found.search_path = path.split(':').map(str::to_string).collect();
+    }
+    Some(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +429,14 @@ mod tests {
         assert_eq!(inspect(bytes.as_slice()), Kind::Dynamic);
         bytes.extend_from_slice(GO_BUILDINFO_MAGIC);
         assert_eq!(inspect(bytes.as_slice()), Kind::Go);
+    }
+
+    #[test]
+    fn this_test_binary_needs_libc_and_has_no_search_path() {
+        let file = std::fs::File::open("/proc/self/exe").unwrap();
+        let found = dependencies(&file).unwrap();
+        assert!(found.needed.iter().any(|n| n == "libc.so.6"), "{found:?}");
+        assert!(found.search_path.is_empty(), "{found:?}");
+        assert_eq!(dependencies(b"#!/bin/sh\n".as_slice()), None);
     }
 }

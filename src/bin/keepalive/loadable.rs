@@ -1,15 +1,21 @@
 //! Would the dynamic linker load the library into PROGRAM? Asked before
 //! exec (and by `--check`), because where it would not, preloading does not
-//! merely fail: ld.so stops PROGRAM before main(). Two such cases:
+//! merely fail: ld.so stops PROGRAM before main(). Three such cases:
 //!
 //! - the library asks for a glibc symbol version newer than this system's
-//!   glibc (a build from a newer distribution): ld.so exits 127 with
-//!   "version `GLIBC_2.34' not found". The shipped build asks for at most
-//!   GLIBC_2.17 (scripts/build-portable.sh); the developer build for more.
+//!   glibc (a build from a newer distribution): ld.so exits 1, printing
+//!   "version `GLIBC_2.34' not found" once per missing version (2.32, 2.33
+//!   and 2.34 for Debian 12's build on Debian 11). The shipped build asks
+//!   for at most GLIBC_2.17 (scripts/build-portable.sh); the developer
+//!   build for more.
+//! - the library needs a library ld.so cannot find (libgcc_s.so.1, in a
+//!   minimal root): ld.so exits 127 with "cannot open shared object file"
+//!   (ld_search.rs looks where ld.so looks).
 //! - PROGRAM is a musl program: musl's ld.so cannot load a glibc library
 //!   (it needs libc.so.6) and exits 127 "Error loading shared library".
 
 use crate::elf;
+use crate::ld_search;
 use std::ffi::CStr;
 use std::path::Path;
 
@@ -57,7 +63,24 @@ pub fn check(library: &Path, program: Option<&Path>) -> Result<String, String> {
     if let Some(program) = program {
         musl(program)?;
     }
-    compare(library, glibc_floor(library), host_glibc())
+    let summary = compare(library, glibc_floor(library), host_glibc())?;
+    match ld_search::missing(library) {
+        Some((name, package)) => Err(not_found(library, &name, package)),
+        None => Ok(summary),
+    }
+}
+
+/// The refusal for a library ld.so would not find, with ld.so's words.
+fn not_found(library: &Path, name: &str, package: Option<&str>) -> String {
+    let install = match package {
+        Some(package) => format!("install {package}"),
+        None => format!("install the package that provides {name}"),
+    };
+    format!(
+        "{} needs {name}, which the dynamic linker cannot find here: it would stop the \
+         program before it starts (\"{name}: cannot open shared object file\"); {install}",
+        library.display()
+    )
 }
 
 /// The glibc comparison, with both versions given (tests pass their own).
@@ -153,6 +176,27 @@ mod tests {
         assert!(compare(library, Ok(version("2.34")), None).is_ok());
         let unreadable = compare(library, Err("gone".into()), version("2.31")).unwrap();
         assert!(unreadable.contains("unreadable (gone)"), "{unreadable}");
+    }
+
+    #[test]
+    fn a_missing_library_is_refused_in_one_line_naming_its_package() {
+        let library = Path::new("/usr/lib/libkeepalive.so");
+        let refused = not_found(library, "libgcc_s.so.1", Some("libgcc-s1 on Debian"));
+        assert!(
+            refused.starts_with("/usr/lib/libkeepalive.so needs libgcc_s.so.1, "),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("cannot open shared object file"),
+            "{refused}"
+        );
+        assert!(
+            refused.ends_with("; install libgcc-s1 on Debian"),
+            "{refused}"
+        );
+        assert!(!refused.contains('\n'));
+        let unknown = not_found(library, "libfoo.so.1", None);
+        assert!(unknown.ends_with("provides libfoo.so.1"), "{unknown}");
     }
 
     #[test]

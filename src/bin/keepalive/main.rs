@@ -11,6 +11,7 @@ mod bpf;
 mod check;
 mod elf;
 mod environment;
+mod ld_search;
 mod loadable;
 mod locate;
 mod mode;
@@ -23,6 +24,7 @@ mod sock_diag;
 mod sockets;
 mod status;
 mod status_all;
+mod status_all_set_by;
 mod status_command;
 mod status_output;
 mod status_set_by;
@@ -171,15 +173,15 @@ fn main() -> ExitCode {
             ready,
         } => match bpf_settings(&overrides) {
             Ok(value) => {
-                let settings =
-                    agent::describe_node(|name| overrides.lookup(name, environment::inherited));
+                let node =
+                    agent::node_variables(|name| overrides.lookup(name, environment::inherited));
                 let options = agent::Options {
                     cgroup: cgroup.map(Into::into),
                     quiet,
                     persist,
                     ready: ready.map(Into::into),
                 };
-                agent::run(&value, &settings, options)
+                agent::run(&value, node, options)
             }
             Err(code) => code,
         },
@@ -207,7 +209,8 @@ fn bpf_settings(overrides: &Overrides) -> Result<Vec<u8>, ExitCode> {
             "keepalive: note: debug lines come from the library; the kernel-side mode prints none"
         );
     }
-    bpf::config_value(&loaded).map_err(|message| {
+    let programs_option = overrides.option_for("KEEPALIVE_PROGRAMS");
+    bpf::config_value(&loaded, programs_option).map_err(|message| {
         eprintln!("keepalive: {message}");
         ExitCode::from(FAILED)
     })

@@ -2,11 +2,13 @@
 //! it: a NETLINK_SOCK_DIAG dump (inet_diag). Read-only, and it takes no
 //! descriptor from any process. The keepalive timer the kernel reports is
 //! all it tells of keepalive: whether it runs and when the next probe is
-//! due (the configured idle/interval/count are not in inet_diag).
+//! due (the configured idle/interval/count are not in inet_diag). Given the
+//! descriptor of a socket storage map, it also asks for each socket's value
+//! in that map (INET_DIAG_REQ_SK_BPF_STORAGES: our attachments' record).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLM_F_REQUEST: u16 = 1;
@@ -15,6 +17,16 @@ const NLMSG_HEADER: usize = 16;
 const TCP_ESTABLISHED: u32 = 1;
 /// Size of `struct inet_diag_msg` (the fixed part of each answer).
 const DIAG_MSG: usize = 72;
+/// Request attribute: socket storage maps whose values to return
+/// (nested `SK_DIAG_BPF_STORAGE_REQ_MAP_FD`, 1, each a map descriptor).
+const INET_DIAG_REQ_SK_BPF_STORAGES: u16 = 2;
+const SK_DIAG_BPF_STORAGE_REQ_MAP_FD: u16 = 1;
+const NLA_F_NESTED: u16 = 1 << 15;
+/// Answer attribute: nested `SK_DIAG_BPF_STORAGE` (1), each holding
+/// `SK_DIAG_BPF_STORAGE_MAP_ID` (2) and `SK_DIAG_BPF_STORAGE_MAP_VALUE` (3).
+const INET_DIAG_SK_BPF_STORAGES: u16 = 20;
+const SK_DIAG_BPF_STORAGE: u16 = 1;
+const SK_DIAG_BPF_STORAGE_MAP_VALUE: u16 = 3;
 
 /// Which timer the kernel has running on the connection (`idiag_timer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,16 +48,46 @@ pub struct Connection {
     pub inode: u64,
     pub uid: u32,
     pub timer: Timer,
+    /// The socket's value in the storage map asked for, if it has one.
+    pub storage: Option<Vec<u8>>,
 }
 
-/// Every established TCP connection of this network namespace, IPv4 and IPv6.
-pub fn established() -> io::Result<Vec<Connection>> {
-    let mut all = dump(libc::AF_INET as u8)?;
-    all.extend(dump(libc::AF_INET6 as u8)?);
+/// Every established TCP connection of this network namespace, IPv4 and
+/// IPv6, with each one's value in the socket storage map `storage` if one
+/// is given (that needs CAP_BPF or CAP_SYS_ADMIN: EPERM without).
+pub fn established(storage: Option<BorrowedFd>) -> io::Result<Vec<Connection>> {
+    let mut all = dump(libc::AF_INET as u8, storage)?;
+    all.extend(dump(libc::AF_INET6 as u8, storage)?);
     Ok(all)
 }
 
-fn dump(family: u8) -> io::Result<Vec<Connection>> {
+/// The `inet_diag_req_v2` request, and the storage attribute if asked.
+fn request(family: u8, storage: Option<BorrowedFd>) -> Vec<u8> {
+    let attribute = if storage.is_some() { 4 + 8 } else { 0 };
+    let length = NLMSG_HEADER + 56 + attribute;
+    let mut request = Vec::with_capacity(length);
+    request.extend_from_slice(&(length as u32).to_ne_bytes());
+    request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    request.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    request.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel's
+    request.push(family);
+    request.push(libc::IPPROTO_TCP as u8);
+    request.push(0); // no extensions
+    request.push(0);
+    request.extend_from_slice(&(1u32 << TCP_ESTABLISHED).to_ne_bytes());
+    request.extend_from_slice(&[0; 48]); // any socket id
+    if let Some(map) = storage {
+        request.extend_from_slice(&12u16.to_ne_bytes());
+        request.extend_from_slice(&(INET_DIAG_REQ_SK_BPF_STORAGES | NLA_F_NESTED).to_ne_bytes());
+        request.extend_from_slice(&8u16.to_ne_bytes());
+        request.extend_from_slice(&SK_DIAG_BPF_STORAGE_REQ_MAP_FD.to_ne_bytes());
+        request.extend_from_slice(&(map.as_raw_fd() as u32).to_ne_bytes());
+    }
+    request
+}
+
+fn dump(family: u8, storage: Option<BorrowedFd>) -> io::Result<Vec<Connection>> {
     // SAFETY: plain socket(2), owned at once.
     let raw = unsafe {
         libc::socket(
@@ -59,19 +101,8 @@ fn dump(family: u8) -> io::Result<Vec<Connection>> {
     }
     // SAFETY: `raw` is a fresh descriptor of ours.
     let socket = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut request = Vec::with_capacity(NLMSG_HEADER + 56);
-    request.extend_from_slice(&((NLMSG_HEADER + 56) as u32).to_ne_bytes());
-    request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    request.extend_from_slice(&1u32.to_ne_bytes()); // seq
-    request.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel's
-    request.push(family);
-    request.push(libc::IPPROTO_TCP as u8);
-    request.push(0); // no extensions
-    request.push(0);
-    request.extend_from_slice(&(1u32 << TCP_ESTABLISHED).to_ne_bytes());
-    request.extend_from_slice(&[0; 48]); // any socket id
-                                         // SAFETY: send(2) from a live buffer.
+    let request = request(family, storage);
+    // SAFETY: send(2) from a live buffer.
     let sent = unsafe {
         libc::send(
             socket.as_raw_fd(),
@@ -169,7 +200,28 @@ fn connection(message: &[u8]) -> Option<Connection> {
         uid: u32_at(message, 64)?,
         inode: u64::from(u32_at(message, 68)?),
         timer,
+        storage: attribute(&message[DIAG_MSG..], INET_DIAG_SK_BPF_STORAGES)
+            .and_then(|storages| attribute(storages, SK_DIAG_BPF_STORAGE))
+            .and_then(|storage| attribute(storage, SK_DIAG_BPF_STORAGE_MAP_VALUE))
+            .map(<[u8]>::to_vec),
     })
+}
+
+/// The payload of the first netlink attribute of type `wanted` (flags
+/// masked) in `attributes`.
+fn attribute(mut attributes: &[u8], wanted: u16) -> Option<&[u8]> {
+    while attributes.len() >= 4 {
+        let length = u16::from_ne_bytes([attributes[0], attributes[1]]) as usize;
+        let kind = u16::from_ne_bytes([attributes[2], attributes[3]]) & !(NLA_F_NESTED | 1 << 14);
+        if length < 4 || length > attributes.len() {
+            return None;
+        }
+        if kind == wanted {
+            return Some(&attributes[4..length]);
+        }
+        attributes = attributes.get((length + 3) & !3..)?;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -203,6 +255,7 @@ mod tests {
                 inode: 4242,
                 uid: 1000,
                 timer: Timer::Keepalive(59_000),
+                storage: None,
             }]
         );
         // Truncated input: nothing, no panic.
@@ -210,10 +263,35 @@ mod tests {
     }
 
     #[test]
+    fn a_sockets_storage_value_is_read_from_the_nested_attributes() {
+        let nla = |kind: u16, payload: &[u8]| {
+            let mut bytes = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+            bytes.extend_from_slice(&kind.to_ne_bytes());
+            bytes.extend_from_slice(payload);
+            bytes.resize((bytes.len() + 3) & !3, 0);
+            bytes
+        };
+        let storage = [
+            nla(2, &7u32.to_ne_bytes()),
+            nla(SK_DIAG_BPF_STORAGE_MAP_VALUE, &[1, 2, 3, 4, 5, 6]),
+        ]
+        .concat();
+        let storages = nla(SK_DIAG_BPF_STORAGE | NLA_F_NESTED, &storage);
+        let mut message = vec![0u8; DIAG_MSG];
+        message[0] = libc::AF_INET as u8;
+        message.extend_from_slice(&nla(8, &[0; 1])); // INET_DIAG_SHUTDOWN
+        message.extend_from_slice(&nla(INET_DIAG_SK_BPF_STORAGES | NLA_F_NESTED, &storages));
+        let found = connection(&message).unwrap();
+        assert_eq!(found.storage.as_deref(), Some(&[1, 2, 3, 4, 5, 6][..]));
+        // Truncated attributes: no value, no panic.
+        assert_eq!(connection(&message[..DIAG_MSG + 10]).unwrap().storage, None);
+    }
+
+    #[test]
     fn this_hosts_table_is_readable() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let all = established().unwrap();
+        let all = established(None).unwrap();
         assert!(
             all.iter().any(|c| c.local == client.local_addr().unwrap()),
             "{all:?}"

@@ -1,15 +1,18 @@
 //! `keepalive --status --all [--path NAME] [--json]`: every established TCP
 //! connection of the host with its process, cgroup, keepalive timer and who
 //! set it: an attachment of the kernel-side mode (which one), the library,
-//! or the program itself. Read-only: the kernel's socket table
-//! (sock_diag.rs), /proc links and the cgroups' attachment lists; no
-//! descriptor is taken from any process. With `--path NAME`, connections an
+//! or the program itself, option by option from our attachments' record of
+//! each socket where it can be read (status_all_set_by.rs). Read-only: the
+//! kernel's socket table (sock_diag.rs, which also returns each socket's
+//! record), /proc links and the cgroups' attachment lists; no descriptor is
+//! taken from any process. With `--path NAME`, connections an
 //! idle timeout on that path would drop are marked, and the exit status is 1.
 
-use crate::bpf::Attachment;
 use crate::environment::Overrides;
 use crate::sock_diag::{self, Timer};
+use crate::status_all_set_by::{self as set_by, Attribution, Covering};
 use crate::status_output::string as json_string;
+use crate::status_set_by::OPTION_KEYS;
 use keepalive_core::presets::{self, Preset};
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -27,7 +30,7 @@ struct Holder {
 struct Row {
     connection: sock_diag::Connection,
     holder: Option<Holder>,
-    set_by: String,
+    set_by: Attribution,
     at_risk: bool,
 }
 
@@ -75,46 +78,6 @@ fn holder(pid: i32) -> Holder {
     }
 }
 
-/// Who set the keepalive of a connection whose timer runs, from what can
-/// be seen without a descriptor: the innermost attachment covering the
-/// process's cgroup (with its settings as the kernel holds them), the
-/// library in its memory map, and the timer's remaining time (a next probe
-/// later than the attachment's idle means the program set its own).
-fn set_by(
-    holder: Option<&Holder>,
-    timer: Timer,
-    attachments: &mut HashMap<String, Option<Attachment>>,
-) -> String {
-    let Some(holder) = holder else {
-        return "unknown (no process holds it)".to_string();
-    };
-    // The innermost attachment decides (bpf/inspect.rs lists it first).
-    let innermost = attachments
-        .entry(holder.cgroup.clone())
-        .or_insert_with(|| {
-            crate::bpf::attachments_covering(&holder.cgroup)
-                .ok()
-                .and_then(|found| found.into_iter().next())
-        })
-        .clone();
-    let own = if holder.library { "library" } else { "program" };
-    let Some(attachment) = innermost else {
-        return own.to_string();
-    };
-    let which = format!("attachment {}", attachment.directory.display());
-    let idle = attachment.values[1];
-    match (attachment.values[0], idle, timer) {
-        // The attachment opts out: whatever runs is the program's own.
-        (None, _, _) => format!("{own} ({which} is off)"),
-        // Rules may give other timers: the global idle proves nothing.
-        _ if attachment.rules > 0 => format!("{which} ({} rules) or the {own}", attachment.rules),
-        (_, Some(idle), Timer::Keepalive(ms)) if ms / 1000 > idle + 1 => {
-            format!("{own} (its own idle; {which} sets {idle} s)")
-        }
-        _ => which,
-    }
-}
-
 /// An idle connection on `preset`'s path is dropped if keepalive is off, or
 /// if its next probe comes after the path's idle timeout.
 fn at_risk(timer: Timer, preset: &Preset) -> bool {
@@ -148,7 +111,14 @@ pub fn run(overrides: &Overrides, json: bool) -> ExitCode {
         },
         None => None,
     };
-    let connections = match sock_diag::established() {
+    // Our attachments' records come with the table where the shared map
+    // can be opened and sock_diag may return it (root); else inferred.
+    let records = crate::bpf::SocketRecords::open().ok().flatten();
+    let with_records = records
+        .as_ref()
+        .and_then(|records| sock_diag::established(Some(records.map())).ok());
+    let read_records = with_records.is_some();
+    let connections = match with_records.map_or_else(|| sock_diag::established(None), Ok) {
         Ok(connections) => connections,
         Err(error) => {
             eprintln!("keepalive: cannot read the kernel's TCP table (sock_diag): {error}");
@@ -156,16 +126,26 @@ pub fn run(overrides: &Overrides, json: bool) -> ExitCode {
         }
     };
     let inodes = holders();
-    let mut attachments = HashMap::new();
+    let mut covering = Covering::default();
     let mut rows: Vec<Row> = connections
         .into_iter()
         .map(|connection| {
             let holder = inodes.get(&connection.inode).map(|&pid| holder(pid));
-            let set_by = match connection.timer {
-                Timer::Off => "-".to_string(),
-                timer => set_by(holder.as_ref(), timer, &mut attachments),
+            let seen = holder.as_ref().map(|h| set_by::Holder {
+                cgroup: &h.cgroup,
+                library: h.library,
+            });
+            let timer = connection.timer;
+            let set_by = if read_records {
+                let record = connection
+                    .storage
+                    .as_deref()
+                    .and_then(crate::bpf::Record::decode);
+                set_by::from_record(seen.as_ref(), record.as_ref(), timer, &mut covering)
+            } else {
+                set_by::inferred(seen.as_ref(), timer, &mut covering)
             };
-            let at_risk = preset.is_some_and(|p| at_risk(connection.timer, p));
+            let at_risk = preset.is_some_and(|p| at_risk(timer, p));
             Row {
                 connection,
                 holder,
@@ -198,11 +178,16 @@ fn human_view(rows: &[Row], preset: Option<&Preset>) -> String {
             None => "no process".to_string(),
         };
         text.push_str(&format!(
-            "{} -> {}  {process}  keepalive {}  set by {}",
+            "{} -> {}  {process}  keepalive {}  set by {}{}",
             row.connection.local,
             row.connection.peer,
             keepalive_text(row.connection.timer),
-            row.set_by
+            row.set_by.summary,
+            if row.set_by.inferred {
+                " (inferred from the timer: our attachments' records cannot be read)"
+            } else {
+                ""
+            }
         ));
         if let (true, Some(p)) = (row.at_risk, preset) {
             text.push_str(&format!(
@@ -241,14 +226,30 @@ fn json_view(rows: &[Row], preset: Option<&Preset>) -> String {
                 ),
                 None => "null".to_string(),
             };
+            let options = match &row.set_by.options {
+                Some(options) => {
+                    let pairs: Vec<String> = OPTION_KEYS
+                        .iter()
+                        .zip(options)
+                        .map(|(key, who)| {
+                            let who = who.as_deref().map_or("null".to_string(), json_string);
+                            format!("\"{key}\":{who}")
+                        })
+                        .collect();
+                    format!("{{{}}}", pairs.join(","))
+                }
+                None => "null".to_string(),
+            };
             format!(
                 "{{\"local\":{},\"peer\":{},\"inode\":{},\"uid\":{},\"process\":{process},\
-                 \"keepalive\":{keepalive},\"next_probe_secs\":{next},\"set_by\":{},\"at_risk\":{}}}",
+                 \"keepalive\":{keepalive},\"next_probe_secs\":{next},\"set_by\":{},\
+                 \"set_by_option\":{options},\"set_by_inferred\":{},\"at_risk\":{}}}",
                 json_string(&c.local.to_string()),
                 json_string(&c.peer.to_string()),
                 c.inode,
                 c.uid,
-                json_string(&row.set_by),
+                json_string(&row.set_by.summary),
+                row.set_by.inferred,
                 row.at_risk
             )
         })

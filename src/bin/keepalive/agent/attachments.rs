@@ -8,7 +8,7 @@
 //! (the agent's before a restart) is replaced, never stacked.
 
 use super::exec_events::monotonic_ns;
-use super::workload::{describe, Variables, Workload};
+use super::workload::{Variables, Workload};
 use crate::bpf::agent_api;
 use crate::bpf::Programs;
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 struct Entry {
     variables: Variables,
     who: String,
+    /// Found at start with no workload of ours running there (a previous
+    /// run's, left by --persist): held, and released like the others.
+    adopted: bool,
 }
 
 pub struct Attachments {
@@ -89,11 +92,13 @@ impl Attachments {
             .is_some_and(|entry| &entry.variables == variables)
     }
 
-    /// A workload's own attachment on its cgroup `directory`.
+    /// A workload's own attachment on its cgroup `directory`; `settings`
+    /// are the values applied, for the log.
     pub fn workload(
         &mut self,
         directory: &Path,
         workload: &Workload,
+        settings: &str,
         value: &[u8],
         exec_ns: Option<u64>,
     ) {
@@ -111,10 +116,12 @@ impl Attachments {
                 return;
             }
         };
-        let verb = match (self.workloads.contains_key(directory), done) {
-            (true, _) => "changed",
-            (false, "replaced our programs") => "configured (adopted)",
-            (false, _) => "configured",
+        let before = self.workloads.get(directory).map(|entry| entry.adopted);
+        let verb = match (before, done) {
+            (Some(true), _) => "configured (adopted)",
+            (Some(false), _) => "changed",
+            (None, "replaced our programs") => "configured (adopted)",
+            (None, _) => "configured",
         };
         // The window in which its sockets got the node default.
         let when = exec_ns
@@ -126,14 +133,33 @@ impl Attachments {
         let entry = Entry {
             variables: workload.variables.clone(),
             who: who(workload),
+            adopted: false,
         };
         self.log(&format!(
-            "{verb} {}: {}: {}{when}",
+            "{verb} {}: {}: {settings}{when}",
             directory.display(),
             entry.who,
-            describe(&entry.variables)
         ));
         self.workloads.insert(directory.to_path_buf(), entry);
+    }
+
+    /// Takes over the agent's pairs under CGROUP_DIR that no running
+    /// workload claimed at start (a previous run's, left by --persist, whose
+    /// workload is gone): they are released with the others on stop.
+    pub fn adopt_leftovers(&mut self, cgroups: &[PathBuf]) {
+        for directory in cgroups {
+            if self.workloads.contains_key(directory) || !agent_api::has_agent_pair(directory) {
+                continue;
+            }
+            let who = "no workload with our variables runs there".to_string();
+            self.log(&format!("adopted {}: {who}", directory.display()));
+            let entry = Entry {
+                variables: Variables::new(),
+                who,
+                adopted: true,
+            };
+            self.workloads.insert(directory.clone(), entry);
+        }
     }
 
     /// The pair for `value` (loaded on first use) attached to `directory`.

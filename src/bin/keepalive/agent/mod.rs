@@ -3,10 +3,12 @@
 //! variables) to CGROUP_DIR, and gives each workload under it that has our
 //! variables in its own environment an attachment of its own on its cgroup,
 //! which wins there (the innermost attachment decides; `KEEPALIVE=off` is
-//! the opt-out). It runs in the foreground until SIGTERM or SIGINT.
+//! the opt-out). A workload's variables layer over the node default, setting
+//! by setting (layering.rs). It runs in the foreground until SIGTERM or SIGINT.
 //!
 //!   exec_events  every exec on the host (proc connector)
 //!   workload     a process's cgroup, executable, pod and our variables
+//!   layering     a workload's variables over the node default's
 //!   tree         the cgroups present at start
 //!   attachments  what the agent attached, and the log line for each change
 //!   hierarchy    the cgroup2 mount (a private one on cgroup v1-only hosts)
@@ -15,12 +17,14 @@
 mod attachments;
 mod exec_events;
 mod hierarchy;
+mod layering;
 mod stop_signals;
 mod tree;
 mod workload;
 
 use attachments::{who, Attachments};
 use exec_events::{Batch, ExecEvents};
+use keepalive_core::diagnostic::Diagnostic;
 use keepalive_core::load;
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, AsRawFd};
@@ -50,6 +54,8 @@ struct Agent {
     mount: PathBuf,
     node: PathBuf,
     attachments: Attachments,
+    /// The node default's variables, under every workload's own.
+    node_variables: workload::Variables,
     /// Cgroups already told that they cannot have settings of their own.
     told: BTreeSet<PathBuf>,
     ready: Option<PathBuf>,
@@ -61,8 +67,8 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(crate::FAILED)
 }
 
-/// Runs the agent with the node default `value` (`settings` describes it).
-pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
+/// Runs the agent with the node default `value`, made from `node_variables`.
+pub fn run(value: &[u8], node_variables: workload::Variables, options: Options) -> ExitCode {
     let wanted = options.cgroup.as_deref().filter(|c| c.is_absolute());
     let (mount, note) = match hierarchy::mount(wanted) {
         Ok(found) => found,
@@ -93,6 +99,7 @@ pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
     };
     let mut agent = Agent {
         attachments: Attachments::new(&node, options.quiet),
+        node_variables,
         mount,
         node,
         told: BTreeSet::new(),
@@ -102,10 +109,12 @@ pub fn run(value: &[u8], settings: &str, options: Options) -> ExitCode {
     if let Some(note) = note {
         agent.attachments.log(&note);
     }
-    if let Err(message) = agent.attachments.node_default(value, settings) {
+    let settings = workload::describe(&agent.node_variables);
+    if let Err(message) = agent.attachments.node_default(value, &settings) {
         return fail(&message);
     }
     agent.walk();
+    agent.attachments.adopt_leftovers(&tree::below(&agent.node));
     agent.attachments.log(&format!(
         "ready: {} attachments under {}",
         agent.attachments.count(),
@@ -214,9 +223,9 @@ impl Agent {
             }
             return true;
         }
+        let environment = layering::layered(&self.node_variables, &workload.variables);
         let loaded = load::load(|name| {
-            workload
-                .variables
+            environment
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.clone())
@@ -229,10 +238,17 @@ impl Agent {
                 who(&workload)
             );
         }
-        match crate::bpf::config_value(&loaded) {
+        // The log lists what was applied: a bad value had its own line.
+        let applied = applied(&workload.variables, &loaded.diagnostics);
+        let settings = if applied.is_empty() {
+            "none of its values is valid".to_string()
+        } else {
+            workload::describe(&applied)
+        };
+        match crate::bpf::config_value(&loaded, None) {
             Ok(value) => self
                 .attachments
-                .workload(&directory, &workload, &value, exec_ns),
+                .workload(&directory, &workload, &settings, &value, exec_ns),
             Err(message) => eprintln!(
                 "keepalive: agent: {}: {}: {message}",
                 directory.display(),
@@ -262,12 +278,25 @@ impl Agent {
     }
 }
 
-/// The node default's variables as the log shows them: those the options
-/// set, and those the agent inherited.
-pub fn describe_node(lookup: impl Fn(&str) -> Option<Vec<u8>>) -> String {
-    let variables: workload::Variables = keepalive_core::variables::NAMES
+/// The workload's variables that were applied: those no diagnostic
+/// dropped whole (a bad rule drops that rule only; the others apply).
+fn applied(variables: &workload::Variables, diagnostics: &[Diagnostic]) -> workload::Variables {
+    variables
+        .iter()
+        .filter(|(name, _)| {
+            !diagnostics
+                .iter()
+                .any(|d| !d.is_about_rules() && d.variables().contains(name))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The node default's variables: those the options set, and those the
+/// agent inherited.
+pub fn node_variables(lookup: impl Fn(&str) -> Option<Vec<u8>>) -> workload::Variables {
+    keepalive_core::variables::NAMES
         .iter()
         .filter_map(|name| Some((*name, lookup(name)?)))
-        .collect();
-    workload::describe(&variables)
+        .collect()
 }

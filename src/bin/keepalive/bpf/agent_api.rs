@@ -5,8 +5,8 @@
 //! the window between a container's exec and its attachment short.
 
 use super::{
-    attach_programs, cgroup, check_kernel, detach_found, load_named, ours, shared, Programs,
-    SHARED_CONFIG_NAME,
+    attach_programs, cgroup, check_kernel, detach_found, load_named, ours, shared, syscalls,
+    Programs, SHARED_CONFIG_NAME,
 };
 use std::path::Path;
 
@@ -38,5 +38,26 @@ pub fn attach_shared(directory: &Path, programs: &Programs) -> Result<&'static s
         "replaced our programs"
     } else {
         "attached"
+    })
+}
+
+/// Whether `directory` has a pair the agent attached (its settings map is
+/// the shared one's name; `--attach`'s pairs are not the agent's to take).
+/// False if it cannot be told.
+pub fn has_agent_pair(directory: &Path) -> bool {
+    let Ok(cgroup) = cgroup::open(directory) else {
+        return false;
+    };
+    let Ok(found) = ours(&cgroup) else {
+        return false;
+    };
+    found.iter().any(|(_, prog)| {
+        syscalls::prog_info(prog).is_ok_and(|(_, map_ids)| {
+            map_ids.into_iter().any(|id| {
+                syscalls::map_get_fd_by_id(id)
+                    .and_then(|map| syscalls::map_name(&map))
+                    .is_ok_and(|name| name == SHARED_CONFIG_NAME)
+            })
+        })
     })
 }

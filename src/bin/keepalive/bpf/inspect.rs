@@ -5,7 +5,7 @@
 use super::maps::{self, OPTIONS};
 use super::record::Record;
 use super::{cgroup, ours, shared, syscalls, CONFIG_NAME, SHARED_CONFIG_NAME};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use syscalls::CGROUP_SOCK_OPS;
 
@@ -131,6 +131,11 @@ impl SocketRecords {
     /// None when no attachment of ours is loaded on the host.
     pub fn open() -> Result<Option<SocketRecords>, String> {
         shared::find().map(|map| map.map(SocketRecords))
+    }
+
+    /// The map itself: sock_diag returns each socket's value in it.
+    pub fn map(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 
     /// The record of `socket` (a descriptor of it in this process, e.g.

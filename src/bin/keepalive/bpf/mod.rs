@@ -58,13 +58,20 @@ const MINIMUM_KERNEL: (u32, u32) = (5, 10);
 /// The map value for the settings PROGRAM would get from the library.
 /// `KEEPALIVE_PROGRAMS` (`--program`) is refused: an attachment covers
 /// every process of its cgroup, and never silently more than was asked.
-pub fn config_value(loaded: &Loaded) -> Result<Vec<u8>, String> {
+/// `programs_option` is the option that set the list (`--program`), if one
+/// did: the refusal names what was actually used.
+pub fn config_value(loaded: &Loaded, programs_option: Option<&str>) -> Result<Vec<u8>, String> {
     if let Some(programs) = &loaded.programs {
+        // Names hold no space: ", " only separates them.
+        let list = programs.joined().replace(", ", ",");
+        let source = match programs_option {
+            Some(option) => format!("{option} {list}"),
+            None => format!("KEEPALIVE_PROGRAMS={list}"),
+        };
         return Err(format!(
-            "KEEPALIVE_PROGRAMS (--program {}) cannot be honoured by the kernel-side mode, \
-             which covers every process in the cgroup: put only those programs in it \
-             (keepalive --bpf PROGRAM), or use the preload mode",
-            programs.joined()
+            "{source} cannot be honoured by the kernel-side mode, which covers every \
+             process in the cgroup: put only those programs in it \
+             (keepalive --bpf PROGRAM), or use the preload mode"
         ));
     }
     let policy = Policy::new(&loaded.settings, loaded.selection.clone(), || {

@@ -94,6 +94,12 @@ impl Record {
         }
     }
 
+    /// Whether the program's last SO_KEEPALIVE was 0: then no attachment
+    /// touches the connection (and ours were undone).
+    pub fn program_turned_off(&self) -> bool {
+        self.owner & 1 != 0 && self.owner & OWNER_KEEPALIVE_ON == 0
+    }
+
     /// The program's own TCP_USER_TIMEOUT, if it set one: then the kernel
     /// ends an idle connection on that timeout, and the probe count is moot.
     pub fn program_user_timeout(&self) -> bool {
@@ -122,7 +128,7 @@ impl Record {
             who.push(format!("{name} by {by}"));
         }
         let mut notes = Vec::new();
-        if self.owner & 1 != 0 && self.owner & OWNER_KEEPALIVE_ON == 0 {
+        if self.program_turned_off() {
             notes.push(
                 "the program turned keepalive off: the attachment leaves it alone".to_string(),
             );
