@@ -14,6 +14,7 @@
 
 mod common;
 
+use common::go::go_probe;
 use common::netns::{preflight, Pair, Process, SERVER_ADDR};
 use common::{build_c, field, fields, keepalive_timer_secs, ss_lines, wait_for};
 use std::fs;
@@ -23,7 +24,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Any single step (a connection, a line of output) takes less than this.
@@ -332,7 +333,7 @@ fn a_static_server_gets_them_on_accepted_connections() {
 #[test]
 fn go_programs_get_ours_unless_go_sets_its_own() {
     root();
-    let go = go_probe();
+    let go = go_probe(false);
     let run = |mode: &str| {
         let port = peer("127.0.0.1");
         let mut cmd = keepalive();
@@ -353,35 +354,6 @@ fn go_programs_get_ours_unless_go_sets_its_own() {
         "keepalive=1 idle=15 intvl=15 cnt=5 user_timeout=0",
         "Go, default dialer",
     );
-}
-
-/// tests/go/goprobe.go, built once with Debian's golang-go, offline.
-fn go_probe() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("go");
-            fs::create_dir_all(&dir).unwrap();
-            let out = dir.join("goprobe");
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/goprobe.go");
-            let result = Command::new("go")
-                .args(["build", "-o"])
-                .arg(&out)
-                .arg(&source)
-                .env("GOFLAGS", "-mod=mod")
-                .env("GOCACHE", dir.join("cache"))
-                .env("GOPATH", dir.join("path"))
-                .env("CGO_ENABLED", "0")
-                .output()
-                .expect("go not found: apt-get install -y golang-go");
-            assert!(
-                result.status.success(),
-                "go build: {}",
-                String::from_utf8_lossy(&result.stderr)
-            );
-            out
-        })
-        .clone()
 }
 
 #[test]
@@ -741,7 +713,7 @@ fn check_names_the_mode_a_program_needs() {
     let (line, warning) = mode_of(&probe());
     assert!(line.contains("--bpf (statically linked"), "{line}");
     assert!(warning.contains("keepalive --bpf reaches it"), "{warning}");
-    let (line, warning) = mode_of(&go_probe());
+    let (line, warning) = mode_of(&go_probe(false));
     assert!(line.contains("--bpf (a Go program"), "{line}");
     assert!(warning.contains("keepalive --bpf reaches it"), "{warning}");
     let dynamic = build_c("bpfquery", "bpfquery", &[]);
@@ -1355,7 +1327,7 @@ fn override_replaces_the_programs_own_values() {
         "--count",
         "3",
     ])
-    .arg(go_probe());
+    .arg(go_probe(false));
     cmd.args([&format!("127.0.0.1:{port}"), "default", "3000"]);
     assert_seen(
         &observe(cmd, port),
@@ -1370,7 +1342,7 @@ fn override_replaces_the_programs_own_values() {
 #[test]
 fn a_go_client_under_override_notices_a_cut_peer_in_8_seconds() {
     root();
-    let go = go_probe();
+    let go = go_probe(false);
     let pair = Pair::new();
     let mut server = Command::new("nc");
     server.args(["-l", "5000"]);
@@ -1422,7 +1394,7 @@ fn a_go_client_under_override_notices_a_cut_peer_in_8_seconds() {
 #[test]
 fn status_warns_when_the_library_is_loaded_into_a_go_program() {
     root();
-    let go = go_probe_with_cgo();
+    let go = go_probe(true);
     let port = peer("127.0.0.1");
     let mut cmd = common::command(&go, true, &[]);
     cmd.args([&format!("127.0.0.1:{port}"), "default", "20000"]);
@@ -1445,36 +1417,6 @@ fn status_warns_when_the_library_is_loaded_into_a_go_program() {
             && warnings.contains("keepalive --bpf"),
         "{json}"
     );
-}
-
-/// tests/go/goprobe.go built with cgo: dynamically linked, so LD_PRELOAD
-/// loads the library into it (which still cannot reach Go's sockets).
-fn go_probe_with_cgo() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("go");
-            fs::create_dir_all(&dir).unwrap();
-            let out = dir.join("goprobe-cgo");
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/goprobe.go");
-            let result = Command::new("go")
-                .args(["build", "-o"])
-                .arg(&out)
-                .arg(&source)
-                .env("GOFLAGS", "-mod=mod")
-                .env("GOCACHE", dir.join("cache"))
-                .env("GOPATH", dir.join("path"))
-                .env("CGO_ENABLED", "1")
-                .output()
-                .expect("go not found: apt-get install -y golang-go");
-            assert!(
-                result.status.success(),
-                "go build: {}",
-                String::from_utf8_lossy(&result.stderr)
-            );
-            out
-        })
-        .clone()
 }
 
 /// The cgroup2 mount `own_cgroup()` is under.

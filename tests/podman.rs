@@ -23,6 +23,7 @@
 
 mod common;
 
+use common::go::go_probe;
 use common::netns::{preflight, Process};
 use common::{field, fields, keepalive_timer_secs, ss_lines, wait_for};
 use std::cell::RefCell;
@@ -343,7 +344,7 @@ fn the_agent_from_its_image_covers_workload_containers() {
             "glibc",
             common::build_c("bpfprobe", "bpfprobe-dynamic", &[]),
         ),
-        ("go", go_probe()),
+        ("go", go_probe(false)),
     ] {
         fs::copy(built, probes.join(name)).unwrap();
     }
@@ -498,28 +499,4 @@ fn the_agent_from_its_image_covers_workload_containers() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-}
-
-/// tests/go/goprobe.go, built with Debian's golang-go, offline.
-fn go_probe() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("go");
-    fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(format!("goprobe-podman-{}", std::process::id()));
-    let source = repo().join("tests/go/goprobe.go");
-    let result = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&out)
-        .arg(&source)
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOCACHE", dir.join("cache"))
-        .env("GOPATH", dir.join("path"))
-        .env("CGO_ENABLED", "0")
-        .output()
-        .expect("go not found: apt-get install -y golang-go");
-    assert!(
-        result.status.success(),
-        "go build: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    out
 }

@@ -3,6 +3,7 @@
 //! the library and a clean environment of our variables.
 #![allow(dead_code)]
 
+pub mod go;
 pub mod netns;
 pub mod portable;
 pub mod process;
