@@ -14,113 +14,15 @@
 
 mod common;
 
+use common::cgroups::{cgroup2_mount, TestCgroup};
+use common::kernel_side::{dynamic_probe, keepalive, peer, probe, HOLD, PROMPT, UNTOUCHED};
 use common::netns::{preflight, Process};
-use common::{build_c, field, fields, keepalive_timer_secs, ss_lines, wait_for};
+use common::{field, fields, keepalive_timer_secs, ss_lines, wait_for};
 use std::fs;
-use std::io::Write;
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
-
-/// Any single step (a connection, a line of the agent's log) takes less.
-const PROMPT: Duration = Duration::from_secs(10);
-/// How long a probe keeps its connection, for `ss` to look at it.
-const HOLD: &str = "hold=3000";
-/// What a static probe reports without us: keepalive off, kernel defaults.
-const UNTOUCHED: &str = "keepalive=0 idle=7200 intvl=75 cnt=9 user_timeout=0";
-
-fn keepalive() -> Command {
-    let mut cmd = common::command(env!("CARGO_BIN_EXE_keepalive"), false, &[]);
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-fn probe() -> PathBuf {
-    build_c("bpfprobe", "bpfprobe-static", &["-static"])
-}
-
-fn dynamic_probe() -> PathBuf {
-    build_c("bpfprobe", "bpfprobe-dynamic", &[])
-}
-
-/// The cgroup2 mount.
-fn cgroup2_mount() -> PathBuf {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fields: Vec<&str> = left.split(' ').collect();
-            (right.starts_with("cgroup2 ") && fields[3] == "/").then(|| PathBuf::from(fields[4]))
-        })
-        .expect("no cgroup2 mounted: mount -t cgroup2 none /sys/fs/cgroup/unified")
-}
-
-/// This process's cgroup.
-fn own_cgroup() -> PathBuf {
-    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
-    let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-    cgroup2_mount().join(path.trim_start_matches('/'))
-}
-
-/// A cgroup of our own, removed on drop: its processes killed, our
-/// attachment detached, then the directory removed (children first).
-struct TestCgroup {
-    path: PathBuf,
-}
-
-impl TestCgroup {
-    fn new(parent: &Path, role: &str) -> TestCgroup {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = parent.join(format!("katest20-{}-{n}-{role}", std::process::id()));
-        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        TestCgroup { path }
-    }
-
-    fn top(role: &str) -> TestCgroup {
-        TestCgroup::new(&own_cgroup(), role)
-    }
-
-    fn child(&self, role: &str) -> TestCgroup {
-        TestCgroup::new(&self.path, role)
-    }
-
-    /// `cmd` starts inside this cgroup (it joins between fork and exec).
-    fn enter<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        let mut procs = fs::OpenOptions::new()
-            .write(true)
-            .open(self.path.join("cgroup.procs"))
-            .unwrap();
-        // SAFETY: one write(2) between fork and exec, no allocation.
-        unsafe { cmd.pre_exec(move || procs.write_all(b"0")) }
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        // Not checked: a panic while unwinding would abort the run.
-        if let Ok(procs) = fs::read_to_string(self.path.join("cgroup.procs")) {
-            for pid in procs.lines().filter_map(|p| p.parse::<i32>().ok()) {
-                // SAFETY: kill(2) on a process of our own test cgroup.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-        let _ = keepalive()
-            .arg("--detach")
-            .arg(&self.path)
-            .stderr(Stdio::null())
-            .status();
-        let removed = wait_for(PROMPT, || fs::remove_dir(&self.path).ok());
-        if removed.is_none() && self.path.exists() {
-            eprintln!("could not remove cgroup {}", self.path.display());
-        }
-    }
-}
 
 /// A running agent. Dropped, it gets SIGTERM (as Kubernetes stops a pod)
 /// and must exit 0 promptly.
@@ -201,20 +103,6 @@ impl Drop for Agent {
     }
 }
 
-/// A peer outside every test cgroup: accepts and holds connections until
-/// the test binary ends. Returns its port.
-fn peer() -> u16 {
-    static HELD: Mutex<Vec<std::net::TcpStream>> = Mutex::new(Vec::new());
-    let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(stream);
-        }
-    });
-    port
-}
-
 /// What a probe saw from inside, and `ss`'s keepalive timer from outside.
 struct Seen {
     options: String,
@@ -233,7 +121,7 @@ fn workload_in(cgroup: &TestCgroup, env: &[(&str, &str)], program: &Path) -> See
 
 /// `workload_in`, waiting for an attachment on the cgroup if `attached`.
 fn run_workload(cgroup: &TestCgroup, env: &[(&str, &str)], program: &Path, attached: bool) -> Seen {
-    let port = peer();
+    let port = peer("127.0.0.1");
     let wait = if attached {
         format!(
             "until bpftool cgroup show {} | grep -q keepalive_ops; do sleep 0.02; done; ",
@@ -712,7 +600,7 @@ fn status_all_names_the_attachment_and_marks_connections_at_risk() {
     let node = TestCgroup::top("status");
     let agent = Agent::start(&node.path, &["--idle", "40"]);
     let covered = node.child("covered");
-    let port = peer();
+    let port = peer("127.0.0.1");
     let start = |cgroup: Option<&TestCgroup>, words: &[&str]| {
         let mut cmd = Command::new(probe());
         cmd.args(["connect", "127.0.0.1", &port.to_string(), "hold=8000"]);

@@ -14,133 +14,16 @@
 
 mod common;
 
+use common::cgroups::{cgroup2_mount, own_cgroup, TestCgroup};
 use common::go::go_probe;
+use common::kernel_side::{keepalive, peer, probe, HOLD, PROMPT, UNTOUCHED};
 use common::netns::{preflight, Pair, Process, SERVER_ADDR};
 use common::{build_c, field, fields, keepalive_timer_secs, ss_lines, wait_for};
 use std::fs;
-use std::io::Write;
-use std::net::TcpListener;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Any single step (a connection, a line of output) takes less than this.
-const PROMPT: Duration = Duration::from_secs(10);
-/// How long a probe keeps its connection, for `ss` to look at it.
-const HOLD: &str = "hold=3000";
-/// What a static probe reports without us: keepalive off, kernel defaults.
-const UNTOUCHED: &str = "keepalive=0 idle=7200 intvl=75 cnt=9 user_timeout=0";
-
-fn keepalive() -> Command {
-    let mut cmd = common::command(env!("CARGO_BIN_EXE_keepalive"), false, &[]);
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-fn probe() -> PathBuf {
-    build_c("bpfprobe", "bpfprobe-static", &["-static"])
-}
-
-/// The cgroup2 mount and this process's cgroup in it.
-fn own_cgroup() -> PathBuf {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mount = mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fields: Vec<&str> = left.split(' ').collect();
-            (right.starts_with("cgroup2 ") && fields[3] == "/").then(|| PathBuf::from(fields[4]))
-        })
-        .expect("no cgroup2 mounted: mount -t cgroup2 none /sys/fs/cgroup/unified");
-    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
-    let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-    mount.join(path.trim_start_matches('/'))
-}
-
-/// A cgroup of our own, removed on drop: its processes killed, our
-/// attachment detached, then the directory removed.
-struct TestCgroup {
-    path: PathBuf,
-}
-
-impl TestCgroup {
-    fn new(parent: &Path, role: &str) -> TestCgroup {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = parent.join(format!("katest-{}-{n}-{role}", std::process::id()));
-        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        TestCgroup { path }
-    }
-
-    fn top(role: &str) -> TestCgroup {
-        TestCgroup::new(&own_cgroup(), role)
-    }
-
-    /// `cmd` starts inside this cgroup (it joins between fork and exec).
-    fn enter<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        let mut procs = fs::OpenOptions::new()
-            .write(true)
-            .open(self.path.join("cgroup.procs"))
-            .unwrap();
-        // SAFETY: one write(2) between fork and exec, no allocation.
-        unsafe { cmd.pre_exec(move || procs.write_all(b"0")) }
-    }
-
-    fn attach(&self, options: &[&str]) -> String {
-        let mut cmd = keepalive();
-        cmd.arg("--attach").arg(&self.path).args(options);
-        let out = common::run(cmd, PROMPT);
-        assert!(out.status.success(), "--attach: {}", common::stderr(&out));
-        common::stderr(&out)
-    }
-
-    fn detach(&self) -> String {
-        let mut cmd = keepalive();
-        cmd.arg("--detach").arg(&self.path);
-        let out = common::run(cmd, PROMPT);
-        assert!(out.status.success(), "--detach: {}", common::stderr(&out));
-        common::stderr(&out)
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        // Not checked: a panic while unwinding would abort the run.
-        if let Ok(procs) = fs::read_to_string(self.path.join("cgroup.procs")) {
-            for pid in procs.lines().filter_map(|p| p.parse::<i32>().ok()) {
-                // SAFETY: kill(2) on a process of our own test cgroup.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-        let _ = keepalive()
-            .arg("--detach")
-            .arg(&self.path)
-            .stderr(Stdio::null())
-            .status();
-        // A killed process leaves its cgroup a moment after it dies.
-        let removed = wait_for(PROMPT, || fs::remove_dir(&self.path).ok());
-        if removed.is_none() && self.path.exists() {
-            eprintln!("could not remove cgroup {}", self.path.display());
-        }
-    }
-}
-
-/// A peer outside every test cgroup, on `address`: accepts connections and
-/// holds them until the test binary ends. Returns its port.
-fn peer(address: &str) -> u16 {
-    static HELD: Mutex<Vec<std::net::TcpStream>> = Mutex::new(Vec::new());
-    let listener = TcpListener::bind((address, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(stream);
-        }
-    });
-    port
-}
 
 /// `keepalive --bpf` running in the background. Dropped (also when a test
 /// fails) it is ended as a user would end it, with SIGTERM, which it passes
@@ -1417,17 +1300,6 @@ fn status_warns_when_the_library_is_loaded_into_a_go_program() {
             && warnings.contains("keepalive --bpf"),
         "{json}"
     );
-}
-
-/// The cgroup2 mount `own_cgroup()` is under.
-fn cgroup2_mount() -> PathBuf {
-    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
-    let path = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-    let mut mount = own_cgroup();
-    for _ in Path::new(path).components().skip(1) {
-        mount.pop();
-    }
-    mount
 }
 
 /// Where every attachment of ours finds the one socket record map.

@@ -23,15 +23,15 @@
 
 mod common;
 
+use common::cgroups::cgroup2_mount;
 use common::go::go_probe;
+use common::kernel_side::peer;
 use common::netns::{preflight, Process};
 use common::{field, fields, keepalive_timer_secs, ss_lines, wait_for};
 use std::cell::RefCell;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 const PROMPT: Duration = Duration::from_secs(30);
@@ -179,19 +179,6 @@ fn agent_run_arguments() -> Vec<String> {
         .collect()
 }
 
-/// A peer on the host: accepts and holds connections. Returns its port.
-fn peer() -> u16 {
-    static HELD: Mutex<Vec<std::net::TcpStream>> = Mutex::new(Vec::new());
-    let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(stream);
-        }
-    });
-    port
-}
-
 /// Everything the test made, removed on drop (also when it fails).
 struct Cleanup {
     conf: PathBuf,
@@ -248,19 +235,6 @@ fn remove_tree(dir: &Path) {
     if wait_for(PROMPT, || fs::remove_dir(dir).ok()).is_none() && dir.exists() {
         eprintln!("could not remove cgroup {}", dir.display());
     }
-}
-
-/// The cgroup2 mount on the host.
-fn cgroup2_mount() -> PathBuf {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fields: Vec<&str> = left.split(' ').collect();
-            (right.starts_with("cgroup2 ") && fields[3] == "/").then(|| PathBuf::from(fields[4]))
-        })
-        .expect("no cgroup2 mounted")
 }
 
 #[test]
@@ -351,7 +325,7 @@ fn the_agent_from_its_image_covers_workload_containers() {
     // One workload container: waits on stdin until its attachment is made
     // (when it has our variables), then connects.
     let workload = |label: &str, env: &[&str], command: String| {
-        let port = peer();
+        let port = peer("127.0.0.1");
         let name = format!("katest20-{pid}-{label}");
         cleanup.containers.borrow_mut().push(name.clone());
         let mut cmd = podman(&conf);

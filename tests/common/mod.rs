@@ -3,7 +3,9 @@
 //! the library and a clean environment of our variables.
 #![allow(dead_code)]
 
+pub mod cgroups;
 pub mod go;
+pub mod kernel_side;
 pub mod netns;
 pub mod portable;
 pub mod process;
