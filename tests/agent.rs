@@ -17,7 +17,8 @@ mod common;
 use common::cgroups::{cgroup2_mount, TestCgroup};
 use common::kernel_side::{dynamic_probe, keepalive, peer, probe, HOLD, PROMPT, UNTOUCHED};
 use common::netns::{preflight, Process};
-use common::{field, fields, keepalive_timer_secs, ss_lines, wait_for};
+use common::seen::{assert_seen, Seen};
+use common::{field, fields, wait_for};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -103,12 +104,6 @@ impl Drop for Agent {
     }
 }
 
-/// What a probe saw from inside, and `ss`'s keepalive timer from outside.
-struct Seen {
-    options: String,
-    timer: Option<f64>,
-}
-
 /// A workload in `cgroup`: an entrypoint shell with `env` that execs
 /// `program connect 127.0.0.1 PORT hold` (once its attachment is there, if
 /// `env` has our variables); waits for its connection.
@@ -138,49 +133,11 @@ fn run_workload(cgroup: &TestCgroup, env: &[(&str, &str)], program: &Path, attac
     cmd.args(["-c", &script]);
     cgroup.enter(&mut cmd);
     let process = Process::spawn(cmd, "workload");
-    process.wait_stdout("connected", PROMPT).unwrap_or_else(|| {
-        panic!(
-            "{}: no connection; stdout {:?}, stderr {:?}",
-            process.label,
-            process.stdout(),
-            process.stderr()
-        )
-    });
-    let line = process
-        .stdout()
-        .lines()
-        .find(|l| l.starts_with("connected"))
-        .unwrap()
-        .to_string();
-    let timer = ss_lines(port).iter().find_map(|l| keepalive_timer_secs(l));
-    Seen {
-        options: line.trim_start_matches("connected ").to_string(),
-        timer,
-    }
+    Seen::of(&process, port, PROMPT)
 }
 
 fn workload(cgroup: &TestCgroup, env: &[(&str, &str)]) -> Seen {
     workload_in(cgroup, env, &probe())
-}
-
-/// The options read inside, and `ss`'s timer outside: at most `idle`
-/// seconds (just started) if keepalive is on, none if off.
-fn assert_seen(seen: &Seen, expected: &str, label: &str) {
-    assert_eq!(seen.options, expected, "{label}: options from getsockopt");
-    let words = fields(expected);
-    if field(&words, "keepalive") == "1" {
-        let idle: f64 = field(&words, "idle").parse().unwrap();
-        let timer = seen
-            .timer
-            .unwrap_or_else(|| panic!("{label}: ss shows no keepalive timer"));
-        let slack = if idle > 600.0 { 60.0 } else { 3.0 };
-        assert!(
-            timer <= idle && timer >= idle - slack,
-            "{label}: ss timer {timer} s, idle {idle} s"
-        );
-    } else {
-        assert_eq!(seen.timer, None, "{label}: ss shows a keepalive timer");
-    }
 }
 
 /// Our programs attached to `cgroup` itself, as bpftool lists them.

@@ -18,7 +18,8 @@ use common::cgroups::{cgroup2_mount, own_cgroup, TestCgroup};
 use common::go::go_probe;
 use common::kernel_side::{keepalive, peer, probe, HOLD, PROMPT, UNTOUCHED};
 use common::netns::{preflight, Pair, Process, SERVER_ADDR};
-use common::{build_c, field, fields, keepalive_timer_secs, ss_lines, wait_for};
+use common::seen::{assert_seen, Seen};
+use common::{build_c, keepalive_timer_secs, ss_lines, wait_for};
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -87,58 +88,13 @@ impl std::ops::DerefMut for Running {
     }
 }
 
-/// What a probe saw from inside, and the keepalive timer `ss` shows on its
-/// connection from outside (None: no keepalive timer).
-struct Seen {
-    options: String,
-    timer: Option<f64>,
-}
-
 /// Runs `cmd` (a probe, possibly under keepalive) until it prints its
 /// "connected ..." line, then reads `ss` for the connection on `port`.
 fn observe(cmd: Command, port: u16) -> Seen {
     let process = Running::spawn(cmd, "probe");
-    process.wait_stdout("connected", PROMPT).unwrap_or_else(|| {
-        panic!(
-            "{}: no connection; stdout {:?}, stderr {:?}",
-            process.label,
-            process.stdout(),
-            process.stderr()
-        )
-    });
-    let line = process
-        .stdout()
-        .lines()
-        .find(|l| l.starts_with("connected"))
-        .unwrap()
-        .to_string();
-    let timer = ss_lines(port).iter().find_map(|l| keepalive_timer_secs(l));
+    let seen = Seen::of(&process, port, PROMPT);
     process.stop();
-    Seen {
-        options: line.trim_start_matches("connected ").to_string(),
-        timer,
-    }
-}
-
-/// Asserts the options read inside, and that `ss` shows a keepalive timer
-/// of at most `idle` seconds (just started) if keepalive is on, none if off.
-fn assert_seen(seen: &Seen, expected: &str, label: &str) {
-    assert_eq!(seen.options, expected, "{label}: options from getsockopt");
-    let words = fields(expected);
-    if field(&words, "keepalive") == "1" {
-        let idle: f64 = field(&words, "idle").parse().unwrap();
-        let timer = seen
-            .timer
-            .unwrap_or_else(|| panic!("{label}: ss shows no keepalive timer"));
-        // ss rounds long timers to whole minutes ("119min").
-        let slack = if idle > 600.0 { 60.0 } else { 3.0 };
-        assert!(
-            timer <= idle && timer >= idle - slack,
-            "{label}: ss timer {timer} s, idle {idle} s"
-        );
-    } else {
-        assert_eq!(seen.timer, None, "{label}: ss shows a keepalive timer");
-    }
+    seen
 }
 
 /// `keepalive --bpf OPTIONS PROBE connect ADDR PORT WORDS...` against a

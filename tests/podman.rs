@@ -27,7 +27,8 @@ use common::cgroups::cgroup2_mount;
 use common::go::go_probe;
 use common::kernel_side::peer;
 use common::netns::{preflight, Process};
-use common::{field, fields, keepalive_timer_secs, ss_lines, wait_for};
+use common::seen::Seen;
+use common::{field, fields, wait_for};
 use std::cell::RefCell;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -359,28 +360,11 @@ fn the_agent_from_its_image_covers_workload_containers() {
             .unwrap_or_else(|| panic!("{label}: not running: {}", container.stderr()));
         }
         container.write("go\n");
-        container
-            .wait_stdout("connected", PROMPT)
-            .unwrap_or_else(|| {
-                panic!(
-                    "{label}: no connection: {} {}",
-                    container.stdout(),
-                    container.stderr()
-                )
-            });
-        let line = container
-            .stdout()
-            .lines()
-            .find(|l| l.starts_with("connected"))
-            .unwrap()
-            .trim_start_matches("connected ")
-            .to_string();
-        let timer = ss_lines(port).iter().find_map(|l| keepalive_timer_secs(l));
-        (line, timer)
+        Seen::of(&container, port, PROMPT)
     };
-    let check = |label: &str, (options, timer): (String, Option<f64>), expected: &str| {
+    let check = |label: &str, seen: Seen, expected: &str| {
         assert_eq!(
-            options,
+            seen.options,
             expected,
             "{label}: getsockopt inside\n{}",
             agent_log()
@@ -388,13 +372,15 @@ fn the_agent_from_its_image_covers_workload_containers() {
         let words = fields(expected);
         if field(&words, "keepalive") == "1" {
             let idle: f64 = field(&words, "idle").parse().unwrap();
-            let timer = timer.unwrap_or_else(|| panic!("{label}: ss shows no keepalive timer"));
+            let timer = seen
+                .timer
+                .unwrap_or_else(|| panic!("{label}: ss shows no keepalive timer"));
             assert!(
                 timer <= idle && timer >= idle - 5.0,
                 "{label}: ss {timer} s, idle {idle}"
             );
         } else {
-            assert_eq!(timer, None, "{label}: ss shows a keepalive timer");
+            assert_eq!(seen.timer, None, "{label}: ss shows a keepalive timer");
         }
     };
     let node_default = "keepalive=1 idle=40 intvl=75 cnt=9 user_timeout=0";

@@ -9,6 +9,7 @@ pub mod kernel_side;
 pub mod netns;
 pub mod portable;
 pub mod process;
+pub mod seen;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
