@@ -49,15 +49,7 @@ fn cached_root() -> PathBuf {
          sudo -E env \"PATH=$PATH\" cargo test --test bullseye"
     );
     for (tool, package) in [("unshare", "util-linux"), ("ss", "iproute2")] {
-        assert!(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap()
-                .success(),
-            "{tool} not found: apt-get install -y {package}"
-        );
+        common::require(tool, package);
     }
     let out = run(
         Command::new(repo().join("scripts/bullseye-root.sh")),

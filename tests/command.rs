@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::our_variables;
+use common::{our_variables, require};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -63,16 +63,6 @@ fn library() -> PathBuf {
 
 fn keepalive_bin() -> PathBuf {
     release_dir().join("keepalive")
-}
-
-/// Fails, with the command that installs it, if `tool` is missing.
-fn require(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(found, "{tool} not found: apt-get install -y {package}");
 }
 
 /// `program` with our variables cleared and `env` added.

@@ -246,15 +246,7 @@ fn the_agent_from_its_image_covers_workload_containers() {
         ("runc", "runc"),
         ("debootstrap", "debootstrap"),
     ] {
-        assert!(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap()
-                .success(),
-            "{tool} not found: apt-get install -y {package}"
-        );
+        common::require(tool, package);
     }
     let dir = scratch();
     let conf = containers_conf(&dir);

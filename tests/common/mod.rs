@@ -138,6 +138,17 @@ pub fn build_c(source: &str, out_name: &str, extra_args: &[&str]) -> PathBuf {
     out
 }
 
+/// Fails, with the command that installs it, if `tool` is not on PATH.
+pub fn require(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false);
+    assert!(found, "{tool} not found: apt-get install -y {package}");
+}
+
 /// A command with our variables cleared, `LD_PRELOAD` set to the library when
 /// `preload`, and `env` added.
 pub fn command(
