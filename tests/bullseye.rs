@@ -203,15 +203,8 @@ fn client_timer(root: &Root, env: &[(&str, &str)], argv: &[&str], port: u16) -> 
                 client.stderr()
             )
         });
-    let suffix = format!(":{port}");
-    let line = wait_for(Duration::from_secs(10), || {
-        ss_lines(port).into_iter().find(|l| {
-            l.split_whitespace()
-                .nth(3)
-                .is_some_and(|peer| peer.ends_with(&suffix))
-        })
-    })
-    .unwrap_or_else(|| panic!("no connection to port {port} in ss"));
+    let line = client_ss_line(port, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no connection to port {port} in ss"));
     assert!(client.stderr().is_empty(), "{}", client.stderr());
     keepalive_timer_secs(&line)
 }

@@ -194,16 +194,8 @@ fn nc_client_line(client: &mut dyn FnMut(u16) -> Command) -> String {
     });
     assert!(listening.is_some(), "nc -l never listened on {port}");
     let _client = Process::spawn(client(port), "nc client");
-    let suffix = format!(":{port}");
-    // The client's line: its peer (4th column) is the listener's port.
-    let line = wait_for(Duration::from_secs(10), || {
-        ss_lines(port).into_iter().find(|l| {
-            l.split_whitespace()
-                .nth(3)
-                .is_some_and(|peer| peer.ends_with(&suffix))
-        })
-    });
-    line.unwrap_or_else(|| panic!("no connection to port {port} in ss"))
+    client_ss_line(port, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no connection to port {port} in ss"))
 }
 
 fn nc_with(
@@ -240,12 +232,7 @@ fn package_builds_installs_works_by_bare_name_and_purges_clean() {
         ("nc", "netcat-openbsd"),
         ("gcc", "gcc"),
     ] {
-        assert!(
-            sh("sh", &["-c", &format!("command -v {tool}")])
-                .status
-                .success(),
-            "{tool} not found: apt-get install -y {package}"
-        );
+        require(tool, package);
     }
     assert!(
         !installed(PACKAGE),

@@ -258,6 +258,19 @@ pub fn ss_lines(port: u16) -> Vec<String> {
         .collect()
 }
 
+/// The `ss` line of the client connected to `port` on this machine (its
+/// peer, the 4th column, ends in `:port`), waited for up to `timeout`.
+pub fn client_ss_line(port: u16, timeout: Duration) -> Option<String> {
+    let suffix = format!(":{port}");
+    wait_for(timeout, || {
+        ss_lines(port).into_iter().find(|l| {
+            l.split_whitespace()
+                .nth(3)
+                .is_some_and(|peer| peer.ends_with(&suffix))
+        })
+    })
+}
+
 /// The seconds left on a `timer:(keepalive,43sec,0)` or `(keepalive,1min2sec,0)`
 /// field of an `ss -o` line, if it has one.
 pub fn keepalive_timer_secs(line: &str) -> Option<f64> {
