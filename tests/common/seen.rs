@@ -41,10 +41,16 @@ impl Seen {
     }
 }
 
-/// Asserts the options read inside, and that `ss` shows a keepalive timer
-/// of at most `idle` seconds (just started) if keepalive is on, none if off.
+/// Asserts the options read inside, and the keepalive timer `ss` shows
+/// (`assert_timer`, 3 s slack).
 pub fn assert_seen(seen: &Seen, expected: &str, label: &str) {
     assert_eq!(seen.options, expected, "{label}: options from getsockopt");
+    assert_timer(seen, expected, label, 3.0);
+}
+
+/// Asserts that `ss` shows a keepalive timer between `idle - slack` and
+/// `idle` seconds (just started) if `expected` has keepalive on, none if off.
+pub fn assert_timer(seen: &Seen, expected: &str, label: &str, slack: f64) {
     let words = fields(expected);
     if field(&words, "keepalive") == "1" {
         let idle: f64 = field(&words, "idle").parse().unwrap();
@@ -52,7 +58,7 @@ pub fn assert_seen(seen: &Seen, expected: &str, label: &str) {
             .timer
             .unwrap_or_else(|| panic!("{label}: ss shows no keepalive timer"));
         // ss rounds long timers to whole minutes ("119min").
-        let slack = if idle > 600.0 { 60.0 } else { 3.0 };
+        let slack = if idle > 600.0 { slack.max(60.0) } else { slack };
         assert!(
             timer <= idle && timer >= idle - slack,
             "{label}: ss timer {timer} s, idle {idle} s"
