@@ -714,3 +714,60 @@ fn off_as_the_node_default_leaves_only_workloads_that_ask() {
     );
     assert_eq!(agent.stop().0, Some(0));
 }
+
+/// `keepalive --attach`'s pair on CGROUP_DIR itself is the user's: the agent
+/// neither changes its settings nor detaches it on SIGTERM.
+#[test]
+fn attach_on_the_node_cgroup_is_left_alone() {
+    root();
+    let node = TestCgroup::top("userattach");
+    node.attach(&["--idle", "45"]);
+    let expected = "keepalive=1 idle=45 intvl=75 cnt=9 user_timeout=0";
+    let agent = Agent::start(&node.path, &["--idle", "60"]);
+    agent.wait_line(&["not configured", "node default", "left alone"]);
+    assert_seen(
+        &workload(&node.child("during"), &[]),
+        expected,
+        "agent running",
+    );
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(attached(&node.path), 2, "{log}");
+    assert_seen(
+        &workload(&node.child("after"), &[]),
+        expected,
+        "agent stopped",
+    );
+}
+
+/// `keepalive --attach`'s pair on a workload's cgroup keeps deciding there:
+/// the workload's own variables do not replace it, and SIGTERM leaves it.
+#[test]
+fn attach_on_a_workload_cgroup_is_left_alone() {
+    root();
+    let node = TestCgroup::top("userwork");
+    let work = node.child("work");
+    work.attach(&["--idle", "45"]);
+    let agent = Agent::start(&node.path, &["--idle", "60"]);
+    let mut holder = common::command("env", false, &[("KEEPIDLE", "50")]);
+    holder.args(["sleep", "25"]);
+    work.enter(&mut holder);
+    let _holder = Process::spawn(holder, "workload");
+    let line = agent.wait_line(&["not configured", &format!("{}:", work.path.display())]);
+    assert!(
+        line.contains("left alone: keepalive --attach's attachment"),
+        "{line}"
+    );
+    let expected = "keepalive=1 idle=45 intvl=75 cnt=9 user_timeout=0";
+    let probe_in_work = || run_workload(&work, &[], &probe(), false);
+    assert_seen(&probe_in_work(), expected, "agent running");
+    assert_eq!(agent.count(), 1, "the node default only");
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        (attached(&node.path), attached(&work.path)),
+        (0, 2),
+        "{log}"
+    );
+    assert_seen(&probe_in_work(), expected, "agent stopped");
+}

@@ -1,17 +1,16 @@
 //! What the agent attached: the node default on CGROUP_DIR and one
 //! attachment per workload cgroup, with the log line for each change.
-//! The node default goes through the kernel-side mode's own `attach`,
-//! which updates an attachment of ours already there instead of adding one.
-//! Workloads with the same settings share one loaded pair of programs
-//! (bpf::agent_api): the kernel's verifier runs once per distinct setting,
-//! not once per container; a pair of ours already on a workload's cgroup
-//! (the agent's before a restart) is replaced, never stacked.
+//! Workloads with the same settings, and the node default, share one loaded
+//! pair of programs (bpf::agent_api): the kernel's verifier runs once per
+//! distinct setting, not once per container; a pair of the agent's already
+//! on a cgroup (before a restart) is replaced, never stacked. A cgroup with
+//! `keepalive --attach`'s pair is left alone, on start and on stop.
 
 use super::exec_events::monotonic_ns;
 use super::workload::{Variables, Workload};
-use crate::bpf::agent_api;
+use crate::bpf::agent_api::{self, Attached};
 use crate::bpf::Programs;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 /// A workload cgroup's attachment: the variables it was made from and who
@@ -29,6 +28,8 @@ pub struct Attachments {
     quiet: bool,
     node_attached: bool,
     workloads: BTreeMap<PathBuf, Entry>,
+    /// Workload cgroups with `--attach`'s pair, already logged.
+    left_alone: BTreeSet<PathBuf>,
     /// One loaded pair per distinct settings value.
     loaded: HashMap<Vec<u8>, Programs>,
 }
@@ -36,6 +37,9 @@ pub struct Attachments {
 /// Distinct settings kept loaded; past this the cache starts afresh (the
 /// pairs attached stay, held by their cgroups).
 const LOADED_MAX: usize = 256;
+
+/// Why a cgroup was not configured, or not detached: the user's own.
+const LEFT_ALONE: &str = "left alone: keepalive --attach's attachment";
 
 /// "nginx (pid 42, pod web-7d9)".
 pub fn who(workload: &Workload) -> String {
@@ -52,6 +56,7 @@ impl Attachments {
             quiet,
             node_attached: false,
             workloads: BTreeMap::new(),
+            left_alone: BTreeSet::new(),
             loaded: HashMap::new(),
         }
     }
@@ -70,17 +75,22 @@ impl Attachments {
 
     /// The node default on CGROUP_DIR.
     pub fn node_default(&mut self, value: &[u8], settings: &str) -> Result<(), String> {
-        let done = crate::bpf::attach(&self.node, value)?;
-        self.node_attached = true;
-        // "updated" or "replaced our programs": ours were there already.
-        let verb = if done == "attached" {
-            "configured"
-        } else {
-            "configured (adopted)"
+        let node = self.node.clone();
+        let verb = match self.attach_shared(&node, value)? {
+            Attached::New => "configured",
+            Attached::Replaced => "configured (adopted)",
+            Attached::LeftAlone => {
+                self.log(&format!(
+                    "not configured {}: node default: {LEFT_ALONE}",
+                    node.display()
+                ));
+                return Ok(());
+            }
         };
+        self.node_attached = true;
         self.log(&format!(
             "{verb} {}: node default: {settings}",
-            self.node.display()
+            node.display()
         ));
         Ok(())
     }
@@ -116,11 +126,24 @@ impl Attachments {
                 return;
             }
         };
+        if done == Attached::LeftAlone {
+            // Not the agent's to hold (`--attach` may have replaced its pair).
+            self.workloads.remove(directory);
+            if self.left_alone.insert(directory.to_path_buf()) {
+                self.log(&format!(
+                    "not configured {}: {}: {LEFT_ALONE}",
+                    directory.display(),
+                    who(workload)
+                ));
+            }
+            return;
+        }
+        self.left_alone.remove(directory);
         let before = self.workloads.get(directory).map(|entry| entry.adopted);
         let verb = match (before, done) {
             (Some(true), _) => "configured (adopted)",
             (Some(false), _) => "changed",
-            (None, "replaced our programs") => "configured (adopted)",
+            (None, Attached::Replaced) => "configured (adopted)",
             (None, _) => "configured",
         };
         // The window in which its sockets got the node default.
@@ -163,7 +186,7 @@ impl Attachments {
     }
 
     /// The pair for `value` (loaded on first use) attached to `directory`.
-    fn attach_shared(&mut self, directory: &Path, value: &[u8]) -> Result<&'static str, String> {
+    fn attach_shared(&mut self, directory: &Path, value: &[u8]) -> Result<Attached, String> {
         if !self.loaded.contains_key(value) {
             if self.loaded.len() >= LOADED_MAX {
                 self.loaded.clear();
@@ -178,6 +201,7 @@ impl Attachments {
     /// Forgets the cgroups that are gone: the kernel removed their
     /// attachment with them. Returns how many.
     pub fn sweep(&mut self) -> usize {
+        self.left_alone.retain(|directory| directory.exists());
         let gone: Vec<PathBuf> = self
             .workloads
             .keys()
@@ -196,27 +220,26 @@ impl Attachments {
         gone.len()
     }
 
-    /// Detaches everything the agent attached (SIGTERM without --persist).
+    /// Detaches everything the agent attached (SIGTERM without --persist),
+    /// never `keepalive --attach`'s pairs.
     pub fn detach_all(&mut self) {
         for (directory, entry) in std::mem::take(&mut self.workloads) {
-            match crate::bpf::detach(&directory) {
-                Ok(_) => self.log(&format!(
-                    "released {}: {}: detached",
-                    directory.display(),
-                    entry.who
-                )),
-                Err(_) if !directory.exists() => {}
-                Err(message) => eprintln!("keepalive: agent: {message}"),
-            }
+            self.release(&directory, &entry.who);
         }
         if std::mem::take(&mut self.node_attached) {
-            match crate::bpf::detach(&self.node) {
-                Ok(_) => self.log(&format!(
-                    "released {}: node default: detached",
-                    self.node.display()
-                )),
-                Err(message) => eprintln!("keepalive: agent: {message}"),
-            }
+            let node = self.node.clone();
+            self.release(&node, "node default");
+        }
+    }
+
+    /// The agent's pairs on `directory` detached, with the log line.
+    fn release(&self, directory: &Path, who: &str) {
+        let shown = directory.display();
+        match agent_api::detach_agent(directory) {
+            Ok((_, true)) => self.log(&format!("not detached {shown}: {who}: {LEFT_ALONE}")),
+            Ok(_) => self.log(&format!("released {shown}: {who}: detached")),
+            Err(_) if !directory.exists() => {}
+            Err(message) => eprintln!("keepalive: agent: {message}"),
         }
     }
 }
