@@ -771,3 +771,64 @@ fn attach_on_a_workload_cgroup_is_left_alone() {
     );
     assert_seen(&probe_in_work(), expected, "agent stopped");
 }
+
+/// SIGHUP (a closed terminal, `kill -HUP`) stops the agent as SIGTERM
+/// does: everything detached, the ready file removed, exit 0.
+#[test]
+fn sighup_detaches_and_exits_0() {
+    root();
+    let node = TestCgroup::top("sighup");
+    let agent = Agent::start(&node.path, &["--idle", "40"]);
+    let own = node.child("own");
+    assert_seen(
+        &workload(&own, &[("KEEPIDLE", "33")]),
+        "keepalive=1 idle=33 intvl=75 cnt=9 user_timeout=0",
+        "own variables",
+    );
+    let ready = agent.ready.clone();
+    let (code, log) = agent.stop_with(libc::SIGHUP);
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(attached_in_tree(&node.path), 0, "{log}");
+    assert!(!ready.exists(), "ready file left: {log}");
+}
+
+/// stderr a pipe whose reader has gone: every log line fails (EPIPE), and
+/// the agent still configures a new workload and detaches on SIGTERM.
+#[test]
+fn a_broken_stderr_pipe_neither_kills_nor_stops_the_agent() {
+    root();
+    let node = TestCgroup::top("epipe");
+    let ready = std::env::temp_dir().join(format!("katest20-{}-epipe.ready", std::process::id()));
+    let mut cmd = keepalive();
+    cmd.args(["--agent", "--idle", "40", "--ready"])
+        .arg(&ready)
+        .arg(&node.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // The reader goes before the agent's first line.
+    drop(child.stderr.take());
+    /// Killed and reaped even if the test fails.
+    struct Reaped(std::process::Child, PathBuf);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = fs::remove_file(&self.1);
+        }
+    }
+    let mut child = Reaped(child, ready.clone());
+    wait_for(PROMPT, || ready.exists().then_some(()))
+        .unwrap_or_else(|| panic!("agent not ready: {:?}", child.0.try_wait()));
+    assert_seen(
+        &workload(&node.child("own"), &[("KEEPIDLE", "33")]),
+        "keepalive=1 idle=33 intvl=75 cnt=9 user_timeout=0",
+        "configured with stderr broken",
+    );
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = wait_for(PROMPT, || child.0.try_wait().ok().flatten())
+        .expect("agent did not end on SIGTERM");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(attached_in_tree(&node.path), 0);
+}

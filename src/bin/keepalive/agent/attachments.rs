@@ -64,7 +64,7 @@ impl Attachments {
     /// One line of the agent's log (off with --quiet).
     pub fn log(&self, line: &str) {
         if !self.quiet {
-            eprintln!("keepalive: agent: {line}");
+            super::log::line(line);
         }
     }
 
@@ -117,11 +117,11 @@ impl Attachments {
             Err(message) => {
                 // The cgroup may be gone already (a short-lived container).
                 if directory.exists() {
-                    eprintln!(
-                        "keepalive: agent: cannot configure {} for {}: {message}",
+                    super::log::line(&format!(
+                        "cannot configure {} for {}: {message}",
                         directory.display(),
                         who(workload)
-                    );
+                    ));
                 }
                 return;
             }
@@ -239,7 +239,7 @@ impl Attachments {
             Ok((_, true)) => self.log(&format!("not detached {shown}: {who}: {LEFT_ALONE}")),
             Ok(_) => self.log(&format!("released {shown}: {who}: detached")),
             Err(_) if !directory.exists() => {}
-            Err(message) => eprintln!("keepalive: agent: {message}"),
+            Err(message) => super::log::line(&message),
         }
     }
 }

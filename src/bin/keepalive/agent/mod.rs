@@ -4,7 +4,8 @@
 //! variables in its own environment an attachment of its own on its cgroup,
 //! which wins there (the innermost attachment decides; `KEEPALIVE=off` is
 //! the opt-out). A workload's variables layer over the node default, setting
-//! by setting (layering.rs). It runs in the foreground until SIGTERM or SIGINT.
+//! by setting (layering.rs). It runs in the foreground until SIGTERM,
+//! SIGINT, SIGHUP or SIGQUIT (stop_signals.rs).
 //!
 //!   exec_events  every exec on the host (proc connector)
 //!   workload     a process's cgroup, executable, pod and our variables
@@ -12,12 +13,14 @@
 //!   tree         the cgroups present at start
 //!   attachments  what the agent attached, and the log line for each change
 //!   hierarchy    the cgroup2 mount (a private one on cgroup v1-only hosts)
-//!   stop_signals SIGTERM/SIGINT as a descriptor
+//!   log          one line on stderr, a failed write dropped (never a panic)
+//!   stop_signals SIGTERM, SIGINT, SIGHUP and SIGQUIT as a descriptor
 
 mod attachments;
 mod exec_events;
 mod hierarchy;
 mod layering;
+mod log;
 mod stop_signals;
 mod tree;
 mod workload;
@@ -63,7 +66,7 @@ struct Agent {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("keepalive: agent: {message}");
+    log::line(message);
     ExitCode::from(crate::FAILED)
 }
 
@@ -95,7 +98,7 @@ pub fn run(value: &[u8], node_variables: workload::Variables, options: Options) 
     };
     let stop = match StopSignals::open() {
         Ok(stop) => stop,
-        Err(error) => return fail(&format!("cannot watch SIGTERM and SIGINT: {error}")),
+        Err(error) => return fail(&format!("cannot watch the stop signals: {error}")),
     };
     let mut agent = Agent {
         attachments: Attachments::new(&node, options.quiet),
@@ -122,7 +125,7 @@ pub fn run(value: &[u8], node_variables: workload::Variables, options: Options) 
     ));
     agent.write_ready();
     let mut last_sweep = Instant::now();
-    // Ok on SIGTERM/SIGINT; Err if the process events failed (then it
+    // Ok on a stop signal; Err if the process events failed (then it
     // cleans up as on SIGTERM, and exits 125).
     let ended: Result<(), String> = loop {
         let mut fds = [
@@ -232,11 +235,11 @@ impl Agent {
         });
         for diagnostic in &loaded.diagnostics {
             // Always printed, --quiet or not: the workload's owner must see it.
-            eprintln!(
-                "keepalive: agent: {}: {}: {diagnostic}",
+            log::line(&format!(
+                "{}: {}: {diagnostic}",
                 directory.display(),
                 who(&workload)
-            );
+            ));
         }
         // The log lists what was applied: a bad value had its own line.
         let applied = applied(&workload.variables, &loaded.diagnostics);
@@ -249,11 +252,11 @@ impl Agent {
             Ok(value) => self
                 .attachments
                 .workload(&directory, &workload, &settings, &value, exec_ns),
-            Err(message) => eprintln!(
-                "keepalive: agent: {}: {}: {message}",
+            Err(message) => log::line(&format!(
+                "{}: {}: {message}",
                 directory.display(),
                 who(&workload)
-            ),
+            )),
         }
         true
     }
@@ -270,10 +273,7 @@ impl Agent {
             .and_then(|()| std::fs::rename(&temporary, ready));
         match written {
             Ok(()) => self.written = Some(count),
-            Err(error) => eprintln!(
-                "keepalive: agent: cannot write {}: {error}",
-                ready.display()
-            ),
+            Err(error) => log::line(&format!("cannot write {}: {error}", ready.display())),
         }
     }
 }

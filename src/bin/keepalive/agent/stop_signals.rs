@@ -1,6 +1,9 @@
-//! SIGTERM and SIGINT as a descriptor (signalfd), so the agent's one poll
-//! sees them beside the process events: no handler, no race between a
-//! check and the wait.
+//! The signals that stop the agent (SIGTERM, SIGINT, SIGHUP, SIGQUIT) as a
+//! descriptor (signalfd), so the agent's one poll sees them beside the
+//! process events: no handler, no race between a check and the wait. Each
+//! stops it as SIGTERM does (detach, unless --persist, then exit 0): the
+//! default action of SIGHUP or SIGQUIT would kill it with every attachment
+//! left in place and the ready file still claiming them.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -10,14 +13,15 @@ pub struct StopSignals {
 }
 
 impl StopSignals {
-    /// Blocks SIGTERM and SIGINT and opens a signalfd for them.
+    /// Blocks the stop signals and opens a signalfd for them.
     pub fn open() -> io::Result<StopSignals> {
         // SAFETY: sigset operations on a local set; the agent has one thread.
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::sigaddset(&mut set, libc::SIGINT);
+            for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+                libc::sigaddset(&mut set, signal);
+            }
             if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
                 return Err(io::Error::last_os_error());
             }
