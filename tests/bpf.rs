@@ -16,7 +16,7 @@ mod common;
 
 use common::cgroups::{cgroup2_mount, own_cgroup, TestCgroup};
 use common::go::go_probe;
-use common::kernel_side::{keepalive, peer, probe, HOLD, PROMPT, UNTOUCHED};
+use common::kernel_side::{dynamic_probe, keepalive, peer, probe, HOLD, PROMPT, UNTOUCHED};
 use common::netns::{preflight, Pair, Process, SERVER_ADDR};
 use common::seen::{assert_seen, Seen};
 use common::{build_c, keepalive_timer_secs, ss_lines, wait_for};
@@ -320,6 +320,51 @@ fn the_program_wins_option_by_option() {
         "listener's own interval and keepalive kept, the rest ours"
     );
     server.stop();
+}
+
+/// The dynamic probe `connect`ing with `words` under `keepalive OPTIONS --`
+/// (the preload mode) and under `keepalive --bpf OPTIONS --`: the same
+/// settings must decide the same in every mode.
+fn in_both_modes(options: &[&str], words: &[&str], expected: &str, label: &str) {
+    for bpf in [false, true] {
+        let port = peer("127.0.0.1");
+        let mut cmd = keepalive();
+        if bpf {
+            cmd.arg("--bpf");
+        }
+        cmd.args(options).arg("--").arg(dynamic_probe());
+        cmd.args(["connect", "127.0.0.1", &port.to_string(), HOLD])
+            .args(words);
+        let mode = if bpf { "--bpf" } else { "preload" };
+        assert_seen(&observe(cmd, port), expected, &format!("{label} ({mode})"));
+    }
+}
+
+/// A setsockopt the kernel refuses (EINVAL: a value out of its range, an
+/// optlen under an int) is not the program's choice: the library records
+/// only calls that return 0, and so does the kernel-side program.
+#[test]
+fn a_call_the_kernel_refuses_is_not_the_programs_choice() {
+    root();
+    let ours = "keepalive=1 idle=30 intvl=75 cnt=9 user_timeout=0";
+    for word in [
+        "try:idle=0",
+        "try:idle=32768",
+        "try:intvl=0",
+        "try:cnt=128",
+        "try:user_timeout=-1",
+        "byte:keepalive=1",
+        "byte:idle=5",
+    ] {
+        in_both_modes(&["--idle", "30"], &[word], ours, word);
+    }
+    // The same calls in range are the program's own.
+    in_both_modes(
+        &["--idle", "30"],
+        &["try:idle=32767", "try:cnt=127", "try:user_timeout=0"],
+        "keepalive=1 idle=32767 intvl=75 cnt=127 user_timeout=0",
+        "in range",
+    );
 }
 
 #[test]
