@@ -5,7 +5,8 @@
 //! innermost decides, an inner "off" opts out, concurrent runs leave one
 //! pair, an attach is all or nothing, one pinned record map across cgroup
 //! roots); SO_KEEPALIVE=0 means nothing of ours; override replaces the
-//! program's own values; and the features combined (a rule with override in
+//! program's own values (its SO_KEEPALIVE=0 too); a call the kernel refuses
+//! is not the program's choice (these two compared with the preload mode); and the features combined (a rule with override in
 //! a nested attachment, a preset under a node default, the library inside an
 //! attached cgroup, KEEPALIVE_PROGRAMS refused). Every case is read from inside
 //! (the probe's own getsockopt) and from outside (`ss -tnoi`'s keepalive
@@ -364,6 +365,30 @@ fn a_call_the_kernel_refuses_is_not_the_programs_choice() {
         &["try:idle=32767", "try:cnt=127", "try:user_timeout=0"],
         "keepalive=1 idle=32767 intvl=75 cnt=127 user_timeout=0",
         "in range",
+    );
+}
+
+/// Under override our values win over the program's SO_KEEPALIVE=0 too
+/// (docs/rules.md): set again right after its call, before or after
+/// connect(), and its later calls still rewritten.
+#[test]
+fn under_override_the_programs_keepalive_off_is_overridden_too() {
+    root();
+    let options = ["--idle", "30", "--user-timeout", "20000", "--override"];
+    let ours = "keepalive=1 idle=30 intvl=75 cnt=9 user_timeout=20000";
+    in_both_modes(&options, &["after:keepalive=0"], ours, "off after connect");
+    in_both_modes(
+        &options,
+        &["after:keepalive=0", "after:idle=100"],
+        ours,
+        "off after connect, then its own idle",
+    );
+    in_both_modes(&options, &["keepalive=0"], ours, "off before connect");
+    in_both_modes(
+        &options,
+        &["keepalive=0", "idle=100"],
+        ours,
+        "off and its own idle before connect",
     );
 }
 

@@ -107,17 +107,30 @@ fn refused_value(a: &mut Asm, index: usize, done: Label) {
 /// SO_KEEPALIVE with its value at r2: recorded in r7 (the owner word, then
 /// stored); turned off, what we set is taken back, as the library does:
 /// the timers' values before ours, and no user timeout (ours would end an
-/// idle connection the program no longer probes).
+/// idle connection the program no longer probes). Under override it is not
+/// turned off: the call sets ours.
 fn keepalive_value(a: &mut Asm, undo: bool, done: Label) {
     use Reg::*;
-    let off = a.label();
-    a.load(Size::W, R2, R2, 0);
-    a.jump32_imm(Cond::Eq, R2, 0, off);
+    let (off, taken_back) = (a.label(), a.label());
+    a.load(Size::W, R3, R2, 0);
+    a.jump32_imm(Cond::Eq, R3, 0, off);
     a.alu_imm(Alu::Or, R7, record::OWNER_KEEPALIVE_ON as i32);
     a.store(Size::W, R9, record::OWNER, R7);
     a.goto(done);
 
+    // Under override, with keepalive ours, the call sets ours (1) instead,
+    // as the library sets it again right after the program's call.
     a.bind(off);
+    a.load(Size::W, R3, R9, record::STATE);
+    a.alu_imm(Alu::And, R3, record::OVERRIDDEN as i32);
+    a.jump32_imm(Cond::Eq, R3, 0, taken_back);
+    a.load(Size::W, R3, R9, record::OURS);
+    a.alu_imm(Alu::And, R3, KEEPALIVE_BIT as i32);
+    a.jump32_imm(Cond::Eq, R3, 0, taken_back);
+    a.store_imm(Size::W, R2, 0, 1);
+    a.goto(done);
+
+    a.bind(taken_back);
     a.alu_imm(Alu::And, R7, !(record::OWNER_KEEPALIVE_ON as i32));
     a.store(Size::W, R9, record::OWNER, R7);
     if !undo {
