@@ -5,7 +5,8 @@
 //! innermost decides, an inner "off" opts out, concurrent runs leave one
 //! pair, an attach is all or nothing, one pinned record map across cgroup
 //! roots); SO_KEEPALIVE=0 means nothing of ours; override replaces the
-//! program's own values; and the features combined (a rule with override in
+//! program's own values (its SO_KEEPALIVE=0 too); a call the kernel refuses
+//! is not the program's choice (these two compared with the preload mode); and the features combined (a rule with override in
 //! a nested attachment, a preset under a node default, the library inside an
 //! attached cgroup, KEEPALIVE_PROGRAMS refused). Every case is read from inside
 //! (the probe's own getsockopt) and from outside (`ss -tnoi`'s keepalive
@@ -16,7 +17,7 @@ mod common;
 
 use common::cgroups::{cgroup2_mount, own_cgroup, TestCgroup};
 use common::go::go_probe;
-use common::kernel_side::{keepalive, peer, probe, HOLD, PROMPT, UNTOUCHED};
+use common::kernel_side::{dynamic_probe, keepalive, peer, probe, HOLD, PROMPT, UNTOUCHED};
 use common::netns::{preflight, Pair, Process, SERVER_ADDR};
 use common::seen::{assert_seen, Seen};
 use common::{build_c, keepalive_timer_secs, ss_lines, wait_for};
@@ -320,6 +321,75 @@ fn the_program_wins_option_by_option() {
         "listener's own interval and keepalive kept, the rest ours"
     );
     server.stop();
+}
+
+/// The dynamic probe `connect`ing with `words` under `keepalive OPTIONS --`
+/// (the preload mode) and under `keepalive --bpf OPTIONS --`: the same
+/// settings must decide the same in every mode.
+fn in_both_modes(options: &[&str], words: &[&str], expected: &str, label: &str) {
+    for bpf in [false, true] {
+        let port = peer("127.0.0.1");
+        let mut cmd = keepalive();
+        if bpf {
+            cmd.arg("--bpf");
+        }
+        cmd.args(options).arg("--").arg(dynamic_probe());
+        cmd.args(["connect", "127.0.0.1", &port.to_string(), HOLD])
+            .args(words);
+        let mode = if bpf { "--bpf" } else { "preload" };
+        assert_seen(&observe(cmd, port), expected, &format!("{label} ({mode})"));
+    }
+}
+
+/// A setsockopt the kernel refuses (EINVAL: a value out of its range, an
+/// optlen under an int) is not the program's choice: the library records
+/// only calls that return 0, and so does the kernel-side program.
+#[test]
+fn a_call_the_kernel_refuses_is_not_the_programs_choice() {
+    root();
+    let ours = "keepalive=1 idle=30 intvl=75 cnt=9 user_timeout=0";
+    for word in [
+        "try:idle=0",
+        "try:idle=32768",
+        "try:intvl=0",
+        "try:cnt=128",
+        "try:user_timeout=-1",
+        "byte:keepalive=1",
+        "byte:idle=5",
+    ] {
+        in_both_modes(&["--idle", "30"], &[word], ours, word);
+    }
+    // The same calls in range are the program's own.
+    in_both_modes(
+        &["--idle", "30"],
+        &["try:idle=32767", "try:cnt=127", "try:user_timeout=0"],
+        "keepalive=1 idle=32767 intvl=75 cnt=127 user_timeout=0",
+        "in range",
+    );
+}
+
+/// Under override our values win over the program's SO_KEEPALIVE=0 too
+/// (docs/rules.md): set again right after its call, before or after
+/// connect(), and its later calls still rewritten.
+#[test]
+fn under_override_the_programs_keepalive_off_is_overridden_too() {
+    root();
+    let options = ["--idle", "30", "--user-timeout", "20000", "--override"];
+    let ours = "keepalive=1 idle=30 intvl=75 cnt=9 user_timeout=20000";
+    in_both_modes(&options, &["after:keepalive=0"], ours, "off after connect");
+    in_both_modes(
+        &options,
+        &["after:keepalive=0", "after:idle=100"],
+        ours,
+        "off after connect, then its own idle",
+    );
+    in_both_modes(&options, &["keepalive=0"], ours, "off before connect");
+    in_both_modes(
+        &options,
+        &["keepalive=0", "idle=100"],
+        ours,
+        "off and its own idle before connect",
+    );
 }
 
 #[test]

@@ -9,6 +9,10 @@
  * accept(), hold=MS keeps the connection open that long before exiting
  * (default 0), and wait makes it block in recv() afterwards until the
  * connection ends, then print "closed err=ERRNO" (0 for an orderly end).
+ * try:NAME=VALUE and byte:NAME=VALUE make a call before connect()/listen()
+ * (after the plain ones) whose failure is the program's business, not the
+ * probe's: the int as usual, or one byte (optlen 1) that the kernel refuses
+ * with EINVAL. They print "refused NAME" to stderr when the call fails.
  * NAME is keepalive, idle, intvl, cnt or user_timeout. The
  * server prints "listening" once it listens. Both then print one line,
  * "connected" and the options getsockopt reads back (options.h), e.g.
@@ -57,6 +61,27 @@ static void apply(int fd, int argc, char **argv, const char *prefix) {
     }
 }
 
+/* Applies every try: and byte: WORD; a refused call is only reported. */
+static void attempt(int fd, int argc, char **argv) {
+    for (int i = 4; i < argc; i++) {
+        char name[32];
+        int value, level, optname;
+        int byte = strncmp(argv[i], "byte:", 5) == 0;
+        if (!byte && strncmp(argv[i], "try:", 4) != 0)
+            continue;
+        if (sscanf(strchr(argv[i], ':') + 1, "%31[a-z_]=%d", name, &value) != 2 ||
+            option_of(name, &level, &optname) != 0) {
+            fprintf(stderr, "bpfprobe: bad word %s\n", argv[i]);
+            exit(2);
+        }
+        char one = (char)value;
+        int refused = byte ? setsockopt(fd, level, optname, &one, 1)
+                           : setsockopt(fd, level, optname, &value, sizeof value);
+        if (refused != 0)
+            fprintf(stderr, "refused %s\n", name);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: bpfprobe connect|accept ADDR PORT [WORD...]\n");
@@ -86,6 +111,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     apply(fd, argc, argv, "");
+    attempt(fd, argc, argv);
     int conn = fd;
     if (strcmp(argv[1], "connect") == 0) {
         if (connect(fd, address, length) != 0) {

@@ -10,13 +10,15 @@
 //! attachment wins, "off" included. It decides as the library would
 //! (direction, then the first matching rule, else the global plan) and calls
 //! `bpf_setsockopt` for each option of that plan the program did not set
-//! itself (under override: each option of the plan).
+//! itself (under override: each option of the plan, also where the program
+//! turned keepalive off).
 //!
 //! `setsockopt` runs before the kernel handles every `setsockopt()` of a
 //! process in the cgroup. For the five keepalive options it records that the
-//! program set them (and SO_KEEPALIVE's value); an SO_KEEPALIVE=0 takes back
-//! what we set; under override it rewrites the program's value
-//! for an option we set to ours. The storage is cloned into accepted
+//! program set them (and SO_KEEPALIVE's value), unless the kernel will refuse
+//! the call; an SO_KEEPALIVE=0 takes back what we set; under override it
+//! rewrites the program's value for an option we set to ours, SO_KEEPALIVE=0
+//! included. The storage is cloned into accepted
 //! sockets, so a listener's record is its connections' record.
 
 mod setsockopt;
@@ -112,9 +114,12 @@ mod tests {
         // About 35 instructions per rule slot plus the frame.
         assert!(ops.len() < 4096, "{}", ops.len());
         assert_eq!(ops.last().unwrap().code, 0x95, "ends with exit");
+        // About 260 with the undo: five option blocks, their range checks,
+        // the undo's four helper calls and the override of SO_KEEPALIVE=0.
+        // A bound to notice growth, far below the verifier's 4096.
         for undo in [true, false] {
             let set = setsockopt(fake_fd(), undo);
-            assert!(set.len() < 256, "{}", set.len());
+            assert!(set.len() < 320, "{}", set.len());
         }
     }
 

@@ -44,15 +44,22 @@ pub fn setsockopt(shared: BorrowedFd<'_>, undo: bool) -> Vec<Insn> {
         a.bind(block);
         socket_record(&mut a, shared, SOCKOPT_SK, done);
         a.mov(R9, R0);
-        a.load(Size::W, R7, R9, record::OWNER);
-        a.alu_imm(Alu::Or, R7, bit as i32);
-        a.store(Size::W, R9, record::OWNER, R7);
-        // r2 = the program's int value, or done if it passed none.
+        // r2 = where the program's int value is, or done if it passed none.
+        // The kernel gives us at least 16 bytes of optval whatever the
+        // caller passed, so a short optlen shows only in optlen.
+        a.load(Size::W, R3, R6, SOCKOPT_OPTLEN);
+        a.jump32_imm(Cond::Lt, R3, 4, done);
         a.load(Size::Dw, R2, R6, SOCKOPT_OPTVAL);
         a.mov(R3, R2);
         a.alu_imm(Alu::Add, R3, 4);
         a.load(Size::Dw, R4, R6, SOCKOPT_OPTVAL_END);
         a.jump_reg(Cond::Gt, R3, R4, done);
+        refused_value(&mut a, index, done);
+        // Only a call the kernel will take is the program's choice, as in
+        // the library (which records calls that returned 0).
+        a.load(Size::W, R7, R9, record::OWNER);
+        a.alu_imm(Alu::Or, R7, bit as i32);
+        a.store(Size::W, R9, record::OWNER, R7);
         if bit == KEEPALIVE_BIT {
             keepalive_value(&mut a, undo, done);
         } else {
@@ -80,20 +87,50 @@ pub fn setsockopt(shared: BorrowedFd<'_>, undo: bool) -> Vec<Insn> {
     a.finish()
 }
 
+/// Goto `done` if the value at r2 is out of the kernel's range for
+/// `OPTIONS[index]` (it answers EINVAL): the timers' bounds of
+/// net/ipv4/tcp.c, and a user timeout must not be negative. SO_KEEPALIVE
+/// takes any int. One unsigned compare: value - low > high - low.
+fn refused_value(a: &mut Asm, index: usize, done: Label) {
+    use Reg::*;
+    let (low, high): (i32, i32) = match OPTIONS[index].1 {
+        libc::TCP_KEEPIDLE | libc::TCP_KEEPINTVL => (1, 32767), // MAX_TCP_KEEP*
+        libc::TCP_KEEPCNT => (1, 127),                          // MAX_TCP_KEEPCNT
+        libc::TCP_USER_TIMEOUT => (0, i32::MAX),
+        _ => return, // SO_KEEPALIVE
+    };
+    a.load(Size::W, R3, R2, 0);
+    a.alu_imm(Alu::Add, R3, -low);
+    a.jump32_imm(Cond::Gt, R3, (high - low) as u32, done);
+}
+
 /// SO_KEEPALIVE with its value at r2: recorded in r7 (the owner word, then
 /// stored); turned off, what we set is taken back, as the library does:
 /// the timers' values before ours, and no user timeout (ours would end an
-/// idle connection the program no longer probes).
+/// idle connection the program no longer probes). Under override it is not
+/// turned off: the call sets ours.
 fn keepalive_value(a: &mut Asm, undo: bool, done: Label) {
     use Reg::*;
-    let off = a.label();
-    a.load(Size::W, R2, R2, 0);
-    a.jump32_imm(Cond::Eq, R2, 0, off);
+    let (off, taken_back) = (a.label(), a.label());
+    a.load(Size::W, R3, R2, 0);
+    a.jump32_imm(Cond::Eq, R3, 0, off);
     a.alu_imm(Alu::Or, R7, record::OWNER_KEEPALIVE_ON as i32);
     a.store(Size::W, R9, record::OWNER, R7);
     a.goto(done);
 
+    // Under override, with keepalive ours, the call sets ours (1) instead,
+    // as the library sets it again right after the program's call.
     a.bind(off);
+    a.load(Size::W, R3, R9, record::STATE);
+    a.alu_imm(Alu::And, R3, record::OVERRIDDEN as i32);
+    a.jump32_imm(Cond::Eq, R3, 0, taken_back);
+    a.load(Size::W, R3, R9, record::OURS);
+    a.alu_imm(Alu::And, R3, KEEPALIVE_BIT as i32);
+    a.jump32_imm(Cond::Eq, R3, 0, taken_back);
+    a.store_imm(Size::W, R2, 0, 1);
+    a.goto(done);
+
+    a.bind(taken_back);
     a.alu_imm(Alu::And, R7, !(record::OWNER_KEEPALIVE_ON as i32));
     a.store(Size::W, R9, record::OWNER, R7);
     if !undo {

@@ -71,14 +71,6 @@ pub fn sock_ops(config: BorrowedFd<'_>, shared: BorrowedFd<'_>) -> Vec<Insn> {
     a.jump32_imm(Cond::Set, R2, record::DECIDED, done);
     a.alu_imm(Alu::Or, R2, record::DECIDED as i32);
     a.store(Size::W, R9, record::STATE, R2);
-    // The program turned keepalive off itself: nothing of ours.
-    a.load(Size::W, R2, R9, record::OWNER);
-    a.alu_imm(
-        Alu::And,
-        R2,
-        (KEEPALIVE_BIT | record::OWNER_KEEPALIVE_ON) as i32,
-    );
-    a.jump32_imm(Cond::Eq, R2, KEEPALIVE_BIT, done);
 
     // r8 = the settings (entry 0 of the array map).
     a.store_imm(Size::W, Fp, KEY, 0);
@@ -97,6 +89,7 @@ pub fn sock_ops(config: BorrowedFd<'_>, shared: BorrowedFd<'_>) -> Vec<Insn> {
     let apply = a.label();
     first_matching_rule(&mut a, apply);
     a.bind(apply);
+    turned_off_by_the_program(&mut a, done);
     chosen_where_unseen(&mut a, done);
     set_options(&mut a);
 
@@ -104,6 +97,23 @@ pub fn sock_ops(config: BorrowedFd<'_>, shared: BorrowedFd<'_>) -> Vec<Insn> {
     a.mov_imm(R0, 1);
     a.exit();
     a.finish()
+}
+
+/// The program turned keepalive off itself: nothing of ours, unless the
+/// plan at r8 overrides (then our values win over that choice too).
+fn turned_off_by_the_program(a: &mut Asm, done: Label) {
+    use Reg::*;
+    let judged = a.label();
+    a.load(Size::W, R2, R8, maps::PLAN_FLAGS);
+    a.jump32_imm(Cond::Set, R2, maps::OVERRIDE, judged);
+    a.load(Size::W, R2, R9, record::OWNER);
+    a.alu_imm(
+        Alu::And,
+        R2,
+        (KEEPALIVE_BIT | record::OWNER_KEEPALIVE_ON) as i32,
+    );
+    a.jump32_imm(Cond::Eq, R2, KEEPALIVE_BIT, done);
+    a.bind(judged);
 }
 
 /// Unless the plan overrides or the program's own SO_KEEPALIVE call is
