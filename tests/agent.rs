@@ -724,12 +724,13 @@ fn attach_on_the_node_cgroup_is_left_alone() {
     node.attach(&["--idle", "45"]);
     let expected = "keepalive=1 idle=45 intvl=75 cnt=9 user_timeout=0";
     let agent = Agent::start(&node.path, &["--idle", "60"]);
-    agent.wait_line(&["not configured", "node default", "left alone"]);
+    // The kernel's outcome first: the user's 45 decides, not the agent's 60.
     assert_seen(
         &workload(&node.child("during"), &[]),
         expected,
         "agent running",
     );
+    agent.wait_line(&["not configured", "node default", "left alone"]);
     let (code, log) = agent.stop();
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(attached(&node.path), 2, "{log}");
@@ -753,14 +754,17 @@ fn attach_on_a_workload_cgroup_is_left_alone() {
     holder.args(["sleep", "25"]);
     work.enter(&mut holder);
     let _holder = Process::spawn(holder, "workload");
-    let line = agent.wait_line(&["not configured", &format!("{}:", work.path.display())]);
-    assert!(
-        line.contains("left alone: keepalive --attach's attachment"),
-        "{line}"
-    );
+    // Once the agent has seen the workload (whatever it did), the kernel's
+    // outcome first: the user's 45 decides, not the workload's 50.
+    let line = agent.wait_line(&["configured", &format!("{}:", work.path.display())]);
     let expected = "keepalive=1 idle=45 intvl=75 cnt=9 user_timeout=0";
     let probe_in_work = || run_workload(&work, &[], &probe(), false);
     assert_seen(&probe_in_work(), expected, "agent running");
+    assert!(
+        line.contains("not configured")
+            && line.contains("left alone: keepalive --attach's attachment"),
+        "{line}"
+    );
     assert_eq!(agent.count(), 1, "the node default only");
     let (code, log) = agent.stop();
     assert_eq!(code, Some(0), "{log}");
