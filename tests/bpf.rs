@@ -332,6 +332,9 @@ fn in_both_modes(options: &[&str], words: &[&str], expected: &str, label: &str) 
         let mut cmd = keepalive();
         if bpf {
             cmd.arg("--bpf");
+        } else {
+            // This test's debug command has no library beside it.
+            cmd.env("KEEPALIVE_LIB", common::library());
         }
         cmd.args(options).arg("--").arg(dynamic_probe());
         cmd.args(["connect", "127.0.0.1", &port.to_string(), HOLD])
