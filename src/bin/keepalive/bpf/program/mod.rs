@@ -27,7 +27,7 @@ mod sock_ops;
 pub use setsockopt::setsockopt;
 pub use sock_ops::sock_ops;
 
-use super::asm::{Asm, Cond, Helper, Label, Reg, Size};
+use super::asm::{Alu, Asm, Cond, Helper, Label, Reg, Size};
 use super::record;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -52,6 +52,19 @@ fn socket_record(a: &mut Asm, shared: BorrowedFd<'_>, sk_offset: i16, done: Labe
     a.mov_imm(R4, SK_STORAGE_GET_F_CREATE);
     a.call(Helper::SkStorageGet);
     a.jump_imm(Cond::Eq, R0, 0, done);
+}
+
+/// bpf_getsockopt or bpf_setsockopt (`helper`) of `level`/`name` on the
+/// socket already in r1, through the 4-byte stack slot at `slot`; r0 = its
+/// result.
+fn sockopt_call(a: &mut Asm, helper: Helper, level: i32, name: i32, slot: i16) {
+    use Reg::*;
+    a.mov_imm(R2, level);
+    a.mov_imm(R3, name);
+    a.mov(R4, Fp);
+    a.alu_imm(Alu::Add, R4, slot.into());
+    a.mov_imm(R5, 4);
+    a.call(helper);
 }
 
 /// The BTF the socket storage map needs: `int` for its key, an array of

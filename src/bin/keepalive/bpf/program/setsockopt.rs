@@ -2,7 +2,7 @@
 //! options, takes ours back on SO_KEEPALIVE=0, rewrites under override
 //! (see `program/mod.rs`).
 
-use super::{socket_record, KEEPALIVE_BIT, OPTION_VALUE, TIMERS};
+use super::{socket_record, sockopt_call, KEEPALIVE_BIT, OPTION_VALUE, TIMERS};
 use crate::bpf::asm::{Alu, Asm, Cond, Helper, Insn, Label, Reg, Size};
 use crate::bpf::maps::OPTIONS;
 use crate::bpf::record;
@@ -155,12 +155,7 @@ fn keepalive_value(a: &mut Asm, undo: bool, done: Label) {
         }
         a.load(Size::Dw, R1, R6, SOCKOPT_SK);
         a.jump_imm(Cond::Eq, R1, 0, done);
-        a.mov_imm(R2, level);
-        a.mov_imm(R3, name);
-        a.mov(R4, Fp);
-        a.alu_imm(Alu::Add, R4, OPTION_VALUE.into());
-        a.mov_imm(R5, 4);
-        a.call(Helper::Setsockopt);
+        sockopt_call(a, Helper::Setsockopt, level, name, OPTION_VALUE);
         a.jump_imm(Cond::Ne, R0, 0, next);
         a.load(Size::W, R2, R9, record::OURS);
         a.alu_imm(Alu::And, R2, !(1 << bit));

@@ -2,7 +2,7 @@
 //! cgroup, unless an attachment of ours further down already did, and sets
 //! the chosen plan's options (see `program/mod.rs`).
 
-use super::{socket_record, KEEPALIVE_BIT, OPTION_VALUE, TIMERS};
+use super::{socket_record, sockopt_call, KEEPALIVE_BIT, OPTION_VALUE, TIMERS};
 use crate::bpf::asm::{Alu, Asm, Cond, Helper, Insn, Label, Reg, Size};
 use crate::bpf::maps::{self, OPTIONS};
 use crate::bpf::record;
@@ -131,12 +131,13 @@ fn chosen_where_unseen(a: &mut Asm, done: Label) {
     // cannot tell, and go on.
     a.store_imm(Size::W, Fp, OPTION_VALUE, 0);
     a.mov(R1, R6);
-    a.mov_imm(R2, libc::SOL_SOCKET);
-    a.mov_imm(R3, libc::SO_KEEPALIVE);
-    a.mov(R4, Fp);
-    a.alu_imm(Alu::Add, R4, OPTION_VALUE.into());
-    a.mov_imm(R5, 4);
-    a.call(Helper::Getsockopt);
+    sockopt_call(
+        a,
+        Helper::Getsockopt,
+        libc::SOL_SOCKET,
+        libc::SO_KEEPALIVE,
+        OPTION_VALUE,
+    );
     a.jump_imm(Cond::Ne, R0, 0, judged);
     a.load(Size::W, R2, Fp, OPTION_VALUE);
     a.jump32_imm(Cond::Ne, R2, 0, done);
@@ -223,12 +224,7 @@ fn previous_value(a: &mut Asm, bit: usize, level: i32, name: i32) {
     use Reg::*;
     let unknown = a.label();
     a.mov(R1, R6);
-    a.mov_imm(R2, level);
-    a.mov_imm(R3, name);
-    a.mov(R4, Fp);
-    a.alu_imm(Alu::Add, R4, PREVIOUS_VALUE.into());
-    a.mov_imm(R5, 4);
-    a.call(Helper::Getsockopt);
+    sockopt_call(a, Helper::Getsockopt, level, name, PREVIOUS_VALUE);
     a.jump_imm(Cond::Ne, R0, 0, unknown);
     a.load(Size::W, R2, Fp, PREVIOUS_VALUE);
     a.store(Size::W, R9, record::PREVIOUS + 4 * (bit as i16 - 1), R2);
@@ -259,12 +255,7 @@ fn set_options(a: &mut Asm) {
         a.load(Size::W, R2, R8, maps::PLAN_VALUES + 4 * bit as i16);
         a.store(Size::W, Fp, OPTION_VALUE, R2);
         a.mov(R1, R6);
-        a.mov_imm(R2, level);
-        a.mov_imm(R3, name);
-        a.mov(R4, Fp);
-        a.alu_imm(Alu::Add, R4, OPTION_VALUE.into());
-        a.mov_imm(R5, 4);
-        a.call(Helper::Setsockopt);
+        sockopt_call(a, Helper::Setsockopt, level, name, OPTION_VALUE);
         a.jump_imm(Cond::Ne, R0, 0, skip);
         a.load(Size::W, R2, Fp, OPTION_VALUE);
         a.store(Size::W, R9, record::VALUES + 4 * bit as i16, R2);
