@@ -120,16 +120,9 @@ run_variant() { # variant
     esac
 }
 variants=(outside attach agent-node agent-own)
-results="$work/agent-results"
-: >"$results"
-for round in $(seq 1 "$rounds"); do
-    for k in "${!variants[@]}"; do
-        variant=${variants[$(((k + round) % ${#variants[@]}))]}
-        echo "$variant $round $(run_variant "$variant")" >>"$results"
-    done
-done
-median() { awk -v v="$1" '$1 == v { print $3 }' "$results" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-ratio() { awk -v n="$(median "$1")" -v d="$(median "$2")" 'BEGIN { printf "%.3f", n / d }'; }
+# shellcheck source=scripts/bench-rounds.sh
+. "$root/scripts/bench-rounds.sh"
+interleave "$work/agent-results" "$rounds" "${variants[@]}"
 
 configured=$(grep -c '^keepalive: agent: configured .*/c[0-9]' "$log" || true)
 

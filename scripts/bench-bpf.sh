@@ -54,23 +54,9 @@ run_variant() { # variant
 }
 
 variants=(outside floor inside inside-override inside-64-rules)
-results="$work/bpf-results"
-: >"$results"
-for round in $(seq 1 "$rounds"); do
-    for k in "${!variants[@]}"; do
-        variant=${variants[$(((k + round) % ${#variants[@]}))]}
-        echo "$variant $round $(run_variant "$variant")" >>"$results"
-    done
-done
-
-median() { # variant
-    awk -v v="$1" '$1 == v { print $3 }' "$results" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
-}
-# The ratio of the two medians printed beside it, as in bench.sh: one
-# method, so a row's time and ratio never disagree.
-ratio() { # variant base
-    awk -v n="$(median "$1")" -v d="$(median "$2")" 'BEGIN { printf "%.3f", n / d }'
-}
+# shellcheck source=scripts/bench-rounds.sh
+. "$root/scripts/bench-rounds.sh"
+interleave "$work/bpf-results" "$rounds" "${variants[@]}"
 
 echo "| loopback connect+accept+close, $pairs pairs x $rounds rounds | ns/pair | vs outside |"
 echo "|---|---|---|"
