@@ -495,19 +495,7 @@ fn tarball_holds_the_shipped_files_and_installs_with_its_install_sh() {
     }
     // The installed command finds the installed library and runs a program.
     let keepalive = destdir.join("opt/keepalive/bin/keepalive");
-    let mut cmd = command(&keepalive, false, &[]);
-    cmd.env_remove("KEEPALIVE_LIB").args([
-        "--idle",
-        "43",
-        "--",
-        c_program("sockprobe").to_str().unwrap(),
-        "socket",
-        "inet",
-        "stream",
-        "0",
-    ]);
-    let out = run(cmd, DEADLINE);
-    assert!(stdout(&out).contains("keepalive=1 idle=43"), "{out:?}");
+    assert_installed_command_configures_a_socket(&keepalive, "43");
 }
 
 #[test]
@@ -559,10 +547,22 @@ fn rpm_lists_its_files_and_installs_into_a_test_root() {
     // The installed command finds the installed library (through the
     // /usr/lib link) and the library configures a socket.
     let keepalive = scratch.0.join("usr/bin/keepalive");
-    let mut cmd = command(&keepalive, false, &[]);
+    assert_installed_command_configures_a_socket(&keepalive, "44");
+    check("rpm", &["--root", root, "-e", "keepalive"]);
+    for file in files {
+        let path = scratch.0.join(file.trim_start_matches('/'));
+        assert!(path.symlink_metadata().is_err(), "{file} left after rpm -e");
+    }
+}
+
+/// The installed `keepalive` (no KEEPALIVE_LIB: it must find the installed
+/// library itself) runs the socket probe with `--idle IDLE`, and the probe's
+/// socket has that idle.
+fn assert_installed_command_configures_a_socket(keepalive: &Path, idle: &str) {
+    let mut cmd = command(keepalive, false, &[]);
     cmd.env_remove("KEEPALIVE_LIB").args([
         "--idle",
-        "44",
+        idle,
         "--",
         c_program("sockprobe").to_str().unwrap(),
         "socket",
@@ -571,10 +571,8 @@ fn rpm_lists_its_files_and_installs_into_a_test_root() {
         "0",
     ]);
     let out = run(cmd, DEADLINE);
-    assert!(stdout(&out).contains("keepalive=1 idle=44"), "{out:?}");
-    check("rpm", &["--root", root, "-e", "keepalive"]);
-    for file in files {
-        let path = scratch.0.join(file.trim_start_matches('/'));
-        assert!(path.symlink_metadata().is_err(), "{file} left after rpm -e");
-    }
+    assert!(
+        stdout(&out).contains(&format!("keepalive=1 idle={idle}")),
+        "{out:?}"
+    );
 }
